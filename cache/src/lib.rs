@@ -1,0 +1,6 @@
+//! strata-cache: everything strata keeps on disk between builds.
+//!
+//! It will own the content store (`blobs/sha256/<hex>`, written atomically and
+//! verified), snapshots (one directory per layer, stacked with overlayfs), the
+//! cache index (cache key → result), build-context hashing with `.dockerignore`
+//! matching, usage reports and pruning, and the remote cache.
