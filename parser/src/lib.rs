@@ -6,8 +6,10 @@
 //! nodes into a typed [`Dockerfile`]. Shell-word expansion lives in [`shell`]
 //! and is called later by the solver with the scope it knows.
 
+pub mod error;
 pub mod node;
 pub mod span;
 
+pub use error::ParseError;
 pub use node::{Directive, Heredoc, Node, NodeTree, Warning, Word};
 pub use span::Span;
