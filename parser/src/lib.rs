@@ -6,10 +6,14 @@
 //! nodes into a typed [`Dockerfile`]. Shell-word expansion lives in [`shell`]
 //! and is called later by the solver with the scope it knows.
 
+pub mod dump;
 pub mod error;
 pub mod node;
+pub mod raw;
 pub mod span;
 
+pub use dump::dump;
 pub use error::ParseError;
 pub use node::{Directive, Heredoc, Node, NodeTree, Warning, Word};
+pub use raw::parse_nodes;
 pub use span::Span;
