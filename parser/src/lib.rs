@@ -8,12 +8,17 @@
 
 pub mod dump;
 pub mod error;
+pub mod instruction;
 pub mod node;
 pub mod raw;
+pub mod shell;
 pub mod span;
+mod typed;
 
 pub use dump::dump;
-pub use error::ParseError;
+pub use error::{ParseError, render};
+pub use instruction::*;
 pub use node::{Directive, Heredoc, Node, NodeTree, Warning, Word};
 pub use raw::parse_nodes;
 pub use span::Span;
+pub use typed::parse;

@@ -1,0 +1,128 @@
+//! Plain progress output (`--progress=plain`): BuildKit-like lines.
+//!
+//! ```text
+//! #1 [build 2/3] RUN make
+//! #1 0.215 compiling...
+//! #1 DONE 1.2s
+//! ```
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::time::Instant;
+
+use strata_solver::VertexId;
+use strata_solver::progress::ProgressEvent;
+
+/// Renders progress events as plain text lines on `out`.
+pub struct PlainRenderer<W: Write> {
+    out: W,
+    /// Step number (`#N`) and start time of each vertex seen so far.
+    steps: HashMap<VertexId, (usize, Instant)>,
+}
+
+impl<W: Write> PlainRenderer<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            steps: HashMap::new(),
+        }
+    }
+
+    fn step(&mut self, vertex: VertexId) -> (usize, Instant) {
+        let next = self.steps.len() + 1;
+        *self
+            .steps
+            .entry(vertex)
+            .or_insert_with(|| (next, Instant::now()))
+    }
+
+    /// Writes the lines for one event.
+    pub fn render(&mut self, event: &ProgressEvent) -> io::Result<()> {
+        match event {
+            ProgressEvent::VertexStarted { vertex, name } => {
+                let (n, _) = self.step(*vertex);
+                writeln!(self.out, "#{n} {name}")
+            }
+            ProgressEvent::VertexCached { vertex, name } => {
+                let (n, _) = self.step(*vertex);
+                writeln!(self.out, "#{n} {name}")?;
+                writeln!(self.out, "#{n} CACHED")
+            }
+            ProgressEvent::Log { vertex, line, .. } => {
+                let (n, start) = self.step(*vertex);
+                let t = start.elapsed().as_secs_f64();
+                write!(self.out, "#{n} {t:.3} ")?;
+                self.out.write_all(line)?;
+                writeln!(self.out)
+            }
+            ProgressEvent::VertexDone { vertex, elapsed } => {
+                let (n, _) = self.step(*vertex);
+                writeln!(self.out, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
+            }
+            ProgressEvent::VertexFailed { vertex, error, .. } => {
+                let (n, _) = self.step(*vertex);
+                writeln!(self.out, "#{n} ERROR: {error}")
+            }
+        }
+    }
+
+    /// Gives the writer back.
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, mpsc};
+    use std::time::Duration;
+    use strata_solver::graph::{EdgeRole, Input};
+    use strata_solver::schedule::Job;
+    use strata_solver::{BuildGraph, Executor, Op, OpError, ProgressSink, Scheduler};
+
+    /// Produces real vertex ids and events through the scheduler.
+    struct Echo;
+    impl Executor for Echo {
+        type Output = ();
+        fn execute(&self, job: Job<()>) -> Result<(), OpError> {
+            job.log
+                .line(strata_solver::progress::Stream::Stdout, b"hello");
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn renders_plain_lines() -> Result<(), Box<dyn std::error::Error>> {
+        let mut g = BuildGraph::new();
+        let s = g.add(Op::SourceScratch, "[1/2] FROM scratch", vec![])?;
+        let t = g.add(
+            Op::SourceScratch,
+            "[2/2] RUN echo hello",
+            vec![Input {
+                vertex: s,
+                role: EdgeRole::Parent,
+            }],
+        )?;
+        let (tx, rx) = mpsc::channel();
+        Scheduler::new(1, ProgressSink::new(tx)).run(&g, &[t], Arc::new(Echo))?;
+        let mut r = PlainRenderer::new(Vec::new());
+        for e in rx.try_iter() {
+            r.render(&e)?;
+        }
+        r.render(&ProgressEvent::VertexDone {
+            vertex: t,
+            elapsed: Duration::from_millis(1234),
+        })?;
+        let text = String::from_utf8(r.into_inner())?;
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "#1 [1/2] FROM scratch");
+        assert!(lines[1].starts_with("#1 0.") && lines[1].ends_with(" hello"));
+        assert!(lines[2].starts_with("#1 DONE "));
+        assert_eq!(lines[3], "#2 [2/2] RUN echo hello");
+        assert_eq!(lines.last().copied(), Some("#2 DONE 1.2s"));
+        Ok(())
+    }
+}

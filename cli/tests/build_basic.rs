@@ -1,0 +1,104 @@
+//! `strata build` through the real binary, on the fixture contexts that need
+//! no sandbox and no base image, plus the error paths.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dockerfiles")
+}
+
+fn strata(root: &Path, args: &[&str]) -> Result<Output, std::io::Error> {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("STRATA_ROOT", root)
+        .args(args)
+        .output()
+}
+
+type R = Result<(), Box<dyn std::error::Error>>;
+
+#[test]
+fn scratch_copy_build_succeeds() -> R {
+    let root = tempfile::tempdir()?;
+    let ctx = fixtures().join("scratch-copy");
+    let ctx = ctx.to_str().ok_or("non-UTF-8 path")?;
+    let out = strata(root.path(), &["build", "--progress=plain", ctx])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("#1 [build 1/2] FROM scratch AS build"),
+        "{err}"
+    );
+    assert!(
+        err.contains("COPY --from=build /out/a.txt copied.txt"),
+        "{err}"
+    );
+    assert!(err.contains(" DONE "), "{err}");
+    Ok(())
+}
+
+#[test]
+fn dockerfile_error_exits_2() -> R {
+    let root = tempfile::tempdir()?;
+    let ctx = fixtures().join("syntax-error");
+    let out = strata(root.path(), &["build", ctx.to_str().ok_or("path")?])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn bad_usage_exits_2() -> R {
+    let root = tempfile::tempdir()?;
+    let out = strata(root.path(), &["build", "--network=bogus", "."])?;
+    assert_eq!(out.status.code(), Some(2));
+    let out = strata(root.path(), &["build", "--no-such-flag", "."])?;
+    assert_eq!(out.status.code(), Some(2));
+    Ok(())
+}
+
+#[test]
+fn failing_step_exits_1_naming_it() -> R {
+    let root = tempfile::tempdir()?;
+    let ctx = fixtures().join("scratch-copy");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("STRATA_ROOT", root.path())
+        .args(["build", "-f", "-", ctx.to_str().ok_or("path")?])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(b"FROM scratch\nCOPY missing.txt /\n")?;
+            }
+            child.wait_with_output()
+        })?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("step [stage-0 2/2] COPY missing.txt /"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_component_exits_3() -> R {
+    let root = tempfile::tempdir()?;
+    let ctx = fixtures().join("run-output");
+    let out = strata(
+        root.path(),
+        &[
+            "build",
+            "--build-context",
+            "busybox=oci-layout:///nonexistent:busybox",
+            ctx.to_str().ok_or("path")?,
+        ],
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("FROM busybox"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Build arguments and the ARG/ENV scope of a stage, with Docker's rules:
+//!
+//! - ARGs declared before the first FROM are *global*: usable in FROM lines,
+//!   and inside a stage only once re-declared there (`ARG NAME` picks up the
+//!   global value).
+//! - `--build-arg` overrides any declared ARG's default; an undeclared one is
+//!   not visible, except the predefined proxy ARGs.
+//! - The platform ARGs (TARGETPLATFORM, BUILDARCH, ...) are global ARGs that
+//!   every build defines.
+//! - ENV wins over an ARG of the same name; both reach RUN's environment, only
+//!   ENV reaches the image config.
+//!
+//! Word expansion itself lives in the parser's shell module; this module only
+//! holds values, already expanded by `lower`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Mutex;
+
+/// ARGs usable in every stage without declaration, when given with `--build-arg`.
+pub const PROXY_ARGS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// An OS/architecture/variant triple, as in `linux/arm64/v8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// e.g. `linux`.
+    pub os: String,
+    /// GOARCH spelling, e.g. `amd64`, `arm64`.
+    pub arch: String,
+    /// e.g. `v7`; empty when none.
+    pub variant: String,
+}
+
+/// A platform string that does not have the `os/arch[/variant]` shape.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
+pub struct PlatformError(pub String);
+
+impl Platform {
+    /// The platform this process runs on, in GOARCH spelling.
+    pub fn host() -> Self {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            "riscv64" => "riscv64",
+            "s390x" => "s390x",
+            "arm" => "arm",
+            other => other,
+        };
+        let variant = match arch {
+            "arm" => "v7",
+            _ => "",
+        };
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            arch: arch.to_string(),
+            variant: variant.to_string(),
+        }
+    }
+
+    /// Parses `os/arch[/variant]`.
+    pub fn parse(s: &str) -> Result<Self, PlatformError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: os.to_lowercase(),
+                arch: arch.to_lowercase(),
+                variant: String::new(),
+            }),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Ok(Platform {
+                    os: os.to_lowercase(),
+                    arch: arch.to_lowercase(),
+                    variant: variant.to_lowercase(),
+                })
+            }
+            _ => Err(PlatformError(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.variant.is_empty() {
+            write!(f, "{}/{}", self.os, self.arch)
+        } else {
+            write!(f, "{}/{}/{}", self.os, self.arch, self.variant)
+        }
+    }
+}
+
+/// The platform ARGs BuildKit predefines, for a build on `build` targeting `target`.
+pub fn platform_args(build: &Platform, target: &Platform) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (prefix, p) in [("BUILD", build), ("TARGET", target)] {
+        out.push((format!("{prefix}PLATFORM"), p.to_string()));
+        out.push((format!("{prefix}OS"), p.os.clone()));
+        out.push((format!("{prefix}ARCH"), p.arch.clone()));
+        out.push((format!("{prefix}VARIANT"), p.variant.clone()));
+    }
+    out
+}
+
+/// The `--build-arg` values of a build, remembering which ones were used so
+/// the cli can warn about the others as docker does.
+#[derive(Debug, Default)]
+pub struct BuildArgs {
+    given: BTreeMap<String, String>,
+    consumed: Mutex<BTreeSet<String>>,
+}
+
+/// A `--build-arg` that is not `NAME=value` or `NAME`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid build argument {0:?}: expected NAME=value")]
+pub struct BuildArgError(pub String);
+
+impl BuildArgs {
+    /// From `NAME=value` strings. A bare `NAME` takes its value from this
+    /// process's environment, and is skipped when unset (docker's behaviour).
+    pub fn parse<I, S>(items: I) -> Result<Self, BuildArgError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut given = BTreeMap::new();
+        for item in items {
+            let item = item.as_ref();
+            match item.split_once('=') {
+                Some((k, v)) if !k.is_empty() => {
+                    given.insert(k.to_string(), v.to_string());
+                }
+                None if !item.is_empty() => {
+                    if let Ok(v) = std::env::var(item) {
+                        given.insert(item.to_string(), v);
+                    }
+                }
+                _ => return Err(BuildArgError(item.to_string())),
+            }
+        }
+        Ok(BuildArgs {
+            given,
+            consumed: Mutex::default(),
+        })
+    }
+
+    /// The value given for `name`, marking it used.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let v = self.given.get(name)?;
+        if let Ok(mut c) = self.consumed.lock() {
+            c.insert(name.to_string());
+        }
+        Some(v)
+    }
+
+    /// Given build args that no ARG declared (proxy ARGs excepted), sorted.
+    pub fn unconsumed(&self) -> Vec<String> {
+        let consumed = self.consumed.lock().map(|c| c.clone()).unwrap_or_default();
+        self.given
+            .keys()
+            .filter(|k| !consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Proxy ARGs given on the command line, visible to RUN without declaration.
+    fn proxies(&self) -> Vec<(String, String)> {
+        PROXY_ARGS
+            .iter()
+            .filter_map(|k| self.given.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect()
+    }
+}
+
+/// The ARGs in force before the first FROM.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalArgs {
+    values: BTreeMap<String, Option<String>>,
+}
+
+impl GlobalArgs {
+    /// Starts with the predefined platform ARGs.
+    pub fn new(predefined: Vec<(String, String)>) -> Self {
+        GlobalArgs {
+            values: predefined.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        }
+    }
+
+    /// `ARG name[=default]` before the first FROM; `default` already expanded
+    /// with [`GlobalArgs::lookup`].
+    pub fn declare(&mut self, args: &BuildArgs, name: &str, default: Option<String>) {
+        let value = args.get(name).map(str::to_string).or(default);
+        self.values.insert(name.to_string(), value);
+    }
+
+    /// The value of a global ARG, for expanding FROM lines and global defaults.
+    pub fn lookup(&self, name: &str) -> Option<&str> {
+        self.values.get(name).and_then(|v| v.as_deref())
+    }
+}
+
+/// The variables of one stage at one point: its ARGs and ENV.
+#[derive(Debug, Clone, Default)]
+pub struct StageScope {
+    /// Declared ARGs with a value, in declaration order.
+    args: Vec<(String, String)>,
+    /// ENV (the base image's, then the stage's), in order of first definition.
+    env: Vec<(String, String)>,
+    proxies: Vec<(String, String)>,
+}
+
+impl StageScope {
+    /// A stage starting from a base image whose config has `base_env`
+    /// (`KEY=value` strings).
+    pub fn new(args: &BuildArgs, base_env: &[String]) -> Self {
+        let env = base_env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
+        StageScope {
+            args: Vec::new(),
+            env,
+            proxies: args.proxies(),
+        }
+    }
+
+    /// `ARG name[=default]` inside the stage; `default` already expanded with
+    /// [`StageScope::lookup`].
+    pub fn declare_arg(
+        &mut self,
+        args: &BuildArgs,
+        globals: &GlobalArgs,
+        name: &str,
+        default: Option<String>,
+    ) {
+        let value = args
+            .get(name)
+            .map(str::to_string)
+            .or(default)
+            .or_else(|| globals.lookup(name).map(str::to_string));
+        self.args.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            self.args.push((name.to_string(), v));
+        }
+    }
+
+    /// `ENV key=value`, value already expanded.
+    pub fn set_env(&mut self, key: &str, value: String) {
+        match self.env.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.env.push((key.to_string(), value)),
+        }
+    }
+
+    /// The value of a variable for word expansion: ENV first, then ARG.
+    pub fn lookup(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .or_else(|| self.args.iter().find(|(k, _)| k == name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The image config's `Env`: ENV only.
+    pub fn image_env(&self) -> Vec<String> {
+        self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// The environment of a RUN: proxies, then ARGs not shadowed by ENV, then ENV.
+    pub fn run_env(&self) -> Vec<String> {
+        let shadowed = |k: &str| self.env.iter().any(|(e, _)| e == k);
+        let mut out: Vec<String> = Vec::new();
+        for (k, v) in self.proxies.iter().chain(self.args.iter()) {
+            if !shadowed(k)
+                && !out
+                    .iter()
+                    .any(|s| s.split_once('=').map(|p| p.0) == Some(k))
+            {
+                out.push(format!("{k}={v}"));
+            }
+        }
+        out.extend(self.image_env());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(items: &[&str]) -> BuildArgs {
+        BuildArgs::parse(items.iter().copied()).unwrap_or_default()
+    }
+
+    #[test]
+    fn platform_parse_and_display() {
+        let p = Platform::parse("linux/arm/v7").ok();
+        assert_eq!(p.map(|p| p.to_string()).as_deref(), Some("linux/arm/v7"));
+        assert!(Platform::parse("linux").is_err());
+        assert!(Platform::parse("linux//v7").is_err());
+        let args = platform_args(&Platform::host(), &Platform::host());
+        assert!(args.iter().any(|(k, _)| k == "TARGETARCH"));
+        assert!(args.iter().any(|(k, _)| k == "BUILDPLATFORM"));
+    }
+
+    #[test]
+    fn global_args_need_redeclaration_in_a_stage() {
+        let a = args(&["VERSION=2"]);
+        let mut g = GlobalArgs::new(vec![("TARGETOS".into(), "linux".into())]);
+        g.declare(&a, "VERSION", Some("1".into()));
+        g.declare(&a, "BASE", Some("alpine".into()));
+        assert_eq!(g.lookup("VERSION"), Some("2"));
+        assert_eq!(g.lookup("BASE"), Some("alpine"));
+
+        let mut s = StageScope::new(&a, &[]);
+        assert_eq!(s.lookup("BASE"), None, "not visible before ARG BASE");
+        s.declare_arg(&a, &g, "BASE", None);
+        s.declare_arg(&a, &g, "TARGETOS", None);
+        s.declare_arg(&a, &g, "UNSET", None);
+        assert_eq!(s.lookup("BASE"), Some("alpine"));
+        assert_eq!(s.lookup("TARGETOS"), Some("linux"));
+        assert_eq!(s.run_env(), vec!["BASE=alpine", "TARGETOS=linux"]);
+        assert!(a.unconsumed().is_empty());
+    }
+
+    #[test]
+    fn build_arg_overrides_default_and_env_wins_over_arg() {
+        let a = args(&["X=cli", "UNUSED=1", "HTTP_PROXY=http://p"]);
+        let g = GlobalArgs::default();
+        let mut s = StageScope::new(&a, &["PATH=/bin".into()]);
+        s.declare_arg(&a, &g, "X", Some("default".into()));
+        assert_eq!(s.lookup("X"), Some("cli"));
+        s.set_env("X", "env".into());
+        assert_eq!(s.lookup("X"), Some("env"));
+        assert_eq!(s.image_env(), vec!["PATH=/bin", "X=env"]);
+        assert_eq!(
+            s.run_env(),
+            vec!["HTTP_PROXY=http://p", "PATH=/bin", "X=env"]
+        );
+        assert_eq!(a.unconsumed(), vec!["UNUSED".to_string()]);
+    }
+
+    #[test]
+    fn bad_build_arg_is_rejected() {
+        assert!(BuildArgs::parse(["=x"]).is_err());
+    }
+}

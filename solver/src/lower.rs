@@ -1,0 +1,575 @@
+//! Dockerfile → build graph: the only module of the solver that knows Dockerfiles.
+//!
+//! Every stage becomes a chain of vertices (FROM, then one per RUN, COPY, ADD
+//! and WORKDIR); metadata instructions fold into the stage's [`ImageConfig`].
+//! All stages are lowered; the scheduler runs only what the target needs, so
+//! unused stages are pruned there.
+//!
+//! Not yet: base image configs (needs the cache crate's `read_config`: images
+//! start with an empty config plus the default PATH), content digests of COPY
+//! sources (needs `context::select`), RUN mounts and heredocs, remote ADD.
+
+use strata_parser::shell::{Env, ExpandError, Lexer};
+use strata_parser::{Chmod, Command, CopySpec, Dockerfile, InstructionKind, Span, Stage};
+
+use crate::args::{BuildArgs, GlobalArgs, Platform, StageScope, platform_args};
+use crate::graph::{
+    BuildGraph, Chown, CopyOp, CopySource, EdgeRole, ExecOp, GraphError, ImageSource, Input,
+    MkdirOp, NetworkMode, Op, Selection, VertexId,
+};
+use crate::image::{Healthcheck, ImageConfig, StageConfig};
+use crate::stages::{self, NamedContext, RefError};
+
+/// What `lower` needs besides the Dockerfile.
+#[derive(Debug, Default)]
+pub struct LowerOptions {
+    /// `--build-arg` values.
+    pub build_args: BuildArgs,
+    /// `--target`; the last stage when `None`.
+    pub target: Option<String>,
+    /// `--build-context NAME=...` replacements.
+    pub build_contexts: Vec<NamedContext>,
+    /// `--network` for RUNs without `--network`.
+    pub network: NetworkMode,
+    /// The platform built for; the host's when `None`.
+    pub platform: Option<Platform>,
+}
+
+/// The lowered build.
+#[derive(Debug)]
+pub struct Lowered {
+    /// The graph, with cache keys computed.
+    pub graph: BuildGraph,
+    /// The target stage's last vertex.
+    pub target: VertexId,
+    /// The target stage's image config.
+    pub config: ImageConfig,
+}
+
+/// Why a Dockerfile cannot be lowered; each names the line.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// Variable expansion failed.
+    #[error("line {line}: {source}")]
+    Expand {
+        /// 1-based line.
+        line: u32,
+        /// What failed.
+        #[source]
+        source: ExpandError,
+    },
+    /// A reference (`--target`, `oci-layout://`) is invalid.
+    #[error("line {line}: {source}")]
+    Ref {
+        /// 1-based line (0 for command-line options).
+        line: u32,
+        /// What failed.
+        #[source]
+        source: RefError,
+    },
+    /// A value is invalid (chmod, ...).
+    #[error("line {line}: {message}")]
+    Invalid {
+        /// 1-based line.
+        line: u32,
+        /// One sentence.
+        message: String,
+    },
+    /// An instruction feature strata does not support yet.
+    #[error("line {line}: {what} is not supported yet")]
+    Unsupported {
+        /// 1-based line.
+        line: u32,
+        /// The feature.
+        what: String,
+    },
+    /// The Dockerfile has no stage.
+    #[error("the Dockerfile has no FROM instruction")]
+    NoStage,
+    /// Internal graph error.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+}
+
+struct GlobalEnv<'a>(&'a GlobalArgs);
+impl Env for GlobalEnv<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.0.lookup(name)
+    }
+}
+
+struct ScopeEnv<'a>(&'a StageScope);
+impl Env for ScopeEnv<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.0.lookup(name)
+    }
+}
+
+/// A lowered stage: its last vertex and its config.
+struct Done {
+    last: VertexId,
+    config: StageConfig,
+}
+
+struct Lowerer<'a> {
+    src: &'a str,
+    opts: &'a LowerOptions,
+    lexer: Lexer,
+    globals: GlobalArgs,
+    graph: BuildGraph,
+    names: Vec<Option<String>>,
+    done: Vec<Done>,
+}
+
+/// Lowers a parsed Dockerfile (`src` is its text, for step names).
+pub fn lower(df: &Dockerfile, src: &str, opts: &LowerOptions) -> Result<Lowered, LowerError> {
+    if df.stages.is_empty() {
+        return Err(LowerError::NoStage);
+    }
+    let host = Platform::host();
+    let target_platform = opts.platform.clone().unwrap_or_else(|| host.clone());
+    let mut l = Lowerer {
+        src,
+        opts,
+        lexer: Lexer::new(df.escape),
+        globals: GlobalArgs::new(platform_args(&host, &target_platform)),
+        graph: BuildGraph::new(),
+        names: df.stages.iter().map(|s| s.name.clone()).collect(),
+        done: Vec::new(),
+    };
+    for ins in &df.global_args {
+        if let InstructionKind::Arg(decls) = &ins.kind {
+            for d in decls {
+                let default = match &d.default {
+                    Some(w) => Some(l.expand_global(w, ins.span)?),
+                    None => None,
+                };
+                l.globals.declare(&opts.build_args, &d.name, default);
+            }
+        }
+    }
+    let target = stages::target_stage(&l.names, opts.target.as_deref())
+        .map_err(|source| LowerError::Ref { line: 0, source })?;
+    for (i, stage) in df.stages.iter().enumerate() {
+        let done = l.stage(i, stage)?;
+        l.done.push(done);
+        if i == target {
+            break;
+        }
+    }
+    let Some(last) = l.done.get(target) else {
+        return Err(LowerError::NoStage);
+    };
+    let (target_vertex, config) = (last.last, last.config.config.clone());
+    l.graph.compute_keys()?;
+    Ok(Lowered {
+        graph: l.graph,
+        target: target_vertex,
+        config,
+    })
+}
+
+fn parent(v: VertexId) -> Input {
+    Input {
+        vertex: v,
+        role: EdgeRole::Parent,
+    }
+}
+
+impl Lowerer<'_> {
+    fn expand_global(&self, w: &str, span: Span) -> Result<String, LowerError> {
+        self.lexer
+            .process_word(w, &GlobalEnv(&self.globals))
+            .map_err(|source| LowerError::Expand {
+                line: span.line,
+                source,
+            })
+    }
+
+    fn expand(&self, scope: &StageScope, w: &str, span: Span) -> Result<String, LowerError> {
+        self.lexer
+            .process_word(w, &ScopeEnv(scope))
+            .map_err(|source| LowerError::Expand {
+                line: span.line,
+                source,
+            })
+    }
+
+    /// The instruction's first source line, for progress and history.
+    fn text(&self, span: Span) -> String {
+        self.src
+            .get(span.start..span.end)
+            .and_then(|s| s.lines().next())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
+    fn named_context(&self, name: &str) -> Option<ImageSource> {
+        self.opts
+            .build_contexts
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .map(|c| c.source.clone())
+    }
+
+    /// An image reference as a source: a named context, `oci-layout://`, or the store.
+    fn image_source(&self, reference: &str, line: u32) -> Result<ImageSource, LowerError> {
+        if let Some(src) = self.named_context(reference) {
+            return Ok(src);
+        }
+        match stages::parse_oci_layout(reference) {
+            Some(r) => r.map_err(|source| LowerError::Ref { line, source }),
+            None => Ok(ImageSource::Store {
+                reference: reference.to_string(),
+            }),
+        }
+    }
+
+    fn stage(&mut self, index: usize, stage: &Stage) -> Result<Done, LowerError> {
+        let label = stage
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{index}"));
+        let steps = 1 + stage
+            .instructions
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.kind,
+                    InstructionKind::Run { .. }
+                        | InstructionKind::Copy(_)
+                        | InstructionKind::Add(..)
+                        | InstructionKind::Workdir(_)
+                )
+            })
+            .count();
+        let mut step = 1;
+        let mut name = |text: &str| {
+            let n = format!("[{label} {step}/{steps}] {text}");
+            step += 1;
+            n
+        };
+        let base = self.expand_global(&stage.base, stage.span)?;
+        let from_name = name(&self.text(stage.span));
+        let (mut last, mut config) = if self.named_context(&base).is_none()
+            && let Some(i) = stages::resolve_stage(&self.names, index, &base, false)
+            && let Some(d) = self.done.get(i)
+        {
+            (d.last, d.config.clone())
+        } else if base.eq_ignore_ascii_case("scratch") {
+            let v = self.graph.add(Op::SourceScratch, from_name, vec![])?;
+            (v, StageConfig::from_base(ImageConfig::default()))
+        } else {
+            let src = self.image_source(&base, stage.span.line)?;
+            let v = self.graph.add(Op::SourceImage(src), from_name, vec![])?;
+            (v, StageConfig::from_base(ImageConfig::default()))
+        };
+        let mut scope = StageScope::new(&self.opts.build_args, &config.config.env);
+
+        for ins in &stage.instructions {
+            let span = ins.span;
+            let line = span.line;
+            let text = self.text(span);
+            match &ins.kind {
+                InstructionKind::Arg(decls) => {
+                    for d in decls {
+                        let default = match &d.default {
+                            Some(w) => Some(self.expand(&scope, w, span)?),
+                            None => None,
+                        };
+                        scope.declare_arg(&self.opts.build_args, &self.globals, &d.name, default);
+                    }
+                    config.history(format!("ARG {}", arg_text(&text)), true);
+                }
+                InstructionKind::Env(pairs) => {
+                    for (k, v) in pairs {
+                        let k = self.expand(&scope, k, span)?;
+                        let v = self.expand(&scope, v, span)?;
+                        scope.set_env(&k, v.clone());
+                        config.env(&k, &v);
+                    }
+                    config.history(text, true);
+                }
+                InstructionKind::Run {
+                    mounts,
+                    network,
+                    security,
+                    command,
+                    heredocs,
+                } => {
+                    if !mounts.is_empty() {
+                        return unsupported(line, "RUN --mount");
+                    }
+                    if !heredocs.is_empty() {
+                        return unsupported(line, "RUN with a heredoc");
+                    }
+                    if security.is_some() {
+                        return unsupported(line, "RUN --security");
+                    }
+                    let argv = match command {
+                        Command::Exec(argv) => argv.clone(),
+                        Command::Shell(s) => config.shell_form(s),
+                    };
+                    let network = match network.as_ref().map(|f| f.value) {
+                        None => self.opts.network,
+                        Some(strata_parser::NetworkMode::Default) => NetworkMode::Default,
+                        Some(strata_parser::NetworkMode::None) => NetworkMode::None,
+                        Some(strata_parser::NetworkMode::Host) => NetworkMode::Host,
+                    };
+                    let op = Op::Exec(ExecOp {
+                        argv: argv.clone(),
+                        env: scope.run_env(),
+                        user: config.config.user.clone(),
+                        cwd: cwd(&config),
+                        network,
+                    });
+                    last = self.graph.add(op, name(&text), vec![parent(last)])?;
+                    config.history(format!("RUN {} # buildkit", argv.join(" ")), false);
+                }
+                InstructionKind::Copy(spec) => {
+                    last = self.copy(&scope, &config, spec, false, last, span, name(&text))?;
+                    config.history(format!("{text} # buildkit"), false);
+                }
+                InstructionKind::Add(spec, opts) => {
+                    if opts.checksum.is_some() || opts.keep_git_dir {
+                        return unsupported(line, "ADD --checksum/--keep-git-dir");
+                    }
+                    if spec
+                        .sources
+                        .iter()
+                        .any(|s| s.contains("://") || s.starts_with("git@"))
+                    {
+                        return unsupported(line, "ADD from a URL");
+                    }
+                    let extract = opts.unpack.unwrap_or(true);
+                    last = self.copy(&scope, &config, spec, extract, last, span, name(&text))?;
+                    config.history(format!("{text} # buildkit"), false);
+                }
+                InstructionKind::Workdir(dir) => {
+                    let dir = self.expand(&scope, dir, span)?;
+                    let path = config.workdir(&dir);
+                    let op = Op::Mkdir(MkdirOp {
+                        path,
+                        owner: config.config.user.clone(),
+                    });
+                    last = self.graph.add(op, name(&text), vec![parent(last)])?;
+                    config.history(format!("{text} # buildkit"), false);
+                }
+                InstructionKind::Cmd(c) => {
+                    let argv = command_argv(&config, c);
+                    config.cmd(argv);
+                    config.history(format!("{text} # buildkit"), true);
+                }
+                InstructionKind::Entrypoint(c) => {
+                    let argv = command_argv(&config, c);
+                    config.entrypoint(argv);
+                    config.history(format!("{text} # buildkit"), true);
+                }
+                InstructionKind::Shell(argv) => {
+                    config.set_shell(argv.clone());
+                    config.history(text, true);
+                }
+                InstructionKind::User(u) => {
+                    let u = self.expand(&scope, u, span)?;
+                    config.user(&u);
+                    config.history(text, true);
+                }
+                InstructionKind::Expose(ports) => {
+                    for p in ports {
+                        let words = self
+                            .lexer
+                            .process_words(p, &ScopeEnv(&scope))
+                            .map_err(|source| LowerError::Expand { line, source })?;
+                        for w in words {
+                            config.expose(&w);
+                        }
+                    }
+                    config.history(text, true);
+                }
+                InstructionKind::Volume(paths) => {
+                    for p in paths {
+                        let p = self.expand(&scope, p, span)?;
+                        config.volume(&p);
+                    }
+                    config.history(text, true);
+                }
+                InstructionKind::Label(pairs) => {
+                    for (k, v) in pairs {
+                        let k = self.expand(&scope, k, span)?;
+                        let v = self.expand(&scope, v, span)?;
+                        config.label(&k, &v);
+                    }
+                    config.history(text, true);
+                }
+                InstructionKind::StopSignal(s) => {
+                    let s = self.expand(&scope, s, span)?;
+                    config.stop_signal(&s);
+                    config.history(text, true);
+                }
+                InstructionKind::Healthcheck(h) => {
+                    let check = match h {
+                        None => Healthcheck {
+                            test: vec!["NONE".into()],
+                            ..Healthcheck::default()
+                        },
+                        Some(h) => Healthcheck {
+                            test: match &h.command {
+                                Command::Exec(argv) => {
+                                    let mut t = vec!["CMD".to_string()];
+                                    t.extend(argv.iter().cloned());
+                                    t
+                                }
+                                Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                            },
+                            interval: h.interval.map(nanos),
+                            timeout: h.timeout.map(nanos),
+                            start_period: h.start_period.map(nanos),
+                            start_interval: h.start_interval.map(nanos),
+                            retries: h.retries,
+                        },
+                    };
+                    config.healthcheck(check);
+                    config.history(text, true);
+                }
+                InstructionKind::Onbuild(_) => {
+                    let trigger = text
+                        .get("ONBUILD".len()..)
+                        .map(str::trim)
+                        .unwrap_or_default()
+                        .to_string();
+                    config.on_build(&trigger);
+                    config.history(text, true);
+                }
+                InstructionKind::Maintainer(m) => {
+                    config.label("maintainer", m);
+                    config.history(text, true);
+                }
+            }
+        }
+        Ok(Done { last, config })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &mut self,
+        scope: &StageScope,
+        config: &StageConfig,
+        spec: &CopySpec,
+        extract_archives: bool,
+        last: VertexId,
+        span: Span,
+        name: String,
+    ) -> Result<VertexId, LowerError> {
+        let line = span.line;
+        if !spec.heredocs.is_empty() {
+            return unsupported(line, "COPY with a heredoc");
+        }
+        if spec.parents || !spec.exclude.is_empty() {
+            return unsupported(line, "COPY --parents/--exclude");
+        }
+        let mut inputs = vec![parent(last)];
+        let source = match &spec.from {
+            None => CopySource::Context { name: ".".into() },
+            Some(f) => {
+                let from = self.expand(scope, &f.value, span)?;
+                let current = self.done.len();
+                if self.named_context(&from).is_none()
+                    && let Some(i) = stages::resolve_stage(&self.names, current, &from, true)
+                    && let Some(d) = self.done.get(i)
+                {
+                    inputs.push(Input {
+                        vertex: d.last,
+                        role: EdgeRole::CopyFrom,
+                    });
+                } else {
+                    let src = self.image_source(&from, line)?;
+                    let v = self.graph.add(
+                        Op::SourceImage(src),
+                        format!("[internal] {from}"),
+                        vec![],
+                    )?;
+                    inputs.push(Input {
+                        vertex: v,
+                        role: EdgeRole::CopyFrom,
+                    });
+                }
+                CopySource::Vertex
+            }
+        };
+        let selections = spec
+            .sources
+            .iter()
+            .map(|s| {
+                Ok(Selection {
+                    path: self.expand(scope, s, span)?,
+                    digest: String::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, LowerError>>()?;
+        let dest = self.expand(scope, &spec.dest, span)?;
+        let chown = match &spec.chown {
+            None => None,
+            Some(c) => Some(Chown {
+                user: self.expand(scope, &c.value.user, span)?,
+                group: match &c.value.group {
+                    Some(g) => Some(self.expand(scope, g, span)?),
+                    None => None,
+                },
+            }),
+        };
+        let chmod = match &spec.chmod {
+            None => None,
+            Some(c) => match &c.value {
+                Chmod::Octal(m) => Some(*m),
+                Chmod::Unexpanded(w) => {
+                    let s = self.expand(scope, w, span)?;
+                    Some(u32::from_str_radix(&s, 8).map_err(|_| LowerError::Invalid {
+                        line,
+                        message: format!("--chmod={s} is not an octal mode"),
+                    })?)
+                }
+            },
+        };
+        let op = Op::Copy(CopyOp {
+            source,
+            selections,
+            dest,
+            cwd: cwd(config),
+            chown,
+            chmod,
+            extract_archives,
+        });
+        Ok(self.graph.add(op, name, inputs)?)
+    }
+}
+
+fn unsupported<T>(line: u32, what: &str) -> Result<T, LowerError> {
+    Err(LowerError::Unsupported {
+        line,
+        what: what.to_string(),
+    })
+}
+
+fn cwd(config: &StageConfig) -> String {
+    if config.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        config.config.working_dir.clone()
+    }
+}
+
+fn command_argv(config: &StageConfig, c: &Command) -> Vec<String> {
+    match c {
+        Command::Exec(argv) => argv.clone(),
+        Command::Shell(s) => config.shell_form(s),
+    }
+}
+
+fn arg_text(text: &str) -> &str {
+    text.get(3..).map(str::trim).unwrap_or_default()
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,174 @@
+//! What vertices do to filesystems.
+//!
+//! [`FileExecutor`] runs the ops that need no sandbox and no image store:
+//! scratch, COPY (from the context or from another vertex) and WORKDIR's
+//! mkdir, each into a new layer directory. Exec and image sources are
+//! reported as unsupported until the sandbox and cache crates provide their
+//! parts; the scheduler and these ops are already wired together.
+
+pub mod copy;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::graph::{CopySource, EdgeRole, Op};
+use crate::schedule::{Executor, Job, OpError};
+use copy::{Apply, Destination};
+
+/// A filesystem as a stack of layer directories, bottom first.
+pub type LayerStack = Arc<Vec<PathBuf>>;
+
+/// Runs file ops into layer directories under `layers_root`, one per vertex
+/// (named by its cache key), copying context files from `context_root`.
+#[derive(Debug, Clone)]
+pub struct FileExecutor {
+    layers_root: PathBuf,
+    context_root: PathBuf,
+}
+
+impl FileExecutor {
+    /// Layers go under `layers_root`; COPY sources are read from `context_root`.
+    pub fn new(layers_root: impl Into<PathBuf>, context_root: impl Into<PathBuf>) -> Self {
+        FileExecutor {
+            layers_root: layers_root.into(),
+            context_root: context_root.into(),
+        }
+    }
+
+    fn new_layer(&self, job: &Job<LayerStack>) -> Result<PathBuf, OpError> {
+        // The vertex id keeps two vertices with equal keys (identical steps in
+        // two stages) from sharing one directory while both run.
+        let name = match job.vertex.key {
+            Some(k) => format!("{}-{}", job.id, k.to_hex()),
+            None => format!("{}", job.id),
+        };
+        let dir = self.layers_root.join(name);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|e| {
+                OpError::Failed(format!("cannot clear layer {}: {e}", dir.display()))
+            })?;
+        }
+        fs::create_dir_all(&dir)
+            .map_err(|e| OpError::Failed(format!("cannot create layer {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+}
+
+/// The topmost layer of `stack` holding `rel`, if any.
+fn find_in_stack<'a>(stack: &'a [PathBuf], rel: &str) -> Option<&'a Path> {
+    let rel = rel.trim_start_matches('/');
+    stack
+        .iter()
+        .rev()
+        .map(PathBuf::as_path)
+        .find(|layer| fs::symlink_metadata(layer.join(rel)).is_ok())
+}
+
+fn with_layer(parent: &LayerStack, layer: PathBuf) -> LayerStack {
+    let mut stack = parent.as_ref().clone();
+    stack.push(layer);
+    Arc::new(stack)
+}
+
+impl Executor for FileExecutor {
+    type Output = LayerStack;
+
+    fn execute(&self, job: Job<LayerStack>) -> Result<LayerStack, OpError> {
+        let input = |role: EdgeRole| {
+            job.vertex
+                .inputs
+                .iter()
+                .zip(&job.inputs)
+                .find(|(i, _)| i.role == role)
+                .map(|(_, out)| out.clone())
+                .unwrap_or_default()
+        };
+        match &job.vertex.op {
+            Op::SourceScratch => Ok(Arc::default()),
+            Op::SourceImage(_) => Err(OpError::Unavailable(
+                "image sources need the cache crate's unpack, which is not available yet".into(),
+            )),
+            Op::Exec(_) => Err(OpError::Unavailable(
+                "RUN needs the sandbox crate, which is not available yet".into(),
+            )),
+            Op::Mkdir(m) => {
+                let parent = input(EdgeRole::Parent);
+                let layer = self.new_layer(&job)?;
+                let target = layer.join(m.path.trim_start_matches('/'));
+                fs::create_dir_all(&target).map_err(|e| {
+                    OpError::Failed(format!("cannot create directory {}: {e}", m.path))
+                })?;
+                Ok(with_layer(&parent, layer))
+            }
+            Op::Copy(c) => {
+                let parent = input(EdgeRole::Parent);
+                let from_stack = input(EdgeRole::CopyFrom);
+                // Each selection's root: the context, or the topmost layer of the
+                // source vertex that has it (directories merged across layers
+                // are not handled yet).
+                let roots: Vec<PathBuf> = c
+                    .selections
+                    .iter()
+                    .map(|s| match &c.source {
+                        CopySource::Context { .. } => Ok(self.context_root.clone()),
+                        CopySource::Vertex => find_in_stack(&from_stack, &s.path)
+                            .map(Path::to_path_buf)
+                            .ok_or_else(|| {
+                                OpError::Failed(format!(
+                                    "{}: not found in the source stage",
+                                    s.path
+                                ))
+                            }),
+                    })
+                    .collect::<Result<_, _>>()?;
+                let single_is_dir = match (c.selections.first(), roots.first()) {
+                    (Some(s), Some(root)) if c.selections.len() == 1 => {
+                        root.join(s.path.trim_start_matches('/')).is_dir()
+                    }
+                    _ => false,
+                };
+                let dest: Destination =
+                    copy::destination(&c.dest, &c.cwd, c.selections.len(), single_is_dir, |abs| {
+                        find_in_stack(&parent, abs)
+                            .is_some_and(|l| l.join(abs.trim_start_matches('/')).is_dir())
+                    })
+                    .map_err(|e| OpError::Failed(e.to_string()))?;
+                let apply = Apply {
+                    // Names need the stage's /etc/passwd (sandbox's resolve_user);
+                    // numeric ids work now.
+                    owner: match &c.chown {
+                        None => None,
+                        Some(ch) => {
+                            let uid = ch.user.parse::<u32>().map_err(|_| {
+                                OpError::Failed(format!(
+                                    "--chown={}: only numeric ids are supported so far",
+                                    ch.user
+                                ))
+                            })?;
+                            let gid = match &ch.group {
+                                None => uid,
+                                Some(g) => g.parse::<u32>().map_err(|_| {
+                                    OpError::Failed(format!(
+                                        "--chown group {g}: only numeric ids are supported so far"
+                                    ))
+                                })?,
+                            };
+                            Some((uid, gid))
+                        }
+                    },
+                    chmod: c.chmod,
+                };
+                let layer = self.new_layer(&job)?;
+                for (sel, root) in c.selections.iter().zip(&roots) {
+                    if job.cancel.is_cancelled() {
+                        return Err(OpError::Cancelled);
+                    }
+                    copy::copy_into_layer(root, &sel.path, &layer, &dest, apply)
+                        .map_err(|e| OpError::Failed(e.to_string()))?;
+                }
+                Ok(with_layer(&parent, layer))
+            }
+        }
+    }
+}

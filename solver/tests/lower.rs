@@ -1,0 +1,121 @@
+//! Dockerfile → graph → (file ops) filesystem, for the subset that needs no sandbox.
+
+use std::fs;
+use std::sync::Arc;
+
+use strata_solver::args::BuildArgs;
+use strata_solver::graph::{ImageSource, Op};
+use strata_solver::lower::{LowerError, LowerOptions, lower};
+use strata_solver::ops::FileExecutor;
+use strata_solver::stages::parse_build_context;
+use strata_solver::{ProgressSink, Scheduler};
+
+type R = Result<(), Box<dyn std::error::Error>>;
+
+fn lower_src(
+    src: &str,
+    opts: &LowerOptions,
+) -> Result<strata_solver::lower::Lowered, Box<dyn std::error::Error>> {
+    let df = strata_parser::parse(src).map_err(|e| format!("{e:?}"))?;
+    Ok(lower(&df, src, opts)?)
+}
+
+#[test]
+fn metadata_folds_into_config() -> R {
+    let src = "ARG BASE=scratch\nFROM ${BASE}\nARG NAME=world\nENV GREETING=\"hello ${NAME}\"\nWORKDIR /app\nWORKDIR sub\nUSER 1000\nEXPOSE 80 53/udp\nLABEL a=b\nCMD [\"x\"]\nENTRYPOINT [\"/bin/app\"]\nCMD run me\n";
+    let opts = LowerOptions {
+        build_args: BuildArgs::parse(["NAME=strata"])?,
+        ..LowerOptions::default()
+    };
+    let l = lower_src(src, &opts)?;
+    let c = &l.config;
+    assert!(c.env.iter().any(|e| e.starts_with("PATH=")));
+    assert!(
+        c.env.contains(&"GREETING=hello strata".to_string()),
+        "{:?}",
+        c.env
+    );
+    assert_eq!(c.working_dir, "/app/sub");
+    assert_eq!(c.user, "1000");
+    assert!(c.exposed_ports.contains("80/tcp") && c.exposed_ports.contains("53/udp"));
+    assert_eq!(c.labels.get("a").map(String::as_str), Some("b"));
+    assert_eq!(c.entrypoint, Some(vec!["/bin/app".to_string()]));
+    assert_eq!(
+        c.cmd,
+        Some(vec!["/bin/sh".to_string(), "-c".into(), "run me".into()])
+    );
+    // scratch + 2 WORKDIR vertices
+    assert_eq!(l.graph.ancestors(&[l.target]).len(), 3);
+    Ok(())
+}
+
+#[test]
+fn run_env_and_build_context_and_target() -> R {
+    let src = "FROM busybox AS base\nARG V=1\nENV E=2\nRUN echo $V $E\n\nFROM base AS other\nRUN false\n\nFROM scratch AS final\nCOPY --from=BASE /bin/sh /sh\n";
+    let opts = LowerOptions {
+        build_contexts: vec![parse_build_context(
+            "busybox=oci-layout:///layouts/bb:busybox",
+        )?],
+        target: Some("base".into()),
+        ..LowerOptions::default()
+    };
+    let l = lower_src(src, &opts)?;
+    let ids = l.graph.ancestors(&[l.target]);
+    assert_eq!(ids.len(), 2);
+    let src_v = l.graph.vertex(ids[0]).ok_or("no vertex")?;
+    assert_eq!(
+        src_v.op,
+        Op::SourceImage(ImageSource::Layout {
+            path: "/layouts/bb".into(),
+            reference: "busybox".into()
+        })
+    );
+    let run = l.graph.vertex(l.target).ok_or("no vertex")?;
+    assert_eq!(run.name, "[base 2/2] RUN echo $V $E");
+    match &run.op {
+        Op::Exec(e) => {
+            assert_eq!(e.argv, vec!["/bin/sh", "-c", "echo $V $E"]);
+            assert!(e.env.contains(&"V=1".to_string()) && e.env.contains(&"E=2".to_string()));
+        }
+        other => return Err(format!("expected exec, got {other:?}").into()),
+    }
+    let full = lower_src(
+        src,
+        &LowerOptions {
+            build_contexts: opts.build_contexts.clone(),
+            ..LowerOptions::default()
+        },
+    )?;
+    // final: scratch + COPY --from=base (source image + RUN); `other` pruned.
+    assert_eq!(full.graph.ancestors(&[full.target]).len(), 4);
+    assert!(matches!(
+        lower_src(
+            src,
+            &LowerOptions {
+                target: Some("nope".into()),
+                ..LowerOptions::default()
+            }
+        )
+        .err()
+        .and_then(|e| e.downcast::<LowerError>().ok())
+        .as_deref(),
+        Some(LowerError::Ref { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn scratch_copy_build_runs_with_file_ops() -> R {
+    let ctx = tempfile::tempdir()?;
+    let layers = tempfile::tempdir()?;
+    fs::write(ctx.path().join("a.txt"), "A\n")?;
+    let src = "FROM scratch AS build\nCOPY a.txt /out/\n\nFROM scratch\nWORKDIR /app\nCOPY --from=build /out/a.txt copied.txt\n";
+    let l = lower_src(src, &LowerOptions::default())?;
+    let exec = Arc::new(FileExecutor::new(layers.path(), ctx.path()));
+    let out = Scheduler::new(2, ProgressSink::discard()).run(&l.graph, &[l.target], exec)?;
+    let stack = out.get(&l.target).ok_or("no output")?;
+    let top = stack.last().ok_or("no layer")?;
+    assert_eq!(fs::read_to_string(top.join("app/copied.txt"))?, "A\n");
+    assert_eq!(l.config.working_dir, "/app");
+    Ok(())
+}
