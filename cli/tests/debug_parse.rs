@@ -1,34 +1,15 @@
 //! `strata debug parse` as a user runs it.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
 fn strata() -> Command {
     Command::new(env!("CARGO_BIN_EXE_strata"))
 }
 
-fn conformance() -> PathBuf {
-    let dir = std::env::var_os("STRATA_CONFORMANCE").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/conformance"
-            ))
-        },
-        PathBuf::from,
-    );
-    assert!(
-        dir.is_dir(),
-        "conformance data not found at {}: it lives in shared/ beside this repository (or set STRATA_CONFORMANCE)",
-        dir.display()
-    );
-    dir
-}
-
 #[test]
 fn dump_matches_buildkit_result() {
-    let case = conformance().join("buildkit/parser/testfiles/env");
+    let case = strata_fixtures::conformance().join("buildkit/parser/testfiles/env");
     let out = strata()
         .args(["debug", "parse", "--dump"])
         .arg(case.join("Dockerfile"))

@@ -1,18 +1,9 @@
 //! Parses the whole real-world corpus (`shared/conformance/realworld`): the
 //! figure to watch is the time per file, since the parser runs on every build.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use std::path::PathBuf;
 
 fn corpus() -> Vec<String> {
-    let dir = std::env::var_os("STRATA_CONFORMANCE").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/conformance"
-            ))
-        },
-        PathBuf::from,
-    );
+    let dir = strata_fixtures::conformance();
     let Ok(entries) = std::fs::read_dir(dir.join("realworld")) else {
         panic!("conformance data not found at {}", dir.display());
     };

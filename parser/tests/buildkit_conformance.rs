@@ -7,26 +7,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use strata_parser::{NodeTree, dump, parse_nodes};
 
-/// The conformance folder, or a failure that says where to get it.
-fn conformance() -> PathBuf {
-    let dir = std::env::var_os("STRATA_CONFORMANCE").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/conformance"
-            ))
-        },
-        PathBuf::from,
-    );
-    assert!(
-        dir.join("buildkit/parser").is_dir(),
-        "conformance data not found at {}: check out the shared `conformance` folder \
-         (see shared/conformance/README.md) next to the workspace, or set STRATA_CONFORMANCE",
-        dir.display()
-    );
-    dir
-}
-
 fn cases(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
@@ -66,7 +46,7 @@ fn diff(expected: &str, actual: &str) -> String {
 
 #[test]
 fn testfiles_dump_matches_result() {
-    let root = conformance().join("buildkit/parser/testfiles");
+    let root = strata_fixtures::conformance().join("buildkit/parser/testfiles");
     let all = cases(&root);
     let mut failures = Vec::new();
     for case in &all {
@@ -105,7 +85,7 @@ fn testfiles_dump_matches_result() {
 
 #[test]
 fn negative_testfiles_are_rejected() {
-    let root = conformance().join("buildkit/parser/testfiles-negative");
+    let root = strata_fixtures::conformance().join("buildkit/parser/testfiles-negative");
     let all = cases(&root);
     let mut failures = Vec::new();
     for case in &all {
@@ -131,7 +111,7 @@ fn negative_testfiles_are_rejected() {
 
 #[test]
 fn testfile_line_spans() {
-    let path = conformance().join("buildkit/parser/testfile-line/Dockerfile");
+    let path = strata_fixtures::conformance().join("buildkit/parser/testfile-line/Dockerfile");
     let tree = parse_nodes(&read(&path)).unwrap();
     let got: Vec<(u32, u32)> = tree
         .nodes
@@ -189,7 +169,7 @@ fn check_spans(tree: &NodeTree, src: &str, problems: &mut Vec<String>) {
 
 #[test]
 fn realworld_corpus_parses() {
-    let root = conformance().join("realworld");
+    let root = strata_fixtures::conformance().join("realworld");
     let mut files: Vec<PathBuf> = fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -231,7 +211,7 @@ fn realworld_corpus_parses() {
 
 #[test]
 fn realworld_heredocs_found() {
-    let root = conformance().join("realworld");
+    let root = strata_fixtures::conformance().join("realworld");
     let mut total = 0;
     let mut files = 0;
     for entry in fs::read_dir(&root).unwrap() {

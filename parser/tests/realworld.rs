@@ -2,29 +2,9 @@
 //! instructions, Windows ones included (they are only text).
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-
-fn conformance() -> PathBuf {
-    let dir = std::env::var_os("STRATA_CONFORMANCE").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/conformance"
-            ))
-        },
-        PathBuf::from,
-    );
-    assert!(
-        dir.is_dir(),
-        "conformance data not found at {}: it lives in the project's shared/ folder beside this repository (or set STRATA_CONFORMANCE)",
-        dir.display()
-    );
-    dir
-}
-
 #[test]
 fn realworld_corpus_parses_typed() {
-    let mut files: Vec<_> = std::fs::read_dir(conformance().join("realworld"))
+    let mut files: Vec<_> = std::fs::read_dir(strata_fixtures::conformance().join("realworld"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
@@ -63,7 +43,7 @@ fn realworld_corpus_parses_typed() {
 
 #[test]
 fn buildkit_cases_never_panic() {
-    let dir = conformance().join("buildkit/parser/testfiles");
+    let dir = strata_fixtures::conformance().join("buildkit/parser/testfiles");
     for entry in std::fs::read_dir(dir).unwrap() {
         let src = std::fs::read_to_string(entry.unwrap().path().join("Dockerfile")).unwrap();
         // Some of these are only parser-stage cases (e.g. unknown

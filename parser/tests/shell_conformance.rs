@@ -2,29 +2,12 @@
 //! table tests for forms those files do not cover.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-
 use strata_parser::shell::{ExpandError, Lexer};
 
-fn conformance_dir() -> PathBuf {
-    let dir = std::env::var_os("STRATA_CONFORMANCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/conformance"
-            ))
-        });
-    assert!(
-        dir.is_dir(),
-        "conformance folder {} is absent: copy the shared conformance data there (from /work/shared/conformance) or set STRATA_CONFORMANCE",
-        dir.display()
-    );
-    dir
-}
-
 fn read(name: &str) -> String {
-    let path = conformance_dir().join("buildkit/shell").join(name);
+    let path = strata_fixtures::conformance()
+        .join("buildkit/shell")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
