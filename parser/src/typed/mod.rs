@@ -144,19 +144,18 @@ fn pairs(node: &Node) -> Vec<(String, String)> {
 }
 
 fn instruction(node: &Node) -> Result<Instruction, ParseError> {
-    let no_flags = |kw: &str| Flags::read(kw, &node.flags, &[]).map(|_| ());
     let kind = match node.keyword.as_str() {
         "run" => run(node)?,
         "cmd" => {
-            no_flags("cmd")?;
+            no_flags(node, "cmd")?;
             InstructionKind::Cmd(command(node, &node.args))
         }
         "entrypoint" => {
-            no_flags("entrypoint")?;
+            no_flags(node, "entrypoint")?;
             InstructionKind::Entrypoint(command(node, &node.args))
         }
         "shell" => {
-            no_flags("shell")?;
+            no_flags(node, "shell")?;
             if !node.json {
                 let span = node.args.first().map_or(node.keyword_span, |w| w.span);
                 return Err(
@@ -167,39 +166,39 @@ fn instruction(node: &Node) -> Result<Instruction, ParseError> {
             InstructionKind::Shell(texts(&node.args))
         }
         "env" => {
-            no_flags("env")?;
+            no_flags(node, "env")?;
             InstructionKind::Env(pairs(node))
         }
         "label" => {
-            no_flags("label")?;
+            no_flags(node, "label")?;
             InstructionKind::Label(pairs(node))
         }
         "arg" => {
-            no_flags("arg")?;
+            no_flags(node, "arg")?;
             arg(node)?
         }
         "expose" => {
-            no_flags("expose")?;
+            no_flags(node, "expose")?;
             InstructionKind::Expose(texts(&node.args))
         }
         "volume" => {
-            no_flags("volume")?;
+            no_flags(node, "volume")?;
             InstructionKind::Volume(texts(&node.args))
         }
         "user" => {
-            no_flags("user")?;
+            no_flags(node, "user")?;
             InstructionKind::User(one_arg(node)?)
         }
         "workdir" => {
-            no_flags("workdir")?;
+            no_flags(node, "workdir")?;
             InstructionKind::Workdir(one_arg(node)?)
         }
         "stopsignal" => {
-            no_flags("stopsignal")?;
+            no_flags(node, "stopsignal")?;
             InstructionKind::StopSignal(one_arg(node)?)
         }
         "maintainer" => {
-            no_flags("maintainer")?;
+            no_flags(node, "maintainer")?;
             InstructionKind::Maintainer(one_arg(node)?)
         }
         "healthcheck" => healthcheck(node)?,
@@ -385,7 +384,7 @@ fn healthcheck(node: &Node) -> Result<InstructionKind, ParseError> {
 }
 
 fn onbuild(node: &Node) -> Result<InstructionKind, ParseError> {
-    no_flags_of(node, "onbuild")?;
+    no_flags(node, "onbuild")?;
     let Some(inner) = node.inner.as_deref() else {
         return Err(
             ParseError::new("ONBUILD needs an instruction", node.keyword_span)
@@ -408,7 +407,8 @@ fn onbuild(node: &Node) -> Result<InstructionKind, ParseError> {
     }
 }
 
-fn no_flags_of(node: &Node, keyword: &str) -> Result<(), ParseError> {
+/// Rejects any flag on an instruction that takes none.
+fn no_flags(node: &Node, keyword: &str) -> Result<(), ParseError> {
     Flags::read(keyword, &node.flags, &[]).map(|_| ())
 }
 
