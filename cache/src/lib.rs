@@ -2,5 +2,11 @@
 //!
 //! It will own the content store (`blobs/sha256/<hex>`, written atomically and
 //! verified), snapshots (one directory per layer, stacked with overlayfs), the
-//! cache index (cache key → result), build-context hashing with `.dockerignore`
-//! matching, usage reports and pruning, and the remote cache.
+//! cache index (cache key → result), build-context hashing, usage reports and
+//! pruning, and the remote cache. Today it holds `.dockerignore` matching
+//! with Docker's exact semantics ([`dockerignore`], on [`pattern`]).
+
+pub mod dockerignore;
+pub mod pattern;
+
+pub use dockerignore::DockerIgnore;
