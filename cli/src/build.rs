@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
+use strata_cache::DockerIgnore;
 use strata_solver::args::BuildArgs as SolverBuildArgs;
 use strata_solver::graph::NetworkMode;
 use strata_solver::lower::{LowerOptions, lower};
@@ -120,6 +121,7 @@ fn run_inner(
         )));
     }
     let (file_name, src) = read_dockerfile(args, stdin)?;
+    let ignore = read_ignore(args)?;
     let df = match strata_parser::parse(&src) {
         Ok(df) => df,
         Err(e) => {
@@ -174,7 +176,7 @@ fn run_inner(
     } else {
         ProgressSink::new(tx)
     };
-    let executor = Arc::new(FileExecutor::new(&work, &args.context));
+    let executor = Arc::new(FileExecutor::new(&work, &args.context).with_ignore(ignore));
     let graph = &lowered.graph;
     let target = lowered.target;
     // Progress is rendered on this thread while the scheduler runs on another.
@@ -251,6 +253,30 @@ fn read_dockerfile(args: &BuildArgs, stdin: &mut dyn Read) -> Result<(String, St
             Ok((path.display().to_string(), src))
         }
     }
+}
+
+/// The context's ignore file: `<Dockerfile>.dockerignore` beside the
+/// Dockerfile wins over `CONTEXT/.dockerignore`, as in BuildKit.
+fn read_ignore(args: &BuildArgs) -> Result<DockerIgnore, Failure> {
+    let beside_dockerfile = args
+        .file
+        .as_ref()
+        .filter(|p| *p != Path::new("-"))
+        .map(|p| {
+            let mut name = p.as_os_str().to_owned();
+            name.push(".dockerignore");
+            PathBuf::from(name)
+        });
+    let path = beside_dockerfile
+        .into_iter()
+        .chain(std::iter::once(args.context.join(".dockerignore")))
+        .find(|p| p.is_file());
+    let Some(path) = path else {
+        return Ok(DockerIgnore::default());
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    DockerIgnore::parse(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

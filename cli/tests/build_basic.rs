@@ -99,3 +99,45 @@ fn missing_component_exits_3() -> R {
     assert!(err.contains("FROM busybox"), "{err}");
     Ok(())
 }
+
+#[test]
+fn copy_of_an_ignored_file_names_the_pattern() -> R {
+    let root = tempfile::tempdir()?;
+    let ctx = tempfile::tempdir()?;
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY notes.md /\n",
+    )?;
+    std::fs::write(ctx.path().join("notes.md"), "x\n")?;
+    std::fs::write(ctx.path().join(".dockerignore"), "# docs\n*.md\n")?;
+    let dir = ctx.path().to_str().ok_or("non-UTF-8 path")?;
+    let out = strata(root.path(), &["build", "--progress=plain", dir])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("notes.md: excluded by .dockerignore line 2 (`*.md`)"),
+        "{err}"
+    );
+    // <Dockerfile>.dockerignore beside the Dockerfile replaces .dockerignore.
+    std::fs::write(ctx.path().join("Dockerfile.dockerignore"), "other\n")?;
+    let file = ctx.path().join("Dockerfile");
+    let file = file.to_str().ok_or("non-UTF-8 path")?;
+    let out = strata(root.path(), &["build", "--progress=plain", "-f", file, dir])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    Ok(())
+}
+
+#[test]
+fn an_invalid_dockerignore_is_a_usage_error() -> R {
+    let root = tempfile::tempdir()?;
+    let ctx = tempfile::tempdir()?;
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\n")?;
+    std::fs::write(ctx.path().join(".dockerignore"), "[oops\n")?;
+    let dir = ctx.path().to_str().ok_or("non-UTF-8 path")?;
+    let out = strata(root.path(), &["build", dir])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(".dockerignore line 1"), "{err}");
+    Ok(())
+}

@@ -97,3 +97,54 @@ fn run_without_sandbox_fails_naming_the_step() -> R {
     }
     Ok(())
 }
+
+#[test]
+fn dockerignore_filters_directory_copies_and_refuses_ignored_sources() -> R {
+    let ctx = tempfile::tempdir()?;
+    let layers = tempfile::tempdir()?;
+    fs::create_dir_all(ctx.path().join("app/logs"))?;
+    fs::write(ctx.path().join("app/main.sh"), "echo hi\n")?;
+    fs::write(ctx.path().join("app/debug.log"), "noise\n")?;
+    fs::write(ctx.path().join("app/logs/keep.log"), "kept\n")?;
+    fs::write(ctx.path().join("secret.txt"), "s3cret\n")?;
+    let ignore = strata_cache::DockerIgnore::parse("secret.txt\n**/*.log\n!app/logs/keep.log\n")?;
+    let context = || CopySource::Context { name: ".".into() };
+
+    let mut g = BuildGraph::new();
+    let s = g.add(Op::SourceScratch, "[1/2] FROM scratch", vec![])?;
+    let c = g.add(
+        copy(context(), "app", "/app/", "/"),
+        "[2/2] COPY app /app/",
+        vec![on(s, EdgeRole::Parent)],
+    )?;
+    g.compute_keys()?;
+    let exec = FileExecutor::new(layers.path(), ctx.path()).with_ignore(ignore.clone());
+    let out = Scheduler::new(2, ProgressSink::discard()).run(&g, &[c], Arc::new(exec))?;
+    let top = out.get(&c).and_then(|s| s.last()).ok_or("no layer")?;
+    assert!(top.join("app/main.sh").is_file());
+    assert!(
+        !top.join("app/debug.log").exists(),
+        "ignored file was copied"
+    );
+    assert_eq!(fs::read_to_string(top.join("app/logs/keep.log"))?, "kept\n");
+
+    let mut g = BuildGraph::new();
+    let s = g.add(Op::SourceScratch, "[1/2] FROM scratch", vec![])?;
+    let c = g.add(
+        copy(context(), "secret.txt", "/", "/"),
+        "[2/2] COPY secret.txt /",
+        vec![on(s, EdgeRole::Parent)],
+    )?;
+    g.compute_keys()?;
+    let exec = FileExecutor::new(layers.path(), ctx.path()).with_ignore(ignore);
+    let err = Scheduler::new(2, ProgressSink::discard())
+        .run(&g, &[c], Arc::new(exec))
+        .err()
+        .ok_or("copying an ignored file must fail")?;
+    let text = err.to_string();
+    assert!(
+        text.contains("secret.txt: excluded by .dockerignore line 1 (`secret.txt`)"),
+        "{text}"
+    );
+    Ok(())
+}

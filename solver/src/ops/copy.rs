@@ -92,14 +92,16 @@ pub fn destination(
     }
 }
 
-/// Copies `src_root/rel` into the layer directory `layer` at `dest`.
-/// Returns the number of entries written.
+/// Copies `src_root/rel` into the layer directory `layer` at `dest`,
+/// leaving out entries below it whose path relative to `src_root` `skip`
+/// says to (`.dockerignore`). Returns the number of entries written.
 pub fn copy_into_layer(
     src_root: &Path,
     rel: &str,
     layer: &Path,
     dest: &Destination,
     apply: Apply,
+    skip: &dyn Fn(&str) -> bool,
 ) -> Result<usize, CopyError> {
     let rel_clean = clean_path(&format!("/{rel}"));
     // clean_path resolved `..`; a path that tried to climb is rejected rather
@@ -124,7 +126,20 @@ pub fn copy_into_layer(
     if let Some(parent) = target.parent() {
         make_parents(layer, parent, apply)?;
     }
-    copy_tree(&src, &target, apply)
+    let tree = Tree {
+        rel: rel_clean.trim_start_matches('/').to_string(),
+        skip,
+        apply,
+    };
+    tree.copy(&src, &target)
+}
+
+/// What a recursive copy carries along: the source's path relative to its
+/// root (for `skip`), the filter, and the ownership and mode to apply.
+struct Tree<'a> {
+    rel: String,
+    skip: &'a dyn Fn(&str) -> bool,
+    apply: Apply,
 }
 
 /// Creates missing parent directories (0755, owned like the copied files as
@@ -155,44 +170,56 @@ fn set_owner(path: &Path, apply: Apply) -> Result<(), CopyError> {
     }
 }
 
-fn copy_tree(src: &Path, dst: &Path, apply: Apply) -> Result<usize, CopyError> {
-    let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        let link = fs::read_link(src).map_err(io_err(src))?;
-        if fs::symlink_metadata(dst).is_ok() {
-            fs::remove_file(dst).map_err(io_err(dst))?;
+impl Tree<'_> {
+    fn copy(&self, src: &Path, dst: &Path) -> Result<usize, CopyError> {
+        let apply = self.apply;
+        let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            let link = fs::read_link(src).map_err(io_err(src))?;
+            if fs::symlink_metadata(dst).is_ok() {
+                fs::remove_file(dst).map_err(io_err(dst))?;
+            }
+            std::os::unix::fs::symlink(&link, dst).map_err(io_err(dst))?;
+            set_owner(dst, apply)?;
+            return Ok(1);
         }
-        std::os::unix::fs::symlink(&link, dst).map_err(io_err(dst))?;
-        set_owner(dst, apply)?;
-        return Ok(1);
-    }
-    let mode = apply.chmod.unwrap_or(meta.mode() & 0o7777);
-    if ft.is_dir() {
-        if !dst.is_dir() {
-            fs::create_dir(dst).map_err(io_err(dst))?;
+        let mode = apply.chmod.unwrap_or(meta.mode() & 0o7777);
+        if ft.is_dir() {
+            if !dst.is_dir() {
+                fs::create_dir(dst).map_err(io_err(dst))?;
+            }
+            let mut entries: Vec<_> = fs::read_dir(src)
+                .map_err(io_err(src))?
+                .collect::<Result<_, _>>()
+                .map_err(io_err(src))?;
+            entries.sort_by_key(|e| e.file_name());
+            let mut n = 1;
+            for entry in entries {
+                let name = entry.file_name();
+                let rel = match self.rel.as_str() {
+                    "" => name.to_string_lossy().into_owned(),
+                    parent => format!("{parent}/{}", name.to_string_lossy()),
+                };
+                if (self.skip)(&rel) {
+                    continue;
+                }
+                let child = Tree { rel, ..*self };
+                n += child.copy(&entry.path(), &dst.join(&name))?;
+            }
+            fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_err(dst))?;
+            set_owner(dst, apply)?;
+            return Ok(n);
         }
-        let mut entries: Vec<_> = fs::read_dir(src)
-            .map_err(io_err(src))?
-            .collect::<Result<_, _>>()
-            .map_err(io_err(src))?;
-        entries.sort_by_key(|e| e.file_name());
-        let mut n = 1;
-        for entry in entries {
-            n += copy_tree(&entry.path(), &dst.join(entry.file_name()), apply)?;
+        if ft.is_file() {
+            fs::copy(src, dst).map_err(io_err(dst))?;
+            fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_err(dst))?;
+            set_owner(dst, apply)?;
+            return Ok(1);
         }
-        fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_err(dst))?;
-        set_owner(dst, apply)?;
-        return Ok(n);
+        // Sockets, fifos and devices are not part of images built from a context.
+        Ok(0)
     }
-    if ft.is_file() {
-        fs::copy(src, dst).map_err(io_err(dst))?;
-        fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_err(dst))?;
-        set_owner(dst, apply)?;
-        return Ok(1);
-    }
-    // Sockets, fifos and devices are not part of images built from a context.
-    Ok(0)
 }
 
 #[cfg(test)]
@@ -242,10 +269,24 @@ mod tests {
             chmod: Some(0o640),
         };
         let d = Destination::Dir("/app".into());
-        copy_into_layer(ctx.path(), "a.txt", layer.path(), &d, apply)?;
-        copy_into_layer(ctx.path(), "dir", layer.path(), &d, Apply::default())?;
+        copy_into_layer(ctx.path(), "a.txt", layer.path(), &d, apply, &|_| false)?;
+        copy_into_layer(
+            ctx.path(),
+            "dir",
+            layer.path(),
+            &d,
+            Apply::default(),
+            &|_| false,
+        )?;
         let f = Destination::File("/etc/renamed".into());
-        copy_into_layer(ctx.path(), "a.txt", layer.path(), &f, Apply::default())?;
+        copy_into_layer(
+            ctx.path(),
+            "a.txt",
+            layer.path(),
+            &f,
+            Apply::default(),
+            &|_| false,
+        )?;
 
         let l = layer.path();
         assert_eq!(fs::read_to_string(l.join("app/a.txt"))?, "A");
@@ -257,7 +298,7 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(l.join("etc/renamed"))?, "A");
         assert_eq!(fs::metadata(l.join("etc"))?.mode() & 0o777, 0o755);
-        assert!(copy_into_layer(ctx.path(), "../x", l, &d, Apply::default()).is_err());
+        assert!(copy_into_layer(ctx.path(), "../x", l, &d, Apply::default(), &|_| false).is_err());
         Ok(())
     }
 }

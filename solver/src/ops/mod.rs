@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::graph::{CopySource, EdgeRole, Op};
 use crate::schedule::{Executor, Job, OpError};
 use copy::{Apply, Destination};
+use strata_cache::DockerIgnore;
 
 /// A filesystem as a stack of layer directories, bottom first.
 pub type LayerStack = Arc<Vec<PathBuf>>;
@@ -25,6 +26,7 @@ pub type LayerStack = Arc<Vec<PathBuf>>;
 pub struct FileExecutor {
     layers_root: PathBuf,
     context_root: PathBuf,
+    ignore: DockerIgnore,
 }
 
 impl FileExecutor {
@@ -33,7 +35,14 @@ impl FileExecutor {
         FileExecutor {
             layers_root: layers_root.into(),
             context_root: context_root.into(),
+            ignore: DockerIgnore::default(),
         }
+    }
+
+    /// Applies the context's `.dockerignore` to COPY and ADD sources.
+    pub fn with_ignore(mut self, ignore: DockerIgnore) -> Self {
+        self.ignore = ignore;
+        self
     }
 
     fn new_layer(&self, job: &Job<LayerStack>) -> Result<PathBuf, OpError> {
@@ -159,12 +168,24 @@ impl Executor for FileExecutor {
                     },
                     chmod: c.chmod,
                 };
+                let from_context = matches!(c.source, CopySource::Context { .. });
+                if from_context {
+                    for sel in &c.selections {
+                        if let Some((line, pattern)) = self.ignore.excluded_by(&sel.path) {
+                            return Err(OpError::Failed(format!(
+                                "{}: excluded by .dockerignore line {line} (`{pattern}`)",
+                                sel.path
+                            )));
+                        }
+                    }
+                }
+                let skip = |rel: &str| from_context && self.ignore.matches(rel);
                 let layer = self.new_layer(&job)?;
                 for (sel, root) in c.selections.iter().zip(&roots) {
                     if job.cancel.is_cancelled() {
                         return Err(OpError::Cancelled);
                     }
-                    copy::copy_into_layer(root, &sel.path, &layer, &dest, apply)
+                    copy::copy_into_layer(root, &sel.path, &layer, &dest, apply, &skip)
                         .map_err(|e| OpError::Failed(e.to_string()))?;
                 }
                 Ok(with_layer(&parent, layer))
