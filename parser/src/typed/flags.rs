@@ -1,6 +1,7 @@
 //! Reading an instruction's `--name[=value]` flags against the set it allows.
 
 use crate::error::ParseError;
+use crate::instruction::Flag;
 use crate::node::Word;
 use crate::span::Span;
 
@@ -70,6 +71,35 @@ impl<'a> Flags<'a> {
                 None => Err(ParseError::new(format!("--{name} needs a value"), f.span)),
             })
             .collect()
+    }
+
+    /// A flag whose value is one of a fixed set of words, e.g.
+    /// `--network=none`; anything else is an error listing the choices.
+    pub fn choice<T: Copy>(
+        &self,
+        name: &str,
+        what: &str,
+        options: &[(&str, T)],
+    ) -> Result<Option<Flag<T>>, ParseError> {
+        let Some((text, span)) = self.value(name)? else {
+            return Ok(None);
+        };
+        if let Some((_, value)) = options.iter().find(|(word, _)| *word == text) {
+            return Ok(Some(Flag {
+                value: *value,
+                span,
+            }));
+        }
+        let words: Vec<&str> = options.iter().map(|(word, _)| *word).collect();
+        let listed = match words.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        Err(
+            ParseError::new(format!("unsupported {what} {text:?}"), span)
+                .with_hint(format!("use --{name}={listed}")),
+        )
     }
 
     /// A boolean flag: `--link`, `--link=true` or `--link=false`.

@@ -257,39 +257,23 @@ fn run(node: &Node) -> Result<InstructionKind, ParseError> {
         .into_iter()
         .map(|(v, span)| mount::parse_mount(v, span))
         .collect::<Result<_, _>>()?;
-    let network = match flags.value("network")? {
-        None => None,
-        Some((v, span)) => Some(Flag {
-            value: match v {
-                "default" => NetworkMode::Default,
-                "none" => NetworkMode::None,
-                "host" => NetworkMode::Host,
-                _ => {
-                    return Err(
-                        ParseError::new(format!("unsupported network mode {v:?}"), span)
-                            .with_hint("use --network=default, none or host"),
-                    );
-                }
-            },
-            span,
-        }),
-    };
-    let security = match flags.value("security")? {
-        None => None,
-        Some((v, span)) => Some(Flag {
-            value: match v {
-                "sandbox" => Security::Sandbox,
-                "insecure" => Security::Insecure,
-                _ => {
-                    return Err(
-                        ParseError::new(format!("unsupported security mode {v:?}"), span)
-                            .with_hint("use --security=sandbox or insecure"),
-                    );
-                }
-            },
-            span,
-        }),
-    };
+    let network = flags.choice(
+        "network",
+        "network mode",
+        &[
+            ("default", NetworkMode::Default),
+            ("none", NetworkMode::None),
+            ("host", NetworkMode::Host),
+        ],
+    )?;
+    let security = flags.choice(
+        "security",
+        "security mode",
+        &[
+            ("sandbox", Security::Sandbox),
+            ("insecure", Security::Insecure),
+        ],
+    )?;
     Ok(InstructionKind::Run {
         mounts,
         network,
