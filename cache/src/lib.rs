@@ -8,5 +8,7 @@
 
 pub mod dockerignore;
 pub mod pattern;
+pub mod store;
 
 pub use dockerignore::DockerIgnore;
+pub use store::{BlobWriter, ContentStore, Digest, StoreError};
