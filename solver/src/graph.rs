@@ -45,6 +45,17 @@ pub enum ImageSource {
     },
 }
 
+/// A base image: where it comes from and, once resolved, its manifest digest
+/// in the local content store (so the cache key follows the image's content,
+/// not its name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceImageOp {
+    /// Where the image comes from.
+    pub source: ImageSource,
+    /// `sha256:` digest of its manifest, when resolved.
+    pub digest: Option<String>,
+}
+
 /// Network mode for an [`ExecOp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NetworkMode {
@@ -145,7 +156,7 @@ pub struct MkdirOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// A base image's layers.
-    SourceImage(ImageSource),
+    SourceImage(SourceImageOp),
     /// The empty filesystem.
     SourceScratch,
     /// Run a process.
@@ -412,12 +423,27 @@ fn encode_op(enc: &mut KeyEncoder, op: &Op) {
     enc.str(op.kind());
     match op {
         Op::SourceScratch => {}
-        Op::SourceImage(ImageSource::Layout { path, reference }) => {
+        // A resolved image is known by its content alone; an unresolved one by
+        // where it comes from.
+        Op::SourceImage(SourceImageOp {
+            digest: Some(digest),
+            ..
+        }) => {
+            enc.str("digest");
+            enc.str(digest);
+        }
+        Op::SourceImage(SourceImageOp {
+            source: ImageSource::Layout { path, reference },
+            digest: None,
+        }) => {
             enc.str("layout");
             enc.bytes(path.as_os_str().as_encoded_bytes());
             enc.str(reference);
         }
-        Op::SourceImage(ImageSource::Store { reference }) => {
+        Op::SourceImage(SourceImageOp {
+            source: ImageSource::Store { reference },
+            digest: None,
+        }) => {
             enc.str("store");
             enc.str(reference);
         }

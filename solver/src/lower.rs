@@ -9,13 +9,17 @@
 //! start with an empty config plus the default PATH), content digests of COPY
 //! sources (needs `context::select`), RUN mounts and heredocs, remote ADD.
 
+use std::sync::Arc;
 use strata_parser::shell::{Env, ExpandError, Lexer};
-use strata_parser::{Chmod, Command, CopySpec, Dockerfile, InstructionKind, Span, Stage};
+
+use strata_parser::{
+    Chmod, Command, CopySpec, Dockerfile, Instruction, InstructionKind, Span, Stage,
+};
 
 use crate::args::{BuildArgs, GlobalArgs, Platform, StageScope, platform_args};
 use crate::graph::{
     BuildGraph, Chown, CopyOp, CopySource, EdgeRole, ExecOp, GraphError, ImageSource, Input,
-    MkdirOp, NetworkMode, Op, Selection, VertexId,
+    MkdirOp, NetworkMode, Op, Selection, SourceImageOp, VertexId,
 };
 use crate::image::{Healthcheck, ImageConfig, StageConfig};
 use crate::stages::{self, NamedContext, RefError};
@@ -33,6 +37,26 @@ pub struct LowerOptions {
     pub network: NetworkMode,
     /// The platform built for; the host's when `None`.
     pub platform: Option<Platform>,
+    /// Resolves base images to a digest and a config; without one, images
+    /// stay unresolved names with an empty config.
+    pub images: Option<Arc<dyn ImageResolver>>,
+}
+
+/// Looks base images up while lowering (the local store, OCI layouts, later
+/// registries), so a stage starts from its base's config and the source
+/// vertex's key follows the image's content.
+pub trait ImageResolver: std::fmt::Debug + Send + Sync {
+    /// The image's manifest digest and config, or one sentence saying why not.
+    fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage, String>;
+}
+
+/// A resolved base image.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// `sha256:` digest of its manifest in the local content store.
+    pub digest: String,
+    /// Its config (env, user, workdir, cmd, ONBUILD triggers, history...).
+    pub config: ImageConfig,
 }
 
 /// The lowered build.
@@ -83,6 +107,26 @@ pub enum LowerError {
         /// The feature.
         what: String,
     },
+    /// A base image cannot be found or read.
+    #[error("line {line}: {reference}: {message}")]
+    Image {
+        /// 1-based line.
+        line: u32,
+        /// The image as named.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// An ONBUILD trigger of the base image does not parse.
+    #[error("line {line}: ONBUILD trigger `{trigger}` of the base image: {message}")]
+    Trigger {
+        /// The FROM line.
+        line: u32,
+        /// The trigger as stored in the image.
+        trigger: String,
+        /// The parser's message.
+        message: String,
+    },
     /// The Dockerfile has no stage.
     #[error("the Dockerfile has no FROM instruction")]
     NoStage,
@@ -103,6 +147,63 @@ impl Env for ScopeEnv<'_> {
     fn lookup(&self, name: &str) -> Option<&str> {
         self.0.lookup(name)
     }
+}
+
+/// How a stage begins.
+enum BaseVertex {
+    /// From an earlier stage's last vertex.
+    Stage(VertexId),
+    /// From nothing.
+    Scratch,
+    /// From an image (its source op).
+    Image(Op),
+}
+
+/// A stage being lowered.
+struct StageState {
+    /// Its last vertex so far.
+    last: VertexId,
+    scope: StageScope,
+    config: StageConfig,
+    label: String,
+    step: usize,
+    steps: usize,
+}
+
+impl StageState {
+    /// The progress name of the next step, e.g. `[build 2/4] RUN make`.
+    fn name(&mut self, text: &str) -> String {
+        let n = format!("[{} {}/{}] {text}", self.label, self.step, self.steps);
+        self.step += 1;
+        n
+    }
+}
+
+/// Instructions that add a vertex (a step in progress output).
+fn makes_vertex(ins: &Instruction) -> bool {
+    matches!(
+        ins.kind,
+        InstructionKind::Run { .. }
+            | InstructionKind::Copy(_)
+            | InstructionKind::Add(..)
+            | InstructionKind::Workdir(_)
+    )
+}
+
+/// Parses an ONBUILD trigger stored in a base image's config.
+fn parse_trigger(trigger: &str, line: u32) -> Result<Instruction, LowerError> {
+    let invalid = |message: String| LowerError::Trigger {
+        line,
+        trigger: trigger.to_string(),
+        message,
+    };
+    let df = strata_parser::parse(&format!("FROM scratch\n{trigger}\n"))
+        .map_err(|e| invalid(e.to_string()))?;
+    df.stages
+        .into_iter()
+        .next()
+        .and_then(|s| s.instructions.into_iter().next())
+        .ok_or_else(|| invalid("it is empty".into()))
 }
 
 /// A lowered stage: its last vertex and its config.
@@ -186,13 +287,35 @@ impl Lowerer<'_> {
             })
     }
 
-    fn expand(&self, scope: &StageScope, w: &str, span: Span) -> Result<String, LowerError> {
+    fn expand(&self, scope: &StageScope, w: &str, line: u32) -> Result<String, LowerError> {
         self.lexer
             .process_word(w, &ScopeEnv(scope))
-            .map_err(|source| LowerError::Expand {
-                line: span.line,
-                source,
-            })
+            .map_err(|source| LowerError::Expand { line, source })
+    }
+
+    /// A base image named by FROM or `--from`: resolved through
+    /// [`LowerOptions::images`] when there is a resolver (its digest goes into
+    /// the op, its config starts the stage), else left by name with an empty config.
+    fn source_image(
+        &mut self,
+        reference: &str,
+        line: u32,
+    ) -> Result<(Op, ImageConfig), LowerError> {
+        let source = self.image_source(reference, line)?;
+        let (digest, config) = match &self.opts.images {
+            None => (None, ImageConfig::default()),
+            Some(images) => {
+                let r = images
+                    .resolve(&source)
+                    .map_err(|message| LowerError::Image {
+                        line,
+                        reference: reference.to_string(),
+                        message,
+                    })?;
+                (Some(r.digest), r.config)
+            }
+        };
+        Ok((Op::SourceImage(SourceImageOp { source, digest }), config))
     }
 
     /// The instruction's first source line, for progress and history.
@@ -231,248 +354,275 @@ impl Lowerer<'_> {
             .name
             .clone()
             .unwrap_or_else(|| format!("stage-{index}"));
-        let steps = 1 + stage
-            .instructions
-            .iter()
-            .filter(|i| {
-                matches!(
-                    i.kind,
-                    InstructionKind::Run { .. }
-                        | InstructionKind::Copy(_)
-                        | InstructionKind::Add(..)
-                        | InstructionKind::Workdir(_)
-                )
-            })
-            .count();
-        let mut step = 1;
-        let mut name = |text: &str| {
-            let n = format!("[{label} {step}/{steps}] {text}");
-            step += 1;
-            n
-        };
+        let line = stage.span.line;
         let base = self.expand_global(&stage.base, stage.span)?;
-        let from_name = name(&self.text(stage.span));
-        let (mut last, mut config) = if self.named_context(&base).is_none()
+        let (base_vertex, mut config) = if self.named_context(&base).is_none()
             && let Some(i) = stages::resolve_stage(&self.names, index, &base, false)
             && let Some(d) = self.done.get(i)
         {
-            (d.last, d.config.clone())
+            (
+                BaseVertex::Stage(d.last),
+                StageConfig::from_base(d.config.config.clone()),
+            )
         } else if base.eq_ignore_ascii_case("scratch") {
-            let v = self.graph.add(Op::SourceScratch, from_name, vec![])?;
-            (v, StageConfig::from_base(ImageConfig::default()))
+            (
+                BaseVertex::Scratch,
+                StageConfig::from_base(ImageConfig::default()),
+            )
         } else {
-            let src = self.image_source(&base, stage.span.line)?;
-            let v = self.graph.add(Op::SourceImage(src), from_name, vec![])?;
-            (v, StageConfig::from_base(ImageConfig::default()))
+            let (op, config) = self.source_image(&base, line)?;
+            (BaseVertex::Image(op), StageConfig::from_base(config))
         };
-        let mut scope = StageScope::new(&self.opts.build_args, &config.config.env);
-
-        for ins in &stage.instructions {
-            let span = ins.span;
-            let line = span.line;
-            let text = self.text(span);
-            match &ins.kind {
-                InstructionKind::Arg(decls) => {
-                    for d in decls {
-                        let default = match &d.default {
-                            Some(w) => Some(self.expand(&scope, w, span)?),
-                            None => None,
-                        };
-                        scope.declare_arg(&self.opts.build_args, &self.globals, &d.name, default);
-                    }
-                    config.history(format!("ARG {}", arg_text(&text)), true);
-                }
-                InstructionKind::Env(pairs) => {
-                    for (k, v) in pairs {
-                        let k = self.expand(&scope, k, span)?;
-                        let v = self.expand(&scope, v, span)?;
-                        scope.set_env(&k, v.clone());
-                        config.env(&k, &v);
-                    }
-                    config.history(text, true);
-                }
-                InstructionKind::Run {
-                    mounts,
-                    network,
-                    security,
-                    command,
-                    heredocs,
-                } => {
-                    if !mounts.is_empty() {
-                        return unsupported(line, "RUN --mount");
-                    }
-                    if !heredocs.is_empty() {
-                        return unsupported(line, "RUN with a heredoc");
-                    }
-                    if security.is_some() {
-                        return unsupported(line, "RUN --security");
-                    }
-                    let argv = match command {
-                        Command::Exec(argv) => argv.clone(),
-                        Command::Shell(s) => config.shell_form(s),
-                    };
-                    let network = match network.as_ref().map(|f| f.value) {
-                        None => self.opts.network,
-                        Some(strata_parser::NetworkMode::Default) => NetworkMode::Default,
-                        Some(strata_parser::NetworkMode::None) => NetworkMode::None,
-                        Some(strata_parser::NetworkMode::Host) => NetworkMode::Host,
-                    };
-                    let op = Op::Exec(ExecOp {
-                        argv: argv.clone(),
-                        env: scope.run_env(),
-                        user: config.config.user.clone(),
-                        cwd: cwd(&config),
-                        network,
-                    });
-                    last = self.graph.add(op, name(&text), vec![parent(last)])?;
-                    config.history(format!("RUN {} # buildkit", argv.join(" ")), false);
-                }
-                InstructionKind::Copy(spec) => {
-                    last = self.copy(&scope, &config, spec, false, last, span, name(&text))?;
-                    config.history(format!("{text} # buildkit"), false);
-                }
-                InstructionKind::Add(spec, opts) => {
-                    if opts.checksum.is_some() || opts.keep_git_dir {
-                        return unsupported(line, "ADD --checksum/--keep-git-dir");
-                    }
-                    if spec
-                        .sources
-                        .iter()
-                        .any(|s| s.contains("://") || s.starts_with("git@"))
-                    {
-                        return unsupported(line, "ADD from a URL");
-                    }
-                    let extract = opts.unpack.unwrap_or(true);
-                    last = self.copy(&scope, &config, spec, extract, last, span, name(&text))?;
-                    config.history(format!("{text} # buildkit"), false);
-                }
-                InstructionKind::Workdir(dir) => {
-                    let dir = self.expand(&scope, dir, span)?;
-                    let path = config.workdir(&dir);
-                    let op = Op::Mkdir(MkdirOp {
-                        path,
-                        owner: config.config.user.clone(),
-                    });
-                    last = self.graph.add(op, name(&text), vec![parent(last)])?;
-                    config.history(format!("{text} # buildkit"), false);
-                }
-                InstructionKind::Cmd(c) => {
-                    let argv = command_argv(&config, c);
-                    config.cmd(argv);
-                    config.history(format!("{text} # buildkit"), true);
-                }
-                InstructionKind::Entrypoint(c) => {
-                    let argv = command_argv(&config, c);
-                    config.entrypoint(argv);
-                    config.history(format!("{text} # buildkit"), true);
-                }
-                InstructionKind::Shell(argv) => {
-                    config.set_shell(argv.clone());
-                    config.history(text, true);
-                }
-                InstructionKind::User(u) => {
-                    let u = self.expand(&scope, u, span)?;
-                    config.user(&u);
-                    config.history(text, true);
-                }
-                InstructionKind::Expose(ports) => {
-                    for p in ports {
-                        let words = self
-                            .lexer
-                            .process_words(p, &ScopeEnv(&scope))
-                            .map_err(|source| LowerError::Expand { line, source })?;
-                        for w in words {
-                            config.expose(&w);
-                        }
-                    }
-                    config.history(text, true);
-                }
-                InstructionKind::Volume(paths) => {
-                    for p in paths {
-                        let p = self.expand(&scope, p, span)?;
-                        config.volume(&p);
-                    }
-                    config.history(text, true);
-                }
-                InstructionKind::Label(pairs) => {
-                    for (k, v) in pairs {
-                        let k = self.expand(&scope, k, span)?;
-                        let v = self.expand(&scope, v, span)?;
-                        config.label(&k, &v);
-                    }
-                    config.history(text, true);
-                }
-                InstructionKind::StopSignal(s) => {
-                    let s = self.expand(&scope, s, span)?;
-                    config.stop_signal(&s);
-                    config.history(text, true);
-                }
-                InstructionKind::Healthcheck(h) => {
-                    let check = match h {
-                        None => Healthcheck {
-                            test: vec!["NONE".into()],
-                            ..Healthcheck::default()
-                        },
-                        Some(h) => Healthcheck {
-                            test: match &h.command {
-                                Command::Exec(argv) => {
-                                    let mut t = vec!["CMD".to_string()];
-                                    t.extend(argv.iter().cloned());
-                                    t
-                                }
-                                Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-                            },
-                            interval: h.interval.map(nanos),
-                            timeout: h.timeout.map(nanos),
-                            start_period: h.start_period.map(nanos),
-                            start_interval: h.start_interval.map(nanos),
-                            retries: h.retries,
-                        },
-                    };
-                    config.healthcheck(check);
-                    config.history(text, true);
-                }
-                InstructionKind::Onbuild(_) => {
-                    let trigger = text
-                        .get("ONBUILD".len()..)
-                        .map(str::trim)
-                        .unwrap_or_default()
-                        .to_string();
-                    config.on_build(&trigger);
-                    config.history(text, true);
-                }
-                InstructionKind::Maintainer(m) => {
-                    config.label("maintainer", m);
-                    config.history(text, true);
-                }
-            }
+        // The base's ONBUILD triggers run first, in this stage; the new image
+        // starts with no triggers of its own (Docker's rule).
+        let triggers: Vec<(String, Instruction)> = std::mem::take(&mut config.config.on_build)
+            .into_iter()
+            .map(|t| parse_trigger(&t, line).map(|ins| (t, ins)))
+            .collect::<Result<_, _>>()?;
+        let steps = 1 + triggers
+            .iter()
+            .map(|(_, i)| i)
+            .chain(&stage.instructions)
+            .filter(|i| makes_vertex(i))
+            .count();
+        let from_name = format!("[{label} 1/{steps}] {}", self.text(stage.span));
+        let last = match base_vertex {
+            BaseVertex::Stage(v) => v,
+            BaseVertex::Scratch => self.graph.add(Op::SourceScratch, from_name, vec![])?,
+            BaseVertex::Image(op) => self.graph.add(op, from_name, vec![])?,
+        };
+        let mut st = StageState {
+            last,
+            scope: StageScope::new(&self.opts.build_args, &config.config.env),
+            config,
+            label,
+            step: 2,
+            steps,
+        };
+        for (text, ins) in &triggers {
+            self.instruction(&mut st, ins, text.clone(), line)?;
         }
-        Ok(Done { last, config })
+        for ins in &stage.instructions {
+            let text = self.text(ins.span);
+            self.instruction(&mut st, ins, text, ins.span.line)?;
+        }
+        Ok(Done {
+            last: st.last,
+            config: st.config,
+        })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Lowers one instruction of a stage (`text` is its source line, `line`
+    /// the line errors name).
+    fn instruction(
+        &mut self,
+        st: &mut StageState,
+        ins: &Instruction,
+        text: String,
+        line: u32,
+    ) -> Result<(), LowerError> {
+        match &ins.kind {
+            InstructionKind::Arg(decls) => {
+                for d in decls {
+                    let default = match &d.default {
+                        Some(w) => Some(self.expand(&st.scope, w, line)?),
+                        None => None,
+                    };
+                    st.scope
+                        .declare_arg(&self.opts.build_args, &self.globals, &d.name, default);
+                }
+                st.config.history(format!("ARG {}", arg_text(&text)), true);
+            }
+            InstructionKind::Env(pairs) => {
+                for (k, v) in pairs {
+                    let k = self.expand(&st.scope, k, line)?;
+                    let v = self.expand(&st.scope, v, line)?;
+                    st.scope.set_env(&k, v.clone());
+                    st.config.env(&k, &v);
+                }
+                st.config.history(text, true);
+            }
+            InstructionKind::Run {
+                mounts,
+                network,
+                security,
+                command,
+                heredocs,
+            } => {
+                if !mounts.is_empty() {
+                    return unsupported(line, "RUN --mount");
+                }
+                if !heredocs.is_empty() {
+                    return unsupported(line, "RUN with a heredoc");
+                }
+                if security.is_some() {
+                    return unsupported(line, "RUN --security");
+                }
+                let argv = match command {
+                    Command::Exec(argv) => argv.clone(),
+                    Command::Shell(s) => st.config.shell_form(s),
+                };
+                let network = match network.as_ref().map(|f| f.value) {
+                    None => self.opts.network,
+                    Some(strata_parser::NetworkMode::Default) => NetworkMode::Default,
+                    Some(strata_parser::NetworkMode::None) => NetworkMode::None,
+                    Some(strata_parser::NetworkMode::Host) => NetworkMode::Host,
+                };
+                let op = Op::Exec(ExecOp {
+                    argv: argv.clone(),
+                    env: st.scope.run_env(),
+                    user: st.config.config.user.clone(),
+                    cwd: cwd(&st.config),
+                    network,
+                });
+                st.last = self.graph.add(op, st.name(&text), vec![parent(st.last)])?;
+                st.config
+                    .history(format!("RUN {} # buildkit", argv.join(" ")), false);
+            }
+            InstructionKind::Copy(spec) => {
+                let name = st.name(&text);
+                st.last = self.copy(st, spec, false, line, name)?;
+                st.config.history(format!("{text} # buildkit"), false);
+            }
+            InstructionKind::Add(spec, opts) => {
+                if opts.checksum.is_some() || opts.keep_git_dir {
+                    return unsupported(line, "ADD --checksum/--keep-git-dir");
+                }
+                if spec
+                    .sources
+                    .iter()
+                    .any(|s| s.contains("://") || s.starts_with("git@"))
+                {
+                    return unsupported(line, "ADD from a URL");
+                }
+                let extract = opts.unpack.unwrap_or(true);
+                let name = st.name(&text);
+                st.last = self.copy(st, spec, extract, line, name)?;
+                st.config.history(format!("{text} # buildkit"), false);
+            }
+            InstructionKind::Workdir(dir) => {
+                let dir = self.expand(&st.scope, dir, line)?;
+                let path = st.config.workdir(&dir);
+                let op = Op::Mkdir(MkdirOp {
+                    path,
+                    owner: st.config.config.user.clone(),
+                });
+                st.last = self.graph.add(op, st.name(&text), vec![parent(st.last)])?;
+                st.config.history(format!("{text} # buildkit"), false);
+            }
+            InstructionKind::Cmd(c) => {
+                let argv = command_argv(&st.config, c);
+                st.config.cmd(argv);
+                st.config.history(format!("{text} # buildkit"), true);
+            }
+            InstructionKind::Entrypoint(c) => {
+                let argv = command_argv(&st.config, c);
+                st.config.entrypoint(argv);
+                st.config.history(format!("{text} # buildkit"), true);
+            }
+            InstructionKind::Shell(argv) => {
+                st.config.set_shell(argv.clone());
+                st.config.history(text, true);
+            }
+            InstructionKind::User(u) => {
+                let u = self.expand(&st.scope, u, line)?;
+                st.config.user(&u);
+                st.config.history(text, true);
+            }
+            InstructionKind::Expose(ports) => {
+                for p in ports {
+                    let words = self
+                        .lexer
+                        .process_words(p, &ScopeEnv(&st.scope))
+                        .map_err(|source| LowerError::Expand { line, source })?;
+                    for w in words {
+                        st.config.expose(&w);
+                    }
+                }
+                st.config.history(text, true);
+            }
+            InstructionKind::Volume(paths) => {
+                for p in paths {
+                    let p = self.expand(&st.scope, p, line)?;
+                    st.config.volume(&p);
+                }
+                st.config.history(text, true);
+            }
+            InstructionKind::Label(pairs) => {
+                for (k, v) in pairs {
+                    let k = self.expand(&st.scope, k, line)?;
+                    let v = self.expand(&st.scope, v, line)?;
+                    st.config.label(&k, &v);
+                }
+                st.config.history(text, true);
+            }
+            InstructionKind::StopSignal(s) => {
+                let s = self.expand(&st.scope, s, line)?;
+                st.config.stop_signal(&s);
+                st.config.history(text, true);
+            }
+            InstructionKind::Healthcheck(h) => {
+                let check = match h {
+                    None => Healthcheck {
+                        test: vec!["NONE".into()],
+                        ..Healthcheck::default()
+                    },
+                    Some(h) => Healthcheck {
+                        test: match &h.command {
+                            Command::Exec(argv) => {
+                                let mut t = vec!["CMD".to_string()];
+                                t.extend(argv.iter().cloned());
+                                t
+                            }
+                            Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                        },
+                        interval: h.interval.map(nanos),
+                        timeout: h.timeout.map(nanos),
+                        start_period: h.start_period.map(nanos),
+                        start_interval: h.start_interval.map(nanos),
+                        retries: h.retries,
+                    },
+                };
+                st.config.healthcheck(check);
+                st.config.history(text, true);
+            }
+            InstructionKind::Onbuild(_) => {
+                let trigger = text
+                    .get("ONBUILD".len()..)
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_string();
+                st.config.on_build(&trigger);
+                st.config.history(text, true);
+            }
+            InstructionKind::Maintainer(m) => {
+                st.config.label("maintainer", m);
+                st.config.history(text, true);
+            }
+        }
+        Ok(())
+    }
+
     fn copy(
         &mut self,
-        scope: &StageScope,
-        config: &StageConfig,
+        st: &StageState,
         spec: &CopySpec,
         extract_archives: bool,
-        last: VertexId,
-        span: Span,
+        line: u32,
         name: String,
     ) -> Result<VertexId, LowerError> {
-        let line = span.line;
+        let (scope, config) = (&st.scope, &st.config);
         if !spec.heredocs.is_empty() {
             return unsupported(line, "COPY with a heredoc");
         }
         if spec.parents || !spec.exclude.is_empty() {
             return unsupported(line, "COPY --parents/--exclude");
         }
-        let mut inputs = vec![parent(last)];
+        let mut inputs = vec![parent(st.last)];
         let source = match &spec.from {
             None => CopySource::Context { name: ".".into() },
             Some(f) => {
-                let from = self.expand(scope, &f.value, span)?;
+                let from = self.expand(scope, &f.value, line)?;
                 let current = self.done.len();
                 if self.named_context(&from).is_none()
                     && let Some(i) = stages::resolve_stage(&self.names, current, &from, true)
@@ -483,12 +633,8 @@ impl Lowerer<'_> {
                         role: EdgeRole::CopyFrom,
                     });
                 } else {
-                    let src = self.image_source(&from, line)?;
-                    let v = self.graph.add(
-                        Op::SourceImage(src),
-                        format!("[internal] {from}"),
-                        vec![],
-                    )?;
+                    let (op, _) = self.source_image(&from, line)?;
+                    let v = self.graph.add(op, format!("[internal] {from}"), vec![])?;
                     inputs.push(Input {
                         vertex: v,
                         role: EdgeRole::CopyFrom,
@@ -502,18 +648,18 @@ impl Lowerer<'_> {
             .iter()
             .map(|s| {
                 Ok(Selection {
-                    path: self.expand(scope, s, span)?,
+                    path: self.expand(scope, s, line)?,
                     digest: String::new(),
                 })
             })
             .collect::<Result<Vec<_>, LowerError>>()?;
-        let dest = self.expand(scope, &spec.dest, span)?;
+        let dest = self.expand(scope, &spec.dest, line)?;
         let chown = match &spec.chown {
             None => None,
             Some(c) => Some(Chown {
-                user: self.expand(scope, &c.value.user, span)?,
+                user: self.expand(scope, &c.value.user, line)?,
                 group: match &c.value.group {
-                    Some(g) => Some(self.expand(scope, g, span)?),
+                    Some(g) => Some(self.expand(scope, g, line)?),
                     None => None,
                 },
             }),
@@ -523,7 +669,7 @@ impl Lowerer<'_> {
             Some(c) => match &c.value {
                 Chmod::Octal(m) => Some(*m),
                 Chmod::Unexpanded(w) => {
-                    let s = self.expand(scope, w, span)?;
+                    let s = self.expand(scope, w, line)?;
                     Some(u32::from_str_radix(&s, 8).map_err(|_| LowerError::Invalid {
                         line,
                         message: format!("--chmod={s} is not an octal mode"),

@@ -4,8 +4,9 @@ use std::fs;
 use std::sync::Arc;
 
 use strata_solver::args::BuildArgs;
-use strata_solver::graph::{ImageSource, Op};
-use strata_solver::lower::{LowerError, LowerOptions, lower};
+use strata_solver::graph::{ImageSource, Op, SourceImageOp};
+use strata_solver::image::ImageConfig;
+use strata_solver::lower::{ImageResolver, LowerError, LowerOptions, ResolvedImage, lower};
 use strata_solver::ops::FileExecutor;
 use strata_solver::stages::parse_build_context;
 use strata_solver::{ProgressSink, Scheduler};
@@ -65,9 +66,12 @@ fn run_env_and_build_context_and_target() -> R {
     let src_v = l.graph.vertex(ids[0]).ok_or("no vertex")?;
     assert_eq!(
         src_v.op,
-        Op::SourceImage(ImageSource::Layout {
-            path: "/layouts/bb".into(),
-            reference: "busybox".into()
+        Op::SourceImage(SourceImageOp {
+            source: ImageSource::Layout {
+                path: "/layouts/bb".into(),
+                reference: "busybox".into()
+            },
+            digest: None
         })
     );
     let run = l.graph.vertex(l.target).ok_or("no vertex")?;
@@ -117,5 +121,89 @@ fn scratch_copy_build_runs_with_file_ops() -> R {
     let top = stack.last().ok_or("no layer")?;
     assert_eq!(fs::read_to_string(top.join("app/copied.txt"))?, "A\n");
     assert_eq!(l.config.working_dir, "/app");
+    Ok(())
+}
+
+/// A resolver that knows one image, as the local store would report it.
+#[derive(Debug)]
+struct OneImage;
+
+impl ImageResolver for OneImage {
+    fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage, String> {
+        match source {
+            ImageSource::Store { reference } if reference == "base" => Ok(ResolvedImage {
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                config: ImageConfig {
+                    env: vec!["PATH=/bin".into(), "FROM_BASE=1".into()],
+                    user: "app".into(),
+                    working_dir: "/srv".into(),
+                    on_build: vec!["RUN echo triggered".into(), "ENV T=1".into()],
+                    ..ImageConfig::default()
+                },
+            }),
+            other => Err(format!("no such image {other:?}")),
+        }
+    }
+}
+
+#[test]
+fn base_config_and_onbuild_triggers_apply() -> R {
+    let opts = LowerOptions {
+        images: Some(Arc::new(OneImage)),
+        ..LowerOptions::default()
+    };
+    let l = lower_src(
+        "FROM base\nRUN echo $FROM_BASE $T\nONBUILD RUN mine\n",
+        &opts,
+    )?;
+    let c = &l.config;
+    assert!(c.env.contains(&"FROM_BASE=1".to_string()), "{:?}", c.env);
+    assert!(c.env.contains(&"T=1".to_string()), "{:?}", c.env);
+    assert_eq!(c.user, "app");
+    assert_eq!(c.working_dir, "/srv");
+    // The base's triggers ran and are gone; the stage's own trigger is kept.
+    assert_eq!(c.on_build, vec!["RUN mine".to_string()]);
+    let ids = l.graph.ancestors(&[l.target]);
+    let names: Vec<String> = ids
+        .iter()
+        .filter_map(|&id| l.graph.vertex(id).map(|v| v.name.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "[stage-0 1/3] FROM base",
+            "[stage-0 2/3] RUN echo triggered",
+            "[stage-0 3/3] RUN echo $FROM_BASE $T",
+        ]
+    );
+    match &l.graph.vertex(ids[0]).ok_or("no vertex")?.op {
+        Op::SourceImage(s) => assert_eq!(
+            s.digest.as_deref(),
+            Some(&*format!("sha256:{}", "ab".repeat(32)))
+        ),
+        other => return Err(format!("expected a source image, got {other:?}").into()),
+    }
+    match &l.graph.vertex(l.target).ok_or("no vertex")?.op {
+        Op::Exec(e) => {
+            assert_eq!(e.user, "app");
+            assert_eq!(e.cwd, "/srv");
+            assert!(e.env.contains(&"T=1".to_string()));
+        }
+        other => return Err(format!("expected exec, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+#[test]
+fn unknown_base_image_names_line_and_image() -> R {
+    let opts = LowerOptions {
+        images: Some(Arc::new(OneImage)),
+        ..LowerOptions::default()
+    };
+    let df =
+        strata_parser::parse("FROM scratch\n\nFROM missing:1\n").map_err(|e| format!("{e:?}"))?;
+    let err = lower(&df, "", &opts).err().ok_or("expected an error")?;
+    let msg = err.to_string();
+    assert!(msg.starts_with("line 3: missing:1: no such image"), "{msg}");
     Ok(())
 }
