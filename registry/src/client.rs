@@ -160,7 +160,8 @@ impl Client {
             .read_to_vec()
             .map_err(|e| Error::Unreachable {
                 host: reference.api_host().to_string(),
-                reason: format!("reading {what}: {e}"),
+                during: what.clone(),
+                reason: format!("connection lost while reading: {e}"),
             })?;
         let digest = Digest::of(&bytes);
         if let Some(expected) = reference.digest().or(header_digest.as_ref())
@@ -268,7 +269,8 @@ impl Client {
                     if attempt >= self.config.attempts.max(1) {
                         return Err(Error::Unreachable {
                             host: repo.api_host().to_string(),
-                            reason: format!("connection lost while reading {what}: {e}"),
+                            during: what.clone(),
+                            reason: format!("connection lost while reading: {e}"),
                         });
                     }
                     std::thread::sleep(self.config.backoff_base * 2u32.saturating_pow(attempt - 1));

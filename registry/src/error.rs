@@ -30,10 +30,12 @@ pub enum Error {
         platform: String,
     },
     /// The registry host did not answer (DNS, refused, timeout, TLS).
-    #[error("cannot reach registry {host}: {reason}")]
+    #[error("cannot reach registry {host} ({during}): {reason}")]
     Unreachable {
         /// `host[:port]` of the registry.
         host: String,
+        /// The operation, e.g. `manifest 127.0.0.1:5000/app:1`.
+        during: String,
         /// The transport error, one line.
         reason: String,
     },

@@ -195,11 +195,12 @@ impl Transport {
         }
         let unreachable = |reason: String| Error::Unreachable {
             host: req.host.to_string(),
+            during: req.what.clone(),
             reason,
         };
         let request = builder
             .body(req.body)
-            .map_err(|e| unreachable(format!("cannot build request for {}: {e}", req.what)))?;
+            .map_err(|e| unreachable(format!("cannot build the request: {e}")))?;
         self.agent
             .run(request)
             .map_err(|e| unreachable(describe(&e)))
