@@ -253,3 +253,127 @@ fn unreachable_registry_fails_fast_naming_host_and_port() -> TestResult {
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
     Ok(())
 }
+
+#[test]
+fn blob_cut_off_mid_body_resumes_with_a_range_request() -> TestResult {
+    let registry = Registry::start(None)?;
+    let platform = Platform::parse("linux/amd64")?;
+    let img = image(&platform, vec![random_bytes(3 * 1024 * 1024)]);
+    let direct = Reference::parse(&format!("{}/app:1", registry.host()))?;
+    client().push_image(
+        &direct,
+        OCI_MANIFEST,
+        &img.manifest,
+        &img.blobs,
+        &PushOptions::default(),
+    )?;
+
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ranges);
+    let proxy = Proxy::start(
+        registry.port,
+        Arc::new(move |head: &Head| {
+            if !is_blob_get(head) {
+                return Action::Forward;
+            }
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.push(head.header("range").map(str::to_string));
+            if seen.len() == 1 {
+                Action::TruncateBody
+            } else {
+                Action::Forward
+            }
+        }),
+    )?;
+    let via_proxy = Reference::parse(&format!("{}/app:1", proxy.host()))?;
+    let mut out = Vec::new();
+    client().fetch_blob(&via_proxy, &img.layers[0], &mut out)?;
+    assert_eq!(strata_registry::Digest::of(&out), img.layers[0].digest);
+    let ranges = ranges.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0], None);
+    let resumed = ranges[1]
+        .clone()
+        .ok_or("the second request had no Range header")?;
+    let offset: u64 = resumed
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .ok_or(format!("unexpected range {resumed}"))?
+        .parse()?;
+    assert!(offset > 0 && offset < img.layers[0].size, "{resumed}");
+    Ok(())
+}
+
+#[test]
+fn manifest_not_matching_the_registry_digest_is_rejected() -> TestResult {
+    let registry = Registry::start(None)?;
+    let platform = Platform::parse("linux/amd64")?;
+    let img = image(&platform, vec![random_bytes(10)]);
+    let direct = Reference::parse(&format!("{}/app:1", registry.host()))?;
+    client().push_image(
+        &direct,
+        OCI_MANIFEST,
+        &img.manifest,
+        &img.blobs,
+        &PushOptions::default(),
+    )?;
+    let proxy = Proxy::start(
+        registry.port,
+        Arc::new(|head: &Head| {
+            if head.path.contains("/manifests/") {
+                Action::CorruptBody
+            } else {
+                Action::Forward
+            }
+        }),
+    )?;
+    let client = client();
+    for reference in [
+        Reference::parse(&format!("{}/app:1", proxy.host()))?,
+        Reference::parse(&format!("{}/app@{}", proxy.host(), img.manifest_digest))?,
+    ] {
+        let err = client
+            .resolve(&reference, &platform)
+            .err()
+            .ok_or("a corrupted manifest was accepted")?;
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert!(err.to_string().contains(&reference.to_string()), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn too_many_requests_waits_for_retry_after() -> TestResult {
+    let registry = Registry::start(None)?;
+    let platform = Platform::parse("linux/amd64")?;
+    let img = image(&platform, vec![random_bytes(10)]);
+    let direct = Reference::parse(&format!("{}/app:1", registry.host()))?;
+    client().push_image(
+        &direct,
+        OCI_MANIFEST,
+        &img.manifest,
+        &img.blobs,
+        &PushOptions::default(),
+    )?;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    let proxy = Proxy::start(
+        registry.port,
+        Arc::new(move |_: &Head| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                Action::Respond(
+                    429,
+                    vec![("Retry-After".to_string(), "1".to_string())],
+                    Vec::new(),
+                )
+            } else {
+                Action::Forward
+            }
+        }),
+    )?;
+    let via_proxy = Reference::parse(&format!("{}/app:1", proxy.host()))?;
+    let resolved = client().resolve(&via_proxy, &platform)?;
+    assert_eq!(resolved.manifest_digest, img.manifest_digest);
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    Ok(())
+}

@@ -241,12 +241,28 @@ pub enum Action {
     ServiceUnavailable,
     /// Forward, but flip the last byte of the response body.
     CorruptBody,
+    /// Forward, but send only the headers and the first half of the body, then hang up.
+    TruncateBody,
+    /// Answer this status, extra headers and body without contacting the registry.
+    Respond(u16, Vec<(String, String)>, Vec<u8>),
 }
 
-/// The request line and headers the proxy saw.
+/// The request the proxy saw.
 pub struct Head {
     pub method: String,
     pub path: String,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Head {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 type Decide = dyn Fn(&Head) -> Action + Send + Sync;
@@ -282,10 +298,9 @@ fn serve(mut client: TcpStream, upstream: u16, decide: &Decide) -> std::io::Resu
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut parts = request_line.split_whitespace();
-    let head = Head {
-        method: parts.next().unwrap_or_default().to_string(),
-        path: parts.next().unwrap_or_default().to_string(),
-    };
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut raw_headers = Vec::new();
     let mut headers = Vec::new();
     let mut content_length = 0usize;
     loop {
@@ -294,22 +309,36 @@ fn serve(mut client: TcpStream, upstream: u16, decide: &Decide) -> std::io::Resu
         if line == "\r\n" || line.is_empty() {
             break;
         }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            content_length = v.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim().to_ascii_lowercase();
+            let value = value.trim().to_string();
+            if name == "content-length" {
+                content_length = value.parse().unwrap_or(0);
+            }
+            if name == "connection" {
+                continue;
+            }
+            headers.push((name, value));
         }
-        if !lower.starts_with("connection:") {
-            headers.push(line);
-        }
+        raw_headers.push(line);
     }
     let mut body = vec![0u8; content_length];
     reader.read_exact(&mut body)?;
+    let head = Head {
+        method,
+        path,
+        headers,
+        body,
+    };
     let action = decide(&head);
-    if let Action::ServiceUnavailable = action {
-        client.write_all(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )?;
-        return client.shutdown(Shutdown::Both);
+    match action {
+        Action::ServiceUnavailable => {
+            return respond(&mut client, 503, &[], b"");
+        }
+        Action::Respond(status, extra, body) => {
+            return respond(&mut client, status, &extra, &body);
+        }
+        _ => {}
     }
     let mut up = match TcpStream::connect(("127.0.0.1", upstream)) {
         Ok(up) => up,
@@ -317,20 +346,51 @@ fn serve(mut client: TcpStream, upstream: u16, decide: &Decide) -> std::io::Resu
         Err(_) => return client.shutdown(Shutdown::Both),
     };
     up.write_all(request_line.as_bytes())?;
-    for h in &headers {
+    for h in raw_headers
+        .iter()
+        .filter(|h| !h.to_ascii_lowercase().starts_with("connection:"))
+    {
         up.write_all(h.as_bytes())?;
     }
     up.write_all(b"Connection: close\r\n\r\n")?;
-    up.write_all(&body)?;
+    up.write_all(&head.body)?;
     let mut response = Vec::new();
     up.read_to_end(&mut response)?;
-    if let Action::CorruptBody = action
-        && let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n")
-        && response.len() > end + 4
-        && let Some(last) = response.last_mut()
-    {
-        *last ^= 0xff;
+    let body_start = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |p| p + 4);
+    match action {
+        Action::CorruptBody if response.len() > body_start => {
+            if let Some(last) = response.last_mut() {
+                *last ^= 0xff;
+            }
+        }
+        Action::TruncateBody => {
+            let half = body_start + (response.len() - body_start) / 2;
+            response.truncate(half);
+        }
+        _ => {}
     }
     client.write_all(&response)?;
+    client.shutdown(Shutdown::Both)
+}
+
+fn respond(
+    client: &mut TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {status} Test\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    client.write_all(out.as_bytes())?;
+    client.write_all(body)?;
     client.shutdown(Shutdown::Both)
 }
