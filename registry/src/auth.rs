@@ -215,14 +215,18 @@ struct HelperAnswer {
     secret: String,
 }
 
-/// `docker-credential-<helper> get`: server URL on stdin, JSON on stdout.
+/// `docker-credential-<helper> get`, found on `PATH`.
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>> {
-    let program = format!("docker-credential-{helper}");
+    run_helper_program(&format!("docker-credential-{helper}"), registry)
+}
+
+/// Run a credential helper: server URL on stdin, `{"Username","Secret"}` on stdout.
+fn run_helper_program(program: &str, registry: &str) -> Result<Option<Credential>> {
     let fail = |reason: String| Error::Credentials {
         registry: registry.to_string(),
         reason: format!("{program}: {reason}"),
     };
-    let mut child = Command::new(&program)
+    let mut child = Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -404,6 +408,69 @@ mod tests {
         assert!(same_registry("https://index.docker.io/v1/", "docker.io"));
         assert!(same_registry("http://127.0.0.1:5000", "127.0.0.1:5000"));
         assert!(!same_registry("127.0.0.1:5001", "127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn credential_helper_answers_are_parsed() -> std::result::Result<(), Box<dyn std::error::Error>>
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let helper = dir.path().join("docker-credential-test");
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread url\ncase \"$url\" in\n  \
+             127.0.0.1:5000) echo '{\"ServerURL\":\"127.0.0.1:5000\",\"Username\":\"u\",\"Secret\":\"p\"}' ;;\n  \
+             https://index.docker.io/v1/) echo '{\"ServerURL\":\"x\",\"Username\":\"<token>\",\"Secret\":\"idt\"}' ;;\n  \
+             *) echo 'credentials not found in native keychain'; exit 1 ;;\nesac\n",
+        )?;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755))?;
+        let program = helper.to_string_lossy().to_string();
+
+        let basic = run_helper_program(&program, "127.0.0.1:5000")?
+            .ok_or("no answer for 127.0.0.1:5000")?;
+        assert_eq!(basic.basic_header().as_deref(), Some("Basic dTpw"));
+        assert!(
+            basic.source.contains("docker-credential-test"),
+            "{}",
+            basic.source
+        );
+
+        let hub = run_helper_program(&program, "docker.io")?.ok_or("no answer for docker.io")?;
+        assert!(matches!(&hub.secret, Secret::IdentityToken(t) if t == "idt"));
+
+        assert!(run_helper_program(&program, "other.example")?.is_none());
+        let missing = run_helper_program("/nonexistent/docker-credential-x", "h").err();
+        assert!(
+            missing.is_some_and(|e| e.to_string().contains("docker-credential-x")),
+            "a missing helper must be named"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn config_entries_are_read() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"aHViOnB3"},"reg.example:5000":{"identitytoken":"it"}}}"#,
+        )?;
+        let source = AuthSource::DockerConfig(path.clone());
+        let hub = lookup(&source, "docker.io")?.ok_or("no Docker Hub entry")?;
+        assert_eq!(hub.basic_header().as_deref(), Some("Basic aHViOnB3"));
+        assert_eq!(hub.source, format!("from {}", path.display()));
+        let other = lookup(&source, "reg.example:5000")?.ok_or("no reg.example entry")?;
+        assert!(matches!(other.secret, Secret::IdentityToken(_)));
+        assert!(lookup(&source, "elsewhere.example")?.is_none());
+        assert!(lookup(&AuthSource::Anonymous, "docker.io")?.is_none());
+
+        assert!(store(&path, "docker.io", None)?);
+        assert!(lookup(&source, "docker.io")?.is_none());
+        assert!(
+            lookup(&source, "reg.example:5000")?.is_some(),
+            "logout removed another entry"
+        );
+        Ok(())
     }
 
     #[test]

@@ -63,3 +63,64 @@ fn index_resolves_per_platform_and_lists_platforms_when_missing() -> TestResult 
     assert!(msg.contains("/multi:latest"), "{msg}");
     Ok(())
 }
+
+#[test]
+fn docker_manifest_list_and_schema2_manifests_resolve() -> TestResult {
+    use strata_registry::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Digest};
+    let registry = Registry::start(None)?;
+    let client = Client::new(ClientConfig {
+        auth: AuthSource::Anonymous,
+        ..ClientConfig::default()
+    });
+    let repo = Reference::parse(&format!("{}/legacy", registry.host()))?;
+    let mut entries = Vec::new();
+    let mut digests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let platform = Platform::parse(&format!("linux/{arch}"))?;
+        let mut img = image(&platform, vec![random_bytes(64)]);
+        img.blobs[0].descriptor.media_type =
+            "application/vnd.docker.container.image.v1+json".to_string();
+        img.blobs[1].descriptor.media_type =
+            "application/vnd.docker.image.rootfs.diff.tar.gzip".to_string();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": img.blobs[0].descriptor,
+            "layers": [img.blobs[1].descriptor],
+        }))?;
+        let digest = Digest::of(&manifest);
+        let pinned = repo.with_digest(digest.clone());
+        client.push_image(
+            &pinned,
+            DOCKER_MANIFEST,
+            &manifest,
+            &img.blobs,
+            &PushOptions::default(),
+        )?;
+        entries.push(serde_json::json!({
+            "mediaType": DOCKER_MANIFEST,
+            "digest": digest,
+            "size": manifest.len(),
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+        digests.push((platform, digest, img.blobs[1].descriptor.clone()));
+    }
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST_LIST,
+        "manifests": entries,
+    }))?;
+    let tagged = repo.with_tag("v1")?;
+    client.push_manifest(&tagged, DOCKER_MANIFEST_LIST, &list)?;
+    assert_eq!(
+        client.fetch_manifest_raw(&tagged)?.media_type,
+        DOCKER_MANIFEST_LIST
+    );
+    for (platform, digest, layer) in digests {
+        let resolved = client.resolve(&tagged, &platform)?;
+        assert_eq!(resolved.manifest_digest, digest, "{platform}");
+        assert_eq!(resolved.media_type, DOCKER_MANIFEST);
+        assert_eq!(resolved.layers, vec![layer]);
+    }
+    Ok(())
+}
