@@ -131,8 +131,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether a retry of the same idempotent request could succeed.
-    pub(crate) fn is_transient(&self) -> bool {
+    /// Whether trying again later could succeed (unreachable host, 429, 5xx).
+    pub fn is_transient(&self) -> bool {
         match self {
             Error::Unreachable { .. } => true,
             Error::Http { status, .. } => *status == 429 || *status >= 500,
