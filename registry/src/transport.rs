@@ -504,6 +504,26 @@ mod tests {
     }
 
     #[test]
+    fn https_unless_loopback_or_listed_insecure() {
+        let t = Transport::new(TransportConfig {
+            insecure_registries: vec!["10.0.0.1:5000".to_string()],
+            auth: AuthSource::Anonymous,
+            attempts: 1,
+            backoff_base: Duration::from_millis(1),
+            connect_timeout: Duration::from_secs(1),
+            user_agent: "test".to_string(),
+        });
+        assert_eq!(
+            t.base_url("registry-1.docker.io"),
+            "https://registry-1.docker.io"
+        );
+        assert_eq!(t.base_url("10.0.0.1:5001"), "https://10.0.0.1:5001");
+        assert_eq!(t.base_url("10.0.0.1:5000"), "http://10.0.0.1:5000");
+        assert_eq!(t.base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(t.base_url("[::1]:5000"), "http://[::1]:5000");
+    }
+
+    #[test]
     fn query_encoding() {
         assert_eq!(
             encode_query(&[("scope", "repository:a/b:pull,push"), ("service", "x y")]),
