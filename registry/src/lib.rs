@@ -1,6 +1,32 @@
-//! strata-registry: the OCI distribution client.
+//! strata-registry: a blocking client for the OCI distribution API.
 //!
-//! It will own image references (Docker Hub style names included), manifest and
-//! index resolution with platform selection, digest-verified blob pulls, pushes
-//! (monolithic and chunked, cross-repository mounts, skipping existing blobs),
-//! authentication from `~/.docker/config.json`, and retries with backoff.
+//! It parses image references as Docker does (Docker Hub names included),
+//! resolves manifests and indexes with platform selection, streams blobs
+//! with digest checks, pushes images (monolithic and chunked uploads,
+//! cross-repository mounts, skipping blobs that exist), authenticates from
+//! `~/.docker/config.json` (basic and bearer tokens, credential helpers) and
+//! retries transient failures with backoff. Plain HTTP is used only for
+//! loopback hosts and registries listed as insecure.
+//!
+//! It is built on `ureq` (blocking, rustls) rather than `oci-client`: the
+//! latter is async-only, has no retry/backoff hook, no docker config reader,
+//! and no way to resume or stream-verify into a `Write` on our terms.
+
+mod auth;
+mod client;
+mod digest;
+mod error;
+mod manifest;
+mod platform;
+mod push;
+mod reference;
+mod transport;
+
+pub use auth::{AuthSource, default_config_path};
+pub use client::{Client, ClientConfig, RawManifest, Resolved};
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, OCI_INDEX, OCI_MANIFEST};
+pub use platform::Platform;
+pub use push::{BlobAction, BlobSource, BlobStat, PushBlob, PushOptions, PushReport};
+pub use reference::{DOCKER_HUB, DOCKER_HUB_API, Reference};
