@@ -44,6 +44,14 @@ pub enum SandboxError {
         /// The errno of the last exec attempt that mattered.
         errno: i32,
     },
+    /// The OCI runtime config could not be built or written.
+    #[error("OCI bundle config {path}: {message}")]
+    OciConfig {
+        /// The config.json being written.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// An OCI runtime binary failed outside the container process.
     #[error("{runtime}: {message}")]
     OciRuntime {

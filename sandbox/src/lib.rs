@@ -2,7 +2,7 @@
 //!
 //! A [`Runtime`] runs a [`ProcessSpec`] in a [`RootFs`] made of overlayfs layers and
 //! streams its output. Two runtimes exist: [`Builtin`], which sets up the namespaces,
-//! mounts and credentials itself, and an OCI runtime backend (in progress), which writes an OCI bundle and
+//! mounts and credentials itself, and [`OciRuntime`], which writes an OCI bundle and
 //! hands it to `runc` or `crun`. Both must run as root.
 
 #![allow(unsafe_code)] // namespaces, mounts and credentials need raw syscalls; each block says why it is sound
@@ -11,14 +11,16 @@ mod builtin;
 mod caps;
 mod error;
 mod etc_files;
-
+mod oci;
 mod output;
+mod overlay;
 mod placeholders;
 
 use std::path::PathBuf;
 
 pub use builtin::Builtin;
 pub use error::SandboxError;
+pub use oci::{OciRuntime, OciRuntimeKind};
 
 /// The root filesystem of a step: read-only layers in overlayfs "diff" format (whiteouts are
 /// 0:0 char devices, opaque dirs carry xattr `trusted.overlay.opaque=y`), bottom first, plus an
@@ -86,4 +88,20 @@ pub trait Runtime: Send + Sync {
         output: &(dyn Fn(Stream, &[u8]) + Sync),
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<i32, SandboxError>;
+}
+
+impl ProcessSpec {
+    /// Rejects specs no runtime can run: empty argv, relative working directory.
+    pub(crate) fn validate(&self) -> Result<(), SandboxError> {
+        if self.argv.is_empty() {
+            return Err(SandboxError::InvalidSpec("empty argv".into()));
+        }
+        if !self.cwd.starts_with('/') {
+            return Err(SandboxError::InvalidSpec(format!(
+                "working directory {:?} is not absolute",
+                self.cwd
+            )));
+        }
+        Ok(())
+    }
 }

@@ -13,6 +13,7 @@ use std::os::fd::RawFd;
 use std::ptr;
 
 use super::plan::{Launch, Op};
+use crate::overlay::{check, errno};
 
 /// How the child reports a failure on its report pipe: `[kind, index, errno]` as `u32`s.
 pub(crate) const KIND_OP: u32 = 0;
@@ -40,12 +41,7 @@ pub(crate) struct ChildFds {
     pub(crate) report: RawFd,
 }
 
-// Values from <linux/mount.h> and <linux/capability.h>.
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+// From <linux/capability.h>.
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 #[repr(C)]
@@ -60,11 +56,6 @@ struct CapData {
     effective: u32,
     permitted: u32,
     inheritable: u32,
-}
-
-fn errno() -> i32 {
-    // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life.
-    unsafe { *libc::__errno_location() }
 }
 
 /// Writes a failure report and exits. Never returns.
@@ -228,10 +219,6 @@ unsafe fn set_credentials(launch: &Launch, fds: &ChildFds) {
     }
 }
 
-fn check(ret: libc::c_long) -> Result<libc::c_long, i32> {
-    if ret < 0 { Err(errno()) } else { Ok(ret) }
-}
-
 fn opt_ptr(s: &Option<std::ffi::CString>) -> *const c_char {
     s.as_ref().map_or(ptr::null(), |s| s.as_ptr())
 }
@@ -264,14 +251,7 @@ fn run_op(op: &Op) -> Result<(), i32> {
                     ptr::null(),
                 ) as libc::c_long)?;
             }
-            Op::Overlay {
-                target,
-                lowers_top_first,
-                upper,
-                work,
-            } => {
-                mount_overlay(target, lowers_top_first, upper, work)?;
-            }
+            Op::Overlay(overlay) => overlay.mount()?,
             Op::Mkdir { path, mode } => {
                 if libc::mkdir(path.as_ptr(), *mode) < 0 && errno() != libc::EEXIST {
                     return Err(errno());
@@ -376,67 +356,6 @@ fn run_op(op: &Op) -> Result<(), i32> {
         }
     }
     Ok(())
-}
-
-/// Mounts an overlay with the new mount API: one `lowerdir+` per layer has no limit on the
-/// total length of the layer paths (the old `lowerdir=a:b:c` option must fit in one page).
-fn mount_overlay(
-    target: &CStr,
-    lowers_top_first: &[std::ffi::CString],
-    upper: &CStr,
-    work: &CStr,
-) -> Result<(), i32> {
-    // SAFETY: raw mount-API system calls on NUL-terminated strings; the fds are closed here.
-    unsafe {
-        let fs = check(libc::syscall(
-            libc::SYS_fsopen,
-            c"overlay".as_ptr(),
-            FSOPEN_CLOEXEC,
-        ))? as libc::c_int;
-        let set = |key: &CStr, value: &CStr| {
-            check(libc::syscall(
-                libc::SYS_fsconfig,
-                fs,
-                FSCONFIG_SET_STRING,
-                key.as_ptr(),
-                value.as_ptr(),
-                0,
-            ))
-        };
-        let result = (|| {
-            for lower in lowers_top_first {
-                set(c"lowerdir+", lower)?;
-            }
-            set(c"upperdir", upper)?;
-            set(c"workdir", work)?;
-            // Plain upper-dir format for the layer differ: no redirects, no metacopy, no index.
-            set(c"redirect_dir", c"off")?;
-            set(c"metacopy", c"off")?;
-            set(c"index", c"off")?;
-            check(libc::syscall(
-                libc::SYS_fsconfig,
-                fs,
-                FSCONFIG_CMD_CREATE,
-                ptr::null::<c_char>(),
-                ptr::null::<c_char>(),
-                0,
-            ))?;
-            let mnt =
-                check(libc::syscall(libc::SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0))? as libc::c_int;
-            let moved = check(libc::syscall(
-                libc::SYS_move_mount,
-                mnt,
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                target.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
-            ));
-            libc::close(mnt);
-            moved.map(|_| ())
-        })();
-        libc::close(fs);
-        result
-    }
 }
 
 /// Sets IFF_UP on `lo` of the (new) network namespace.

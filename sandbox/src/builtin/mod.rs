@@ -19,6 +19,7 @@ use std::path::Path;
 
 use crate::etc_files::EtcFiles;
 use crate::output::pump_lines;
+use crate::overlay::OverlayMount;
 use crate::placeholders::Placeholders;
 use crate::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Stream, caps};
 use child::{ChildFds, KIND_EXEC, KIND_OP, KIND_STEP, STEPS};
@@ -36,7 +37,7 @@ impl Runtime for Builtin {
         output: &(dyn Fn(Stream, &[u8]) + Sync),
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<i32, SandboxError> {
-        validate(spec)?;
+        spec.validate()?;
         let state = tempfile::Builder::new()
             .prefix("strata-sandbox-")
             .tempdir()
@@ -51,31 +52,11 @@ impl Runtime for Builtin {
     }
 }
 
-fn validate(spec: &ProcessSpec) -> Result<(), SandboxError> {
-    if spec.argv.is_empty() {
-        return Err(SandboxError::InvalidSpec("empty argv".into()));
-    }
-    if !spec.cwd.starts_with('/') {
-        return Err(SandboxError::InvalidSpec(format!(
-            "working directory {:?} is not absolute",
-            spec.cwd
-        )));
-    }
-    Ok(())
-}
-
 /// The setup steps: overlay root, mountpoints, /proc, /dev, /sys, /etc files, pivot_root,
 /// hostname, working directory.
 fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>, SandboxError> {
     let new_root = state.join("root");
     fs::create_dir(&new_root).map_err(|e| SandboxError::io("create", &new_root, e))?;
-    let mut lowers: Vec<&Path> = root.lower.iter().rev().map(|p| p.as_path()).collect();
-    let empty = state.join("empty");
-    if lowers.is_empty() {
-        // overlayfs needs a lower layer; FROM scratch gets an empty one.
-        fs::create_dir(&empty).map_err(|e| SandboxError::io("create", &empty, e))?;
-        lowers.push(&empty);
-    }
     let etc = EtcFiles::write(state, &spec.hostname)?;
     let at = |rel: &str| cpath(&new_root.join(rel));
     let some = |s: &str| cstr(s).map(Some);
@@ -83,12 +64,7 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
 
     let mut ops = vec![
         Op::MakeRootPrivate,
-        Op::Overlay {
-            target: cpath(&new_root)?,
-            lowers_top_first: lowers.iter().map(|p| cpath(p)).collect::<Result<_, _>>()?,
-            upper: cpath(&root.upper)?,
-            work: cpath(&root.work)?,
-        },
+        Op::Overlay(OverlayMount::new(&new_root, root, &state.join("empty"))?),
     ];
     for dir in ["proc", "dev", "sys", "etc"] {
         ops.push(Op::Mkdir {

@@ -6,18 +6,14 @@ use std::ffi::CString;
 use std::path::Path;
 
 use crate::SandboxError;
+use crate::overlay::OverlayMount;
 
 /// One setup step. Paths are absolute host paths until [`Op::PivotRoot`], root paths after.
 pub(crate) enum Op {
     /// Make every mount of the new mount namespace private, so nothing propagates to the host.
     MakeRootPrivate,
-    /// Mount an overlay (new mount API, one `lowerdir+` per layer, topmost first).
-    Overlay {
-        target: CString,
-        lowers_top_first: Vec<CString>,
-        upper: CString,
-        work: CString,
-    },
+    /// Mount the overlay root.
+    Overlay(OverlayMount),
     /// `mkdir`, an existing entry is fine.
     Mkdir { path: CString, mode: u32 },
     /// Create an empty file if nothing exists at the path.
@@ -62,17 +58,7 @@ impl Op {
         let s = |c: &CString| c.to_string_lossy().into_owned();
         match self {
             Op::MakeRootPrivate => "make / private".into(),
-            Op::Overlay {
-                target,
-                lowers_top_first,
-                ..
-            } => {
-                format!(
-                    "mount overlay ({} lower layers) on {}",
-                    lowers_top_first.len(),
-                    s(target)
-                )
-            }
+            Op::Overlay(overlay) => overlay.describe(),
             Op::Mkdir { path, .. } => format!("mkdir {}", s(path)),
             Op::CreateFile { path } => format!("create mountpoint {}", s(path)),
             Op::Mount {

@@ -330,3 +330,21 @@ pub fn run_cancelled_before_start(rt: &dyn Runtime) -> TestResult {
     assert_eq!(ran.code, 137);
     Ok(())
 }
+
+/// The OCI runtimes report a missing program in their log, which becomes the error.
+pub fn missing_program_is_a_runtime_error(rt: &dyn Runtime) -> TestResult {
+    let (_dir, root) = busybox_root()?;
+    let mut spec = sh("");
+    spec.argv = vec!["/bin/foo".into()];
+    let err = run(rt, &root, &spec).err().ok_or("a missing program ran")?;
+    assert!(
+        matches!(err, strata_sandbox::SandboxError::OciRuntime { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string().to_lowercase();
+    assert!(
+        text.contains("/bin/foo") && text.contains("no such file or directory"),
+        "{text}"
+    );
+    Ok(())
+}
