@@ -31,6 +31,7 @@ pub(crate) fn last_cap() -> u32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40)
+        .min(63) // capability masks are 64 bits
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ impl Placeholders {
     /// Removes the placeholders the run left in `root.upper`.
     pub(crate) fn remove_created(&self, root: &RootFs) -> Result<(), SandboxError> {
         for rel in MOUNTPOINTS {
-            if self.existed.contains(&rel) {
+            if self.existed.contains(&rel) || !parents_are_real_dirs(&root.upper, rel) {
                 continue;
             }
             let path = root.upper.join(rel);
@@ -77,6 +77,22 @@ impl Placeholders {
         }
         Ok(())
     }
+}
+
+/// True when every directory between `upper` and `rel` is a directory, not a symlink: the
+/// step may have replaced `/etc` with a symlink to anywhere, and following it would act on
+/// the host.
+fn parents_are_real_dirs(upper: &Path, rel: &str) -> bool {
+    let mut path = upper.to_path_buf();
+    let parents: Vec<&str> = rel.split('/').collect();
+    for part in &parents[..parents.len().saturating_sub(1)] {
+        path.push(part);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// True when `upper_dir` is an empty, non-opaque directory that either is absent from the

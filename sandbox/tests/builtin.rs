@@ -113,3 +113,13 @@ fn placeholders_leave_no_trace() -> TestResult {
 fn working_directory_is_created() -> TestResult {
     checks::working_directory_is_created(&Builtin)
 }
+
+#[test]
+fn symlinked_etc_does_not_escape() -> TestResult {
+    checks::symlinked_etc_does_not_escape(&Builtin)
+}
+
+#[test]
+fn cleanup_does_not_follow_step_symlinks() -> TestResult {
+    checks::cleanup_does_not_follow_step_symlinks(&Builtin)
+}

@@ -78,3 +78,13 @@ fn working_directory_is_created() -> TestResult {
 fn missing_program_is_a_runtime_error() -> TestResult {
     checks::missing_program_is_a_runtime_error(&runtime()?)
 }
+
+#[test]
+fn symlinked_etc_does_not_escape() -> TestResult {
+    checks::symlinked_etc_does_not_escape(&runtime()?)
+}
+
+#[test]
+fn cleanup_does_not_follow_step_symlinks() -> TestResult {
+    checks::cleanup_does_not_follow_step_symlinks(&runtime()?)
+}

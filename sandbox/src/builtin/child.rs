@@ -257,9 +257,16 @@ fn run_op(op: &Op) -> Result<(), i32> {
                     return Err(errno());
                 }
             }
-            Op::CreateFile { path } => {
+            Op::EtcFile {
+                source,
+                target,
+                parent,
+            } => {
+                if file_type(parent)? != Some(libc::S_IFDIR) {
+                    return Ok(());
+                }
                 let fd = libc::open(
-                    path.as_ptr(),
+                    target.as_ptr(),
                     libc::O_CREAT
                         | libc::O_EXCL
                         | libc::O_WRONLY
@@ -267,12 +274,15 @@ fn run_op(op: &Op) -> Result<(), i32> {
                         | libc::O_NOFOLLOW,
                     0o644,
                 );
-                if fd < 0 && errno() != libc::EEXIST {
-                    return Err(errno());
-                }
                 if fd >= 0 {
                     libc::close(fd);
+                } else if errno() != libc::EEXIST {
+                    return Err(errno());
                 }
+                if file_type(target)? == Some(libc::S_IFLNK) {
+                    return Ok(());
+                }
+                bind_read_only(source, target)?;
             }
             Op::Mount {
                 source,
@@ -303,25 +313,7 @@ fn run_op(op: &Op) -> Result<(), i32> {
                     Some(libc::S_IFLNK) => return Ok(()),
                     _ => {}
                 }
-                check(libc::mount(
-                    source.as_ptr(),
-                    target.as_ptr(),
-                    ptr::null(),
-                    libc::MS_BIND | libc::MS_REC,
-                    ptr::null(),
-                ) as libc::c_long)?;
-                check(libc::mount(
-                    ptr::null(),
-                    target.as_ptr(),
-                    ptr::null(),
-                    libc::MS_BIND
-                        | libc::MS_REMOUNT
-                        | libc::MS_RDONLY
-                        | libc::MS_NOSUID
-                        | libc::MS_NODEV
-                        | libc::MS_NOEXEC,
-                    ptr::null(),
-                ) as libc::c_long)?;
+                bind_read_only(source, target)?;
             }
             Op::CharDevice { path, major, minor } => {
                 let dev = libc::makedev(*major, *minor);
@@ -354,6 +346,36 @@ fn run_op(op: &Op) -> Result<(), i32> {
                 check(libc::chdir(path.as_ptr()) as libc::c_long)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Bind-mounts `source` on `target` and makes that mount read-only.
+///
+/// # Safety
+/// Only system calls; fine between clone and exec.
+unsafe fn bind_read_only(source: &CStr, target: &CStr) -> Result<(), i32> {
+    // SAFETY: mount with NUL-terminated paths and null type/data.
+    unsafe {
+        check(libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            ptr::null(),
+        ) as libc::c_long)?;
+        check(libc::mount(
+            ptr::null(),
+            target.as_ptr(),
+            ptr::null(),
+            libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            ptr::null(),
+        ) as libc::c_long)?;
     }
     Ok(())
 }

@@ -72,9 +72,6 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
             mode: 0o755,
         });
     }
-    for (_, target) in &etc.binds {
-        ops.push(Op::CreateFile { path: at(target)? });
-    }
     ops.push(Op::Mount {
         source: some("proc")?,
         target: at("proc")?,
@@ -190,10 +187,10 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
         });
     }
     for (source, target) in &etc.binds {
-        ops.push(Op::BindReadOnly {
+        ops.push(Op::EtcFile {
             source: cpath(source)?,
             target: at(target)?,
-            optional: false,
+            parent: at("etc")?,
         });
     }
     if spec.network == Network::None {

@@ -16,8 +16,14 @@ pub(crate) enum Op {
     Overlay(OverlayMount),
     /// `mkdir`, an existing entry is fine.
     Mkdir { path: CString, mode: u32 },
-    /// Create an empty file if nothing exists at the path.
-    CreateFile { path: CString },
+    /// Bind a generated file read-only over `target` (created empty if missing), only when
+    /// `parent` is a real directory: through a symlinked `/etc`, creating the file would
+    /// write outside the root. A symlink at `target` is left alone for the same reason.
+    EtcFile {
+        source: CString,
+        target: CString,
+        parent: CString,
+    },
     /// `mount(2)`. `optional` skips a missing target.
     Mount {
         source: Option<CString>,
@@ -60,7 +66,9 @@ impl Op {
             Op::MakeRootPrivate => "make / private".into(),
             Op::Overlay(overlay) => overlay.describe(),
             Op::Mkdir { path, .. } => format!("mkdir {}", s(path)),
-            Op::CreateFile { path } => format!("create mountpoint {}", s(path)),
+            Op::EtcFile { source, target, .. } => {
+                format!("bind {} read-only on {}", s(source), s(target))
+            }
             Op::Mount {
                 target,
                 fstype,

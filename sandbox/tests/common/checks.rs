@@ -348,3 +348,52 @@ pub fn missing_program_is_a_runtime_error(rt: &dyn Runtime) -> TestResult {
     );
     Ok(())
 }
+
+/// An image whose /etc is a symlink to an absolute path must not make the runtime create its
+/// /etc/hosts placeholder at that path on the host.
+pub fn symlinked_etc_does_not_escape(rt: &dyn Runtime) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let layer = dir.path().join("layer");
+    fs::create_dir_all(layer.join("bin"))?;
+    fs::copy("/bin/busybox", layer.join("bin/busybox"))?;
+    symlink("busybox", layer.join("bin/sh"))?;
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside)?;
+    symlink(&outside, layer.join("etc"))?;
+    let root = rootfs(dir.path(), vec![layer])?;
+    let ran = run(rt, &root, &sh("echo ran"));
+    assert_eq!(
+        fs::read_dir(&outside)?.count(),
+        0,
+        "the runtime wrote through the /etc symlink ({:?})",
+        ran.map(|r| r.stdout)
+    );
+    Ok(())
+}
+
+/// A step that replaces /etc with a symlink to a host directory must not make the placeholder
+/// cleanup delete files there.
+pub fn cleanup_does_not_follow_step_symlinks(rt: &dyn Runtime) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let layer = dir.path().join("layer");
+    fs::create_dir_all(layer.join("bin"))?;
+    fs::copy("/bin/busybox", layer.join("bin/busybox"))?;
+    symlink("busybox", layer.join("bin/sh"))?;
+    fs::create_dir(layer.join("real-etc"))?;
+    symlink("real-etc", layer.join("etc"))?;
+    let victim = dir.path().join("victim");
+    fs::create_dir(&victim)?;
+    fs::write(victim.join("hosts"), "keep me\n")?;
+    let root = rootfs(dir.path(), vec![layer])?;
+    let script = format!(
+        "/bin/busybox rm /etc && /bin/busybox ln -s {} /etc && echo replaced",
+        victim.display()
+    );
+    let ran = run(rt, &root, &sh(&script))?;
+    assert_eq!(ran.stdout, ["replaced"], "stderr: {:?}", ran.stderr);
+    assert!(
+        victim.join("hosts").exists(),
+        "cleanup deleted a host file through the step's symlink"
+    );
+    Ok(())
+}
