@@ -92,3 +92,25 @@ impl SandboxError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_error_reads_like_gos() {
+        let err = SandboxError::Exec {
+            program: "/bin/foo".into(),
+            errno: libc::ENOENT,
+        };
+        assert_eq!(err.to_string(), "exec /bin/foo: no such file or directory");
+        let err = SandboxError::Setup {
+            step: "mkdir /x".into(),
+            errno: libc::EACCES,
+        };
+        assert_eq!(
+            err.to_string(),
+            "sandbox setup: mkdir /x: permission denied"
+        );
+    }
+}

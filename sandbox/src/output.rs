@@ -38,3 +38,48 @@ pub(crate) fn pump_lines(fd: OwnedFd, stream: Stream, output: &(dyn Fn(Stream, &
         output(stream, &pending);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    fn lines_of(chunks: &[&[u8]]) -> Result<Vec<Vec<u8>>, Box<dyn std::error::Error>> {
+        let (reader, writer) = std::io::pipe()?;
+        let mut writer = writer;
+        for chunk in chunks {
+            writer.write_all(chunk)?;
+        }
+        drop(writer);
+        let seen = Mutex::new(Vec::new());
+        pump_lines(OwnedFd::from(reader), Stream::Stdout, &|_, line| {
+            if let Ok(mut s) = seen.lock() {
+                s.push(line.to_vec());
+            }
+        });
+        Ok(seen.into_inner()?)
+    }
+
+    #[test]
+    fn splits_lines_across_chunks_and_keeps_the_unterminated_tail()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let lines = lines_of(&[b"a\nb", b"c\n\n", b"tail"])?;
+        assert_eq!(
+            lines,
+            [
+                b"a".to_vec(),
+                b"bc".to_vec(),
+                b"".to_vec(),
+                b"tail".to_vec()
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn no_output_gives_no_lines() -> Result<(), Box<dyn std::error::Error>> {
+        assert!(lines_of(&[])?.is_empty());
+        Ok(())
+    }
+}

@@ -298,3 +298,29 @@ impl OciRuntime {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_logged_error_wins_and_other_levels_are_ignored()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join(LOG_FILE);
+        fs::write(
+            &log,
+            concat!(
+                "{\"level\":\"error\",\"msg\":\"first\"}\n",
+                "not json\n",
+                "{\"level\":\"error\",\"msg\":\"exec failed\"}\n",
+                "{\"level\":\"warning\",\"msg\":\"later warning\"}\n",
+            ),
+        )?;
+        assert_eq!(logged_error(&log).as_deref(), Some("exec failed"));
+        fs::write(&log, "{\"level\":\"info\",\"msg\":\"fine\"}\n")?;
+        assert_eq!(logged_error(&log), None);
+        assert_eq!(logged_error(&dir.path().join("absent")), None);
+        Ok(())
+    }
+}
