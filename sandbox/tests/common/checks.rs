@@ -43,6 +43,17 @@ pub fn root_writes_land_in_upper(rt: &dyn Runtime) -> TestResult {
         "the write reached the host's /"
     );
     assert_eq!(before, super::mount_table()?, "host mount table changed");
+    let upper = root.upper.to_string_lossy().into_owned();
+    for entry in fs::read_dir("/proc")?.flatten() {
+        // Processes may exit while we read; only a table we could read counts.
+        if let Ok(table) = fs::read_to_string(entry.path().join("mountinfo")) {
+            assert!(
+                !table.contains(&upper),
+                "{} still has the overlay mounted",
+                entry.path().display()
+            );
+        }
+    }
     Ok(())
 }
 
