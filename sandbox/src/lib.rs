@@ -80,7 +80,12 @@ pub trait Runtime: Send + Sync {
     /// Runs the process to completion. `output` gets each line of stdout/stderr (without its
     /// newline) as it comes; `cancelled` is polled about every 100ms and when it returns true
     /// the whole process tree is killed. Returns the exit code (128+signal when killed by a
-    /// signal).
+    /// signal). A program that cannot be started at all (missing, not executable) is an error,
+    /// not an exit code: [`SandboxError::Exec`] from [`Builtin`], [`SandboxError::OciRuntime`]
+    /// with the runtime's message from [`OciRuntime`].
+    ///
+    /// Blocks the calling thread until the process ends (call it from
+    /// `tokio::task::spawn_blocking`); runs on different threads may overlap freely.
     fn run(
         &self,
         root: &RootFs,
