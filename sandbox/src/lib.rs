@@ -1,6 +1,112 @@
 //! strata-sandbox: runs one process in an isolated root filesystem.
 //!
-//! It will own the process spec (argv, env, user, cwd, mounts, network mode),
-//! the builtin runtime (mount, pid, ipc, uts and net namespaces, an overlay root,
-//! a minimal /dev, /proc, /sys, pivot_root, Docker's default capabilities) and an
-//! OCI runtime backend that writes a bundle and runs `runc` or `crun`.
+//! A [`Runtime`] runs a [`ProcessSpec`] in a [`RootFs`] made of overlayfs layers and
+//! streams its output. Two runtimes exist: [`Builtin`], which sets up the namespaces,
+//! mounts and credentials itself, and [`OciRuntime`], which writes an OCI bundle and
+//! hands it to `runc` or `crun`. Both must run as root.
+
+#![allow(unsafe_code)] // namespaces, mounts and credentials need raw syscalls; each block says why it is sound
+
+mod builtin;
+mod caps;
+mod error;
+mod etc_files;
+mod oci;
+mod output;
+mod overlay;
+mod placeholders;
+
+use std::path::PathBuf;
+
+pub use builtin::Builtin;
+pub use error::SandboxError;
+pub use oci::{OciRuntime, OciRuntimeKind};
+
+/// The root filesystem of a step: read-only layers in overlayfs "diff" format (whiteouts are
+/// 0:0 char devices, opaque dirs carry xattr `trusted.overlay.opaque=y`), bottom first, plus an
+/// empty upper dir that receives the changes and a work dir on the same filesystem as upper.
+#[derive(Debug, Clone)]
+pub struct RootFs {
+    /// Read-only layers, bottom first. May be empty (`FROM scratch`).
+    pub lower: Vec<PathBuf>,
+    /// Empty directory that receives the step's changes.
+    pub upper: PathBuf,
+    /// Empty overlayfs work directory on the same filesystem as `upper`.
+    pub work: PathBuf,
+}
+
+/// The network a step sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// The host's network namespace (Docker's default for RUN).
+    Host,
+    /// A new network namespace with only `lo`, up.
+    None,
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The process's standard output.
+    Stdout,
+    /// The process's standard error.
+    Stderr,
+}
+
+/// The process to run and the identity and environment it runs with.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// Program and arguments; `argv[0]` is looked up in the `PATH` of `env` inside the root
+    /// when it has no `/`.
+    pub argv: Vec<String>,
+    /// Environment as `KEY=value` strings.
+    pub env: Vec<String>,
+    /// Absolute working directory; created (root-owned, 0755) if missing.
+    pub cwd: String,
+    /// User id the process runs as.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids.
+    pub additional_gids: Vec<u32>,
+    /// Host network or a private one.
+    pub network: Network,
+    /// Hostname inside the sandbox (BuildKit uses `buildkitsandbox`).
+    pub hostname: String,
+}
+
+/// Runs one process in an isolated root.
+pub trait Runtime: Send + Sync {
+    /// Runs the process to completion. `output` gets each line of stdout/stderr (without its
+    /// newline) as it comes; `cancelled` is polled about every 100ms and when it returns true
+    /// the whole process tree is killed. Returns the exit code (128+signal when killed by a
+    /// signal). A program that cannot be started at all (missing, not executable) is an error,
+    /// not an exit code: [`SandboxError::Exec`] from [`Builtin`], [`SandboxError::OciRuntime`]
+    /// with the runtime's message from [`OciRuntime`].
+    ///
+    /// Blocks the calling thread until the process ends (call it from
+    /// `tokio::task::spawn_blocking`); runs on different threads may overlap freely.
+    fn run(
+        &self,
+        root: &RootFs,
+        spec: &ProcessSpec,
+        output: &(dyn Fn(Stream, &[u8]) + Sync),
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<i32, SandboxError>;
+}
+
+impl ProcessSpec {
+    /// Rejects specs no runtime can run: empty argv, relative working directory.
+    pub(crate) fn validate(&self) -> Result<(), SandboxError> {
+        if self.argv.is_empty() {
+            return Err(SandboxError::InvalidSpec("empty argv".into()));
+        }
+        if !self.cwd.starts_with('/') {
+            return Err(SandboxError::InvalidSpec(format!(
+                "working directory {:?} is not absolute",
+                self.cwd
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,410 @@
+//! The builtin runtime: namespaces, an overlay root, pivot_root, capabilities, exec.
+//!
+//! Design: the parent prepares the whole setup as a list of [`plan::Op`]s with every string
+//! allocated, then calls the raw `clone` system call with the new namespaces (mount, pid,
+//! ipc, uts, and net for [`Network::None`]). The child is PID 1 of its pid namespace; it runs
+//! the ops with bare system calls (see [`child`] for why nothing else is allowed there) and
+//! execs the program, which stays PID 1 (as with BuildKit's runc executor). The overlay and
+//! every other mount exist only in the child's mount namespace, so they vanish with it. The
+//! parent thread waits on a pidfd, polling `cancelled`; killing PID 1 kills the whole pid
+//! namespace. No process-global state (cwd, umask, signal handlers) of the parent changes.
+
+mod child;
+pub(crate) mod plan;
+
+use std::ffi::{CString, c_char};
+use std::fs::{self, File};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use crate::etc_files::EtcFiles;
+use crate::output::pump_lines;
+use crate::overlay::OverlayMount;
+use crate::placeholders::Placeholders;
+use crate::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Stream, caps};
+use child::{ChildFds, KIND_EXEC, KIND_OP, KIND_STEP, STEPS};
+use plan::{Launch, Op, cpath, cstr};
+
+/// The embedded runtime (needs root).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtin;
+
+impl Runtime for Builtin {
+    fn run(
+        &self,
+        root: &RootFs,
+        spec: &ProcessSpec,
+        output: &(dyn Fn(Stream, &[u8]) + Sync),
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<i32, SandboxError> {
+        spec.validate()?;
+        let state = tempfile::Builder::new()
+            .prefix("strata-sandbox-")
+            .tempdir()
+            .map_err(|e| SandboxError::io("create state dir in", std::env::temp_dir(), e))?;
+        let placeholders = Placeholders::survey(&root.upper);
+        let ops = build_ops(state.path(), root, spec)?;
+        let launch = build_launch(spec)?;
+        let status = spawn_and_wait(&ops, &launch, spec, output, cancelled);
+        // Cleanup runs even when the run failed, so placeholders never reach a layer.
+        placeholders.remove_created(root)?;
+        status
+    }
+}
+
+/// The setup steps: overlay root, mountpoints, /proc, /dev, /sys, /etc files, pivot_root,
+/// hostname, working directory.
+fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>, SandboxError> {
+    let new_root = state.join("root");
+    fs::create_dir(&new_root).map_err(|e| SandboxError::io("create", &new_root, e))?;
+    let etc = EtcFiles::write(state, &spec.hostname)?;
+    let at = |rel: &str| cpath(&new_root.join(rel));
+    let some = |s: &str| cstr(s).map(Some);
+    let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+
+    let mut ops = vec![
+        Op::MakeRootPrivate,
+        Op::Overlay(OverlayMount::new(&new_root, root, &state.join("empty"))?),
+    ];
+    for dir in ["proc", "dev", "sys", "etc"] {
+        ops.push(Op::Mkdir {
+            path: at(dir)?,
+            mode: 0o755,
+        });
+    }
+    ops.push(Op::Mount {
+        source: some("proc")?,
+        target: at("proc")?,
+        fstype: some("proc")?,
+        flags: nosuid_nodev_noexec,
+        data: None,
+        optional: false,
+    });
+    ops.push(Op::Mount {
+        source: some("tmpfs")?,
+        target: at("dev")?,
+        fstype: some("tmpfs")?,
+        flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+        data: some("mode=755,size=65536k")?,
+        optional: false,
+    });
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        ops.push(Op::CharDevice {
+            path: at(&format!("dev/{name}"))?,
+            major,
+            minor,
+        });
+    }
+    for (dir, fstype, flags, data) in [
+        (
+            "dev/pts",
+            "devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5",
+        ),
+        (
+            "dev/shm",
+            "tmpfs",
+            nosuid_nodev_noexec,
+            "mode=1777,size=65536k",
+        ),
+        ("dev/mqueue", "mqueue", nosuid_nodev_noexec, ""),
+    ] {
+        ops.push(Op::Mkdir {
+            path: at(dir)?,
+            mode: 0o755,
+        });
+        ops.push(Op::Mount {
+            source: some(fstype)?,
+            target: at(dir)?,
+            fstype: some(fstype)?,
+            flags,
+            data: if data.is_empty() { None } else { some(data)? },
+            optional: false,
+        });
+    }
+    for (link, target) in [
+        ("dev/ptmx", "pts/ptmx"),
+        ("dev/fd", "/proc/self/fd"),
+        ("dev/stdin", "/proc/self/fd/0"),
+        ("dev/stdout", "/proc/self/fd/1"),
+        ("dev/stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Op::Symlink {
+            target: cstr(target)?,
+            path: at(link)?,
+        });
+    }
+    // Docker's read-only and masked /proc paths.
+    for rel in [
+        "proc/bus",
+        "proc/fs",
+        "proc/irq",
+        "proc/sys",
+        "proc/sysrq-trigger",
+    ] {
+        ops.push(Op::BindReadOnly {
+            source: at(rel)?,
+            target: at(rel)?,
+            optional: true,
+        });
+    }
+    for rel in [
+        "proc/kcore",
+        "proc/keys",
+        "proc/timer_list",
+        "proc/sched_debug",
+    ] {
+        ops.push(Op::BindReadOnly {
+            source: at("dev/null")?,
+            target: at(rel)?,
+            optional: true,
+        });
+    }
+    ops.push(Op::Mount {
+        source: some("sysfs")?,
+        target: at("sys")?,
+        fstype: some("sysfs")?,
+        flags: libc::MS_RDONLY | nosuid_nodev_noexec,
+        data: None,
+        optional: false,
+    });
+    for rel in ["proc/acpi", "proc/scsi", "sys/firmware"] {
+        ops.push(Op::Mount {
+            source: some("tmpfs")?,
+            target: at(rel)?,
+            fstype: some("tmpfs")?,
+            flags: libc::MS_RDONLY | nosuid_nodev_noexec,
+            data: None,
+            optional: true,
+        });
+    }
+    for (source, target) in &etc.binds {
+        ops.push(Op::EtcFile {
+            source: cpath(source)?,
+            target: at(target)?,
+            parent: at("etc")?,
+        });
+    }
+    if spec.network == Network::None {
+        ops.push(Op::LoopbackUp);
+    }
+    ops.push(Op::PivotRoot {
+        new_root: cpath(&new_root)?,
+    });
+    ops.push(Op::Hostname {
+        name: cstr(&spec.hostname)?,
+    });
+    for dir in plan::dir_prefixes(&spec.cwd) {
+        ops.push(Op::Mkdir {
+            path: cstr(&dir)?,
+            mode: 0o755,
+        });
+    }
+    ops.push(Op::Chdir {
+        path: cstr(&spec.cwd)?,
+    });
+    Ok(ops)
+}
+
+fn build_launch(spec: &ProcessSpec) -> Result<Launch, SandboxError> {
+    let strings = |v: &[String]| v.iter().map(|s| cstr(s)).collect::<Result<Vec<_>, _>>();
+    let argv0 = spec.argv.first().map(String::as_str).unwrap_or_default();
+    Ok(Launch {
+        uid: spec.uid,
+        gid: spec.gid,
+        groups: spec.additional_gids.clone(),
+        keep_caps: caps::docker_default_mask(),
+        last_cap: caps::last_cap(),
+        candidates: strings(&plan::exec_candidates(argv0, &spec.env))?,
+        argv: strings(&spec.argv)?,
+        env: strings(&spec.env)?,
+    })
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a writable array of two ints, as pipe2 requires.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(SandboxError::sys("pipe2"));
+    }
+    // SAFETY: pipe2 just returned these two descriptors; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn spawn_and_wait(
+    ops: &[Op],
+    launch: &Launch,
+    spec: &ProcessSpec,
+    output: &(dyn Fn(Stream, &[u8]) + Sync),
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<i32, SandboxError> {
+    let argv = null_terminated(&launch.argv);
+    let envp = null_terminated(&launch.env);
+    let devnull = File::open("/dev/null").map_err(|e| SandboxError::io("open", "/dev/null", e))?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (rep_r, rep_w) = pipe()?;
+    let fds = ChildFds {
+        stdin: devnull.as_raw_fd(),
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        report: rep_w.as_raw_fd(),
+    };
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if spec.network == Network::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack). The child only runs child_main,
+    // which makes system calls on memory prepared above and never returns.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: we are the child of the raw clone; argv/envp point into `launch`.
+        unsafe { child::child_main(ops, launch, &argv, &envp, &fds) }
+    }
+    if pid < 0 {
+        return Err(SandboxError::sys("clone"));
+    }
+    let pid = pid as libc::pid_t;
+    drop((out_w, err_w, rep_w, devnull));
+    let waited = std::thread::scope(|scope| {
+        scope.spawn(|| pump_lines(out_r, Stream::Stdout, output));
+        scope.spawn(|| pump_lines(err_r, Stream::Stderr, output));
+        let report = scope.spawn(|| read_report(rep_r));
+        let status = wait_child(pid, cancelled);
+        (status, report.join())
+    });
+    match waited {
+        (status, Ok(Some(report))) => {
+            status?;
+            Err(report_error(report, ops, launch))
+        }
+        (status, _) => status,
+    }
+}
+
+/// Reads the child's failure report: `None` when the pipe closed at exec without one.
+fn read_report(fd: OwnedFd) -> Option<[u32; 3]> {
+    use std::io::Read;
+    let mut buf = [0u8; 12];
+    let mut file = File::from(fd);
+    file.read_exact(&mut buf).ok()?;
+    let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+    Some([word(0), word(4), word(8)])
+}
+
+fn report_error(report: [u32; 3], ops: &[Op], launch: &Launch) -> SandboxError {
+    let [kind, index, errno] = report;
+    let errno = errno as i32;
+    let index = index as usize;
+    match kind {
+        KIND_EXEC => SandboxError::Exec {
+            program: launch
+                .argv
+                .first()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            errno,
+        },
+        KIND_OP if index < ops.len() => SandboxError::Setup {
+            step: ops[index].describe(),
+            errno,
+        },
+        KIND_STEP if index < STEPS.len() => SandboxError::Setup {
+            step: STEPS[index].into(),
+            errno,
+        },
+        _ => SandboxError::Setup {
+            step: format!("unknown step {kind}/{index}"),
+            errno,
+        },
+    }
+}
+
+/// Waits for `pid`, killing it (and so its pid namespace) once `cancelled` returns true.
+fn wait_child(
+    pid: libc::pid_t,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<i32, SandboxError> {
+    // SAFETY: pidfd_open on our own unreaped child; the pid cannot be reused before we wait.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        let err = SandboxError::sys("pidfd_open");
+        // SAFETY: kill and waitpid on our own child, so it does not linger.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        return Err(err);
+    }
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
+    let mut killed = false;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if ready > 0 {
+            break;
+        }
+        if !killed && cancelled() {
+            // SAFETY: signals our own child through its pidfd.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    0,
+                    0,
+                )
+            };
+            killed = true;
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child; status is a writable int.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(SandboxError::sys("waitpid"));
+        }
+    }
+    Ok(if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    })
+}

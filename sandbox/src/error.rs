@@ -1,0 +1,116 @@
+//! The errors a sandbox run can end with.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a sandboxed run could not start or be waited for. A process that starts and fails is
+/// not an error: its exit code is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The spec cannot be run as given (empty argv, relative cwd, NUL byte in a string).
+    #[error("invalid process spec: {0}")]
+    InvalidSpec(String),
+    /// A host-side file operation failed (state directory, generated files, upper dir cleanup).
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path it was done on.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A system call of the run's host side failed (clone, pipe, wait).
+    #[error("{what}: {source}")]
+    Sys {
+        /// The call that failed.
+        what: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A setup step inside the sandbox failed before the process could start.
+    #[error("sandbox setup: {step}: {}", errno_text(*.errno))]
+    Setup {
+        /// The step that failed, with the path it acted on.
+        step: String,
+        /// The errno it failed with.
+        errno: i32,
+    },
+    /// The program could not be executed (missing, not executable, bad format).
+    #[error("exec {program}: {}", errno_text(*.errno))]
+    Exec {
+        /// `argv[0]` as given in the spec.
+        program: String,
+        /// The errno of the last exec attempt that mattered.
+        errno: i32,
+    },
+    /// The OCI runtime config could not be built or written.
+    #[error("OCI bundle config {path}: {message}")]
+    OciConfig {
+        /// The config.json being written.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// An OCI runtime binary failed outside the container process.
+    #[error("{runtime}: {message}")]
+    OciRuntime {
+        /// The runtime binary (`runc`, `crun`).
+        runtime: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The C library's text for an errno, lower-cased like Go's (`no such file or directory`).
+pub(crate) fn errno_text(errno: i32) -> String {
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+impl SandboxError {
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        SandboxError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn sys(what: &'static str) -> Self {
+        SandboxError::Sys {
+            what,
+            source: io::Error::last_os_error(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_error_reads_like_gos() {
+        let err = SandboxError::Exec {
+            program: "/bin/foo".into(),
+            errno: libc::ENOENT,
+        };
+        assert_eq!(err.to_string(), "exec /bin/foo: no such file or directory");
+        let err = SandboxError::Setup {
+            step: "mkdir /x".into(),
+            errno: libc::EACCES,
+        };
+        assert_eq!(
+            err.to_string(),
+            "sandbox setup: mkdir /x: permission denied"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! The OCI runtime `config.json` for a step: same namespaces, mounts, capabilities and
+//! credentials as the builtin runtime, and no cgroup resources.
+
+use std::path::Path;
+
+use oci_spec::runtime::{
+    Capabilities, Capability, Linux, LinuxCapabilities, LinuxNamespace, LinuxNamespaceType, Mount,
+    Process, Root, Spec, User,
+};
+
+use crate::etc_files::EtcFiles;
+use crate::{Network, ProcessSpec, caps};
+
+/// Paths Docker hides from containers.
+const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths Docker makes read-only.
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn docker_caps() -> Result<Capabilities, String> {
+    caps::DOCKER_DEFAULT
+        .iter()
+        .map(|(name, _)| {
+            serde_json::from_value::<Capability>(serde_json::Value::String((*name).into()))
+                .map_err(|e| format!("capability {name}: {e}"))
+        })
+        .collect()
+}
+
+fn mount(destination: &str, typ: &str, source: &Path, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(destination.into());
+    m.set_typ(Some(typ.into()));
+    m.set_source(Some(source.to_path_buf()));
+    m.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    m
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The config for running `spec` with the root at `rootfs` (relative to the bundle).
+pub(crate) fn build(spec: &ProcessSpec, etc: &EtcFiles) -> Result<Spec, String> {
+    let all = docker_caps()?;
+    let kept = if spec.uid == 0 {
+        all.clone()
+    } else {
+        Capabilities::new()
+    };
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(all));
+    capabilities.set_effective(Some(kept.clone()));
+    capabilities.set_permitted(Some(kept));
+    capabilities.set_inheritable(Some(Capabilities::new()));
+    capabilities.set_ambient(Some(Capabilities::new()));
+
+    let mut user = User::default();
+    user.set_uid(spec.uid);
+    user.set_gid(spec.gid);
+    user.set_additional_gids(Some(spec.additional_gids.clone()));
+
+    let mut process = Process::default();
+    process.set_terminal(Some(false));
+    process.set_user(user);
+    process.set_args(Some(spec.argv.clone()));
+    process.set_env(Some(spec.env.clone()));
+    process.set_cwd(spec.cwd.clone().into());
+    process.set_capabilities(Some(capabilities));
+    process.set_no_new_privileges(Some(true));
+    process.set_rlimits(None);
+
+    let mut root = Root::default();
+    root.set_path("rootfs".into());
+    root.set_readonly(Some(false));
+
+    let nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"];
+    let mut mounts = vec![
+        mount("/proc", "proc", Path::new("proc"), &nosuid_noexec_nodev),
+        mount(
+            "/dev",
+            "tmpfs",
+            Path::new("tmpfs"),
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            Path::new("devpts"),
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            Path::new("shm"),
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            Path::new("mqueue"),
+            &nosuid_noexec_nodev,
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            Path::new("sysfs"),
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+    ];
+    for (source, target) in &etc.binds {
+        mounts.push(mount(
+            &format!("/{target}"),
+            "bind",
+            source,
+            &["rbind", "ro", "nosuid", "nodev", "noexec"],
+        ));
+    }
+
+    let mut kinds = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ];
+    if spec.network == Network::None {
+        kinds.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = kinds
+        .into_iter()
+        .map(|kind| {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(kind);
+            ns
+        })
+        .collect();
+    let mut linux = Linux::default();
+    linux.set_resources(None);
+    linux.set_namespaces(Some(namespaces));
+    linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
+    linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));
+    linux.set_uid_mappings(None);
+    linux.set_gid_mappings(None);
+    linux.set_devices(None);
+    linux.set_sysctl(None);
+
+    let mut config = Spec::default();
+    config.set_version("1.0.2".into());
+    config.set_process(Some(process));
+    config.set_root(Some(root));
+    config.set_hostname(Some(spec.hostname.clone()));
+    config.set_mounts(Some(mounts));
+    config.set_annotations(None);
+    config.set_linux(Some(linux));
+    Ok(config)
+}

@@ -1,0 +1,326 @@
+//! The OCI runtime backend: writes a bundle and runs `runc` or `crun` on it.
+//!
+//! The overlay root is mounted by us, in a private mount namespace that the runtime process
+//! is spawned into (`unshare(CLONE_NEWNS)` in `pre_exec`, after `fork`, where only system
+//! calls on prepared data run), so it is never visible on the host and disappears with the
+//! runtime. For crun, the same step detaches `/sys/fs/cgroup/unified`: on cgroup v1 hybrid
+//! hosts crun refuses to start while a cgroup2 mount holding a controller is present.
+
+mod config;
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::etc_files::EtcFiles;
+use crate::output::pump_lines;
+use crate::overlay::OverlayMount;
+use crate::placeholders::Placeholders;
+use crate::{ProcessSpec, RootFs, Runtime, SandboxError, Stream};
+
+/// Which OCI runtime the binary is (they differ in flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OciRuntimeKind {
+    /// `runc`.
+    Runc,
+    /// `crun`.
+    Crun,
+}
+
+impl OciRuntimeKind {
+    fn binary_name(self) -> &'static str {
+        match self {
+            OciRuntimeKind::Runc => "runc",
+            OciRuntimeKind::Crun => "crun",
+        }
+    }
+}
+
+/// Runs steps with an OCI runtime (needs root).
+#[derive(Debug, Clone)]
+pub struct OciRuntime {
+    kind: OciRuntimeKind,
+    binary: PathBuf,
+}
+
+impl OciRuntime {
+    /// Uses `runc` or `crun` found in `PATH`.
+    pub fn new(kind: OciRuntimeKind) -> Result<Self, SandboxError> {
+        let name = kind.binary_name();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+            .map(|binary| OciRuntime { kind, binary })
+            .ok_or_else(|| SandboxError::OciRuntime {
+                runtime: name.into(),
+                message: "not found in PATH".into(),
+            })
+    }
+
+    /// Uses the given binary, which must behave like `kind`.
+    pub fn with_binary(kind: OciRuntimeKind, binary: PathBuf) -> Self {
+        OciRuntime { kind, binary }
+    }
+
+    /// The runtime's binary.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    fn runtime_error(&self, message: String) -> SandboxError {
+        SandboxError::OciRuntime {
+            runtime: self.binary.display().to_string(),
+            message,
+        }
+    }
+
+    /// `<binary> --root <state> [global flags] <args...>`.
+    fn command(&self, state: &Path, args: &[&OsStr]) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root").arg(state);
+        // The runtime's own errors go to a log, apart from the process's stderr.
+        let mut log = OsString::from("--log=");
+        log.push(state.join(LOG_FILE));
+        cmd.arg(log).arg("--log-format=json");
+        if self.kind == OciRuntimeKind::Crun {
+            // No resources are set, and cgroup setup fails on hybrid hosts.
+            cmd.arg("--cgroup-manager=disabled");
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// Asks the runtime to SIGKILL the container's init (and so its pid namespace).
+    fn kill(&self, state: &Path, id: &str) -> bool {
+        self.command(
+            state,
+            &[OsStr::new("kill"), OsStr::new(id), OsStr::new("KILL")],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    }
+}
+
+/// The runtime's log, in the state dir.
+const LOG_FILE: &str = "runtime-log.json";
+
+/// The last error the runtime logged (JSON lines with `level` and `msg`), if any.
+fn logged_error(log: &Path) -> Option<String> {
+    let text = fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["level"] == "error")
+        .find_map(|entry| entry["msg"].as_str().map(String::from))
+}
+
+struct Bundle {
+    dir: tempfile::TempDir,
+    id: String,
+}
+
+impl Bundle {
+    fn create() -> Result<Self, SandboxError> {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-oci-")
+            .tempdir()
+            .map_err(|e| SandboxError::io("create bundle dir in", std::env::temp_dir(), e))?;
+        let suffix = dir
+            .path()
+            .file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .trim_start_matches("strata-oci-")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        for sub in ["rootfs", "state", "etc"] {
+            let path = dir.path().join(sub);
+            fs::create_dir(&path).map_err(|e| SandboxError::io("create", &path, e))?;
+        }
+        Ok(Bundle {
+            id: format!("strata-{suffix}"),
+            dir,
+        })
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+}
+
+/// Runs in the forked runtime process before exec: private mount namespace, crun's cgroup
+/// workaround, the overlay root. System calls only.
+fn enter_private_root(overlay: &OverlayMount, hide_unified: bool) -> std::io::Result<()> {
+    // SAFETY: unshare, mount and umount2 with literal paths; no allocation.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        if hide_unified {
+            // Absent on pure cgroup v2 hosts (ENOENT) or not a mount (EINVAL): nothing to hide.
+            libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH);
+        }
+    }
+    overlay.mount().map_err(std::io::Error::from_raw_os_error)
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(255)
+}
+
+impl Runtime for OciRuntime {
+    fn run(
+        &self,
+        root: &RootFs,
+        spec: &ProcessSpec,
+        output: &(dyn Fn(Stream, &[u8]) + Sync),
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<i32, SandboxError> {
+        spec.validate()?;
+        let bundle = Bundle::create()?;
+        let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname)?;
+        let config_path = bundle.path("config.json");
+        let config = config::build(spec, &etc).map_err(|message| SandboxError::OciConfig {
+            path: config_path.clone(),
+            message,
+        })?;
+        config
+            .save(&config_path)
+            .map_err(|e| SandboxError::OciConfig {
+                path: config_path.clone(),
+                message: e.to_string(),
+            })?;
+        let overlay = OverlayMount::new(&bundle.path("rootfs"), root, &bundle.path("empty"))?;
+        let placeholders = Placeholders::survey(&root.upper);
+        let state = bundle.path("state");
+        let bundle_dir: OsString = bundle.dir.path().into();
+        let mut cmd = self.command(
+            &state,
+            &[
+                OsStr::new("run"),
+                OsStr::new("--bundle"),
+                &bundle_dir,
+                OsStr::new(&bundle.id),
+            ],
+        );
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let hide_unified = self.kind == OciRuntimeKind::Crun;
+        // SAFETY: the closure only makes system calls on the prepared overlay strings.
+        unsafe {
+            cmd.pre_exec(move || enter_private_root(&overlay, hide_unified));
+        }
+        let result = self.run_to_end(cmd, &state, &bundle.id, output, cancelled);
+        // The runtime deletes the container when `run` ends; this covers a killed runtime.
+        let _ = self
+            .command(
+                &state,
+                &[
+                    OsStr::new("delete"),
+                    OsStr::new("--force"),
+                    OsStr::new(&bundle.id),
+                ],
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        placeholders.remove_created(root)?;
+        match result? {
+            // A failure before the process ran (bad config, missing program) is logged by
+            // the runtime; a failing process is not an error.
+            code @ 1.. => match logged_error(&state.join(LOG_FILE)) {
+                Some(message) => Err(self.runtime_error(message)),
+                None => Ok(code),
+            },
+            code => Ok(code),
+        }
+    }
+}
+
+impl OciRuntime {
+    fn run_to_end(
+        &self,
+        mut cmd: Command,
+        state: &Path,
+        id: &str,
+        output: &(dyn Fn(Stream, &[u8]) + Sync),
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<i32, SandboxError> {
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| self.runtime_error(format!("spawn: {e}")))?;
+        let stdout = child.stdout.take().map(OwnedFd::from);
+        let stderr = child.stderr.take().map(OwnedFd::from);
+        std::thread::scope(|scope| {
+            if let Some(fd) = stdout {
+                scope.spawn(move || pump_lines(fd, Stream::Stdout, output));
+            }
+            if let Some(fd) = stderr {
+                scope.spawn(move || pump_lines(fd, Stream::Stderr, output));
+            }
+            let mut killed = false;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => return Ok(exit_code(status)),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.runtime_error(format!("wait: {e}"))),
+                }
+                // Until the container exists `kill` fails; keep asking until it works.
+                if !killed && cancelled() {
+                    killed = self.kill(state, id);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_logged_error_wins_and_other_levels_are_ignored()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join(LOG_FILE);
+        fs::write(
+            &log,
+            concat!(
+                "{\"level\":\"error\",\"msg\":\"first\"}\n",
+                "not json\n",
+                "{\"level\":\"error\",\"msg\":\"exec failed\"}\n",
+                "{\"level\":\"warning\",\"msg\":\"later warning\"}\n",
+            ),
+        )?;
+        assert_eq!(logged_error(&log).as_deref(), Some("exec failed"));
+        fs::write(&log, "{\"level\":\"info\",\"msg\":\"fine\"}\n")?;
+        assert_eq!(logged_error(&log), None);
+        assert_eq!(logged_error(&dir.path().join("absent")), None);
+        Ok(())
+    }
+}
