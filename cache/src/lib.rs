@@ -10,11 +10,15 @@
 
 pub mod compression;
 pub mod dockerignore;
+pub mod images;
+pub mod layout;
 pub mod pattern;
 pub mod store;
 pub mod unpack;
 
 pub use compression::{Compression, decompress};
 pub use dockerignore::DockerIgnore;
+pub use images::{ImageStore, ImageStoreError, normalize_name};
+pub use layout::{Image, LayoutError, OciLayout, PlatformSelector, docker_extras};
 pub use store::{BlobWriter, ContentStore, Digest, StoreError};
 pub use unpack::{UnpackError, UnpackStats, extract_archive, unpack_layer};
