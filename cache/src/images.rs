@@ -12,9 +12,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, MediaType};
 
-use crate::layout::{LayoutError, OciLayout, digest_of, ref_name};
+use crate::layout::{Image, LayoutError, OciLayout, PlatformSelector, digest_of, ref_name};
 use crate::store::{ContentStore, Digest, StoreError};
 
 /// Errors of the image store; each names the image, file or blob.
@@ -175,6 +175,19 @@ impl ImageStore {
             .find(|d| ref_name(d) == Some(name.as_str())))
     }
 
+    /// The image tagged `name` (or with that manifest digest), following an
+    /// index by `platform`; `None` when no such tag exists.
+    pub fn image(
+        &self,
+        name: &str,
+        platform: &PlatformSelector,
+    ) -> Result<Option<Image>, ImageStoreError> {
+        match self.resolve(name)? {
+            Some(desc) => Ok(Some(self.layout.image(&desc, platform)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every tagged image, sorted by name.
     pub fn list(&self) -> Result<Vec<(String, Descriptor)>, ImageStoreError> {
         let mut out: Vec<(String, Descriptor)> = self
@@ -228,23 +241,18 @@ impl ImageStore {
         if !change(&mut list) && exists {
             return Ok(());
         }
-        let index: ImageIndex = ImageIndexBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageIndex)
-            .manifests(list)
-            .build()
-            .map_err(|e| io_err(&path)(io::Error::other(e.to_string())))?;
         // Through a Value so object keys come out sorted (oci-spec keeps
         // annotations in a HashMap).
-        let value = serde_json::to_value(&index).map_err(|source| ImageStoreError::Serialize {
+        let serialize = |source| ImageStoreError::Serialize {
             path: path.clone(),
             source,
-        })?;
-        let bytes =
-            serde_json::to_vec_pretty(&value).map_err(|source| ImageStoreError::Serialize {
-                path: path.clone(),
-                source,
-            })?;
+        };
+        let value = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MediaType::ImageIndex.to_string(),
+            "manifests": serde_json::to_value(&list).map_err(serialize)?,
+        });
+        let bytes = serde_json::to_vec_pretty(&value).map_err(serialize)?;
         write_atomic(&path, &bytes)
         // The lock is released when `lock` is dropped.
     }

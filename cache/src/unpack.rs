@@ -98,7 +98,7 @@ pub enum UnpackError {
 
 /// How entries are interpreted.
 #[derive(Debug, Clone, Copy)]
-enum Mode2 {
+enum Flavor {
     /// An image layer: whiteouts become overlayfs whiteouts.
     Layer,
     /// An `ADD` archive: whiteout names are ordinary files, the root entry
@@ -112,7 +112,7 @@ enum Mode2 {
 /// `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory.
 pub fn unpack_layer(reader: impl Read + Send, dest: &Path) -> Result<UnpackStats, UnpackError> {
     let reader = decompress(reader).map_err(UnpackError::Read)?;
-    Unpacker::new(dest, Mode2::Layer)?.run(reader)
+    Unpacker::new(dest, Flavor::Layer)?.run(reader)
 }
 
 /// Extracts a (possibly compressed) tar archive into `dest` as Dockerfile
@@ -132,17 +132,12 @@ pub fn extract_archive(
         return Ok(false);
     };
     let mut first = [0u8; 512];
-    if read_full(&mut reader, &mut first).is_err() || !is_tar_header(&first) {
+    if reader.read_exact(&mut first).is_err() || !is_tar_header(&first) {
         return Ok(false);
     }
     let reader = io::Cursor::new(first).chain(reader);
-    Unpacker::new(dest, Mode2::Extract { owner })?.run(reader)?;
+    Unpacker::new(dest, Flavor::Extract { owner })?.run(reader)?;
     Ok(true)
-}
-
-/// Fills `buf` completely or fails.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<()> {
-    reader.read_exact(buf)
 }
 
 /// True when `block` is a tar header whose checksum is right (an all-zero
@@ -180,7 +175,7 @@ struct PendingDir {
 
 struct Unpacker<'d> {
     dest: &'d Path,
-    mode: Mode2,
+    mode: Flavor,
     stats: UnpackStats,
     /// Relative paths of non-directory entries written, for hard links.
     unpacked: HashSet<PathBuf>,
@@ -197,7 +192,7 @@ struct Meta {
 }
 
 impl<'d> Unpacker<'d> {
-    fn new(dest: &'d Path, mode: Mode2) -> Result<Self, UnpackError> {
+    fn new(dest: &'d Path, mode: Flavor) -> Result<Self, UnpackError> {
         fs::create_dir_all(dest).map_err(|source| UnpackError::Entry {
             entry: dest.to_path_buf(),
             op: "creating the destination",
@@ -233,7 +228,7 @@ impl<'d> Unpacker<'d> {
         let Some(base) = rel.file_name().map(|b| b.to_string_lossy().into_owned()) else {
             // The root entry (`./`): a layer sets the snapshot root's metadata;
             // ADD leaves the existing destination alone.
-            if matches!(self.mode, Mode2::Layer) && kind.is_dir() {
+            if matches!(self.mode, Flavor::Layer) && kind.is_dir() {
                 self.dir(self.dest.to_path_buf(), &name, &meta)?;
             }
             return Ok(());
@@ -241,7 +236,7 @@ impl<'d> Unpacker<'d> {
         let parent = self.parent_dir(&rel, &name)?;
         let path = parent.join(&base);
 
-        if matches!(self.mode, Mode2::Layer) && base.starts_with(WHITEOUT_PREFIX) {
+        if matches!(self.mode, Flavor::Layer) && base.starts_with(WHITEOUT_PREFIX) {
             return self.whiteout(&parent, &base, &name);
         }
         self.clear(&path, kind.is_dir(), &name)?;
@@ -337,7 +332,7 @@ impl<'d> Unpacker<'d> {
             }
         }
         let (uid, gid) = match self.mode {
-            Mode2::Extract { owner: Some(owner) } => owner,
+            Flavor::Extract { owner: Some(owner) } => owner,
             _ => (
                 u32::try_from(uid).map_err(|_| unsafe_entry(name, "uid out of range"))?,
                 u32::try_from(gid).map_err(|_| unsafe_entry(name, "gid out of range"))?,
