@@ -307,12 +307,17 @@ fn kind_of(desc: &Descriptor) -> Result<Kind, LayoutError> {
     }
 }
 
+/// The annotation `docker save` puts beside the tag: the full reference
+/// (`docker.io/library/busybox:latest`).
+const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
+
 /// The tag of an index.json entry, if it has one.
 pub fn ref_name(desc: &Descriptor) -> Option<&str> {
-    desc.annotations()
-        .as_ref()?
-        .get(ANNOTATION_REF_NAME)
-        .map(String::as_str)
+    annotation(desc, ANNOTATION_REF_NAME)
+}
+
+fn annotation<'d>(desc: &'d Descriptor, key: &str) -> Option<&'d str> {
+    desc.annotations().as_ref()?.get(key).map(String::as_str)
 }
 
 /// An OCI image layout on disk.
@@ -396,8 +401,9 @@ impl OciLayout {
     }
 
     /// Resolves `reference` (a tag, i.e. an `org.opencontainers.image.ref.name`
-    /// annotation; a `sha256:` digest; or empty for the only image) to an
-    /// image manifest, choosing `platform` in indexes and manifest lists.
+    /// annotation, or else an `io.containerd.image.name` one as `docker save`
+    /// writes; a `sha256:` digest; or empty for the only image) to an image
+    /// manifest, choosing `platform` in indexes and manifest lists.
     pub fn resolve(
         &self,
         reference: &str,
@@ -468,10 +474,17 @@ impl OciLayout {
                 return Ok(found);
             }
         } else {
-            let named: Vec<&Descriptor> = manifests
+            let mut named: Vec<&Descriptor> = manifests
                 .iter()
                 .filter(|d| ref_name(d) == Some(reference))
                 .collect();
+            if named.is_empty() {
+                // `docker save` also names entries by their full reference.
+                named = manifests
+                    .iter()
+                    .filter(|d| annotation(d, CONTAINERD_IMAGE_NAME) == Some(reference))
+                    .collect();
+            }
             // Several entries may share a tag, one per platform.
             let chosen = match named.as_slice() {
                 [one] => Some(*one),

@@ -135,7 +135,10 @@ fn dockerize(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut list_desc = put(&serde_json::to_vec(&list)?)?;
     list_desc["mediaType"] = json!(DOCKER_MANIFEST_LIST);
-    list_desc["annotations"] = json!({ "org.opencontainers.image.ref.name": "docker" });
+    list_desc["annotations"] = json!({
+        "org.opencontainers.image.ref.name": "docker",
+        "io.containerd.image.name": "docker.io/library/busybox:docker",
+    });
     let index = json!({ "schemaVersion": 2, "manifests": [list_desc] });
     fs::write(root.join("index.json"), serde_json::to_vec(&index)?)?;
     Ok(())
@@ -149,6 +152,11 @@ fn reads_docker_media_types_and_docker_only_config_fields() -> TestResult {
     let layout = OciLayout::open(&root)?;
     let image = layout.resolve("docker", &PlatformSelector::host())?;
     assert_eq!(image.descriptor.media_type().to_string(), DOCKER_MANIFEST);
+    let by_full_name = layout.resolve(
+        "docker.io/library/busybox:docker",
+        &PlatformSelector::host(),
+    )?;
+    assert_eq!(by_full_name.manifest_bytes, image.manifest_bytes);
     let extras = strata_cache::docker_extras(&image.config_bytes)?;
     let health = extras.healthcheck.ok_or("no healthcheck")?;
     assert_eq!(health.test, ["CMD-SHELL", "true"]);
