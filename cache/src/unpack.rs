@@ -32,6 +32,8 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
 /// The entry that makes its directory opaque.
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+/// The namespace of overlayfs's own xattrs.
+const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 /// The overlayfs xattr marking an opaque directory.
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
@@ -54,8 +56,9 @@ pub struct UnpackStats {
     pub whiteouts: u64,
     /// Directories marked opaque.
     pub opaque_dirs: u64,
-    /// Extended attributes not set because the kernel refused them with
-    /// EPERM or ENOTSUP (never `trusted.*` ones, which fail the unpack).
+    /// Extended attributes not set: `trusted.overlay.*` ones from the archive
+    /// (overlayfs metadata comes only from whiteouts), and ones the kernel
+    /// refused with EPERM or ENOTSUP (other `trusted.*` ones fail the unpack).
     pub skipped_xattrs: u64,
     /// Bytes of regular-file content written.
     pub bytes: u64,
@@ -488,6 +491,12 @@ impl<'d> Unpacker<'d> {
 
     fn xattrs(&mut self, path: &Path, meta: &Meta, name: &Path) -> Result<(), UnpackError> {
         for (key, value) in &meta.xattrs {
+            // overlayfs reads its own metadata (opaque, redirect, metacopy)
+            // from these; only whiteout translation may set them.
+            if key.starts_with(OVERLAY_XATTR_PREFIX) {
+                self.stats.skipped_xattrs += 1;
+                continue;
+            }
             match rustix::fs::lsetxattr(path, key.as_str(), value, XattrFlags::empty()) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP)

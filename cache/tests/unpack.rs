@@ -364,6 +364,29 @@ fn layer_keeps_metadata_and_writes_overlay_whiteouts() -> TestResult {
 }
 
 #[test]
+fn archive_xattrs_cannot_forge_overlay_metadata() -> TestResult {
+    let arena = Arena::new()?;
+    let tar = build(&[
+        E::Xattr("redirected", "trusted.overlay.redirect", b"/etc"),
+        E::Xattr("kept", "trusted.strata", b"v"),
+    ])?;
+    let stats = unpack_layer(tar.as_slice(), &arena.dest)?;
+    assert_eq!(stats.skipped_xattrs, 1);
+    let mut buf = [0u8; 8];
+    assert!(
+        rustix::fs::lgetxattr(
+            arena.dest.join("redirected"),
+            "trusted.overlay.redirect",
+            &mut buf[..]
+        )
+        .is_err()
+    );
+    let n = rustix::fs::lgetxattr(arena.dest.join("kept"), "trusted.strata", &mut buf[..])?;
+    assert_eq!(&buf[..n], b"v");
+    Ok(())
+}
+
+#[test]
 fn the_overlay_diff_hides_lower_files() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
