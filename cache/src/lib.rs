@@ -13,6 +13,7 @@ pub mod dockerignore;
 pub mod images;
 pub mod layout;
 pub mod pattern;
+mod scoped_path;
 pub mod store;
 pub mod unpack;
 

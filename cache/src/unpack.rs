@@ -4,14 +4,19 @@
 //! No entry can write outside the destination:
 //! - entry and hard-link paths with a `..` component are refused;
 //! - absolute paths are made relative to the destination (as Docker does);
-//! - every parent component of an entry is checked with `lstat` while it is
-//!   walked: it must be a real directory (missing ones are created 0755),
-//!   never a symlink, so a symlink unpacked earlier cannot redirect later
-//!   entries;
+//! - layers: every parent component of an entry is checked with `lstat`
+//!   while it is walked: it must be a real directory (missing ones are
+//!   created 0755), never a symlink, so a symlink unpacked earlier cannot
+//!   redirect later entries (a layer unpacks into its own empty snapshot,
+//!   so a well-formed layer never needs one);
+//! - `ADD` archives: they merge into a filesystem that has symlinks of its
+//!   own (`lib -> usr/lib`), so parent symlinks are followed the way Docker's
+//!   chrooted extraction follows them: resolved as if the destination were
+//!   `/` ([`crate::scoped_path`]), never leaving it;
 //! - the entry itself replaces whatever is at its path (a symlink there is
 //!   removed, not followed; regular files are created with `O_EXCL`);
 //! - hard links must point at a non-directory entry unpacked earlier from the
-//!   same archive, reached without symlinks.
+//!   same archive, reached as its parent directories are.
 //!
 //! Directories get their final mode and mtime after all entries are written,
 //! so a read-only directory does not block its own contents.
@@ -25,6 +30,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 
 use crate::compression::decompress;
+use crate::scoped_path;
 
 /// Prefix of an OCI whiteout entry.
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -236,7 +242,7 @@ impl<'d> Unpacker<'d> {
             }
             return Ok(());
         };
-        let parent = self.parent_dir(&rel, &name)?;
+        let parent = self.parent_dir(&rel, &name, true)?;
         let path = parent.join(&base);
 
         if matches!(self.mode, Flavor::Layer) && base.starts_with(WHITEOUT_PREFIX) {
@@ -350,13 +356,15 @@ impl<'d> Unpacker<'d> {
         })
     }
 
-    /// Walks the parent components of `rel` below the destination, creating
-    /// missing directories, refusing symlinks and non-directories.
-    fn parent_dir(&mut self, rel: &Path, name: &Path) -> Result<PathBuf, UnpackError> {
+    /// The real directory holding `rel`, created if missing (see the module
+    /// comment for how layers and archives treat symlinks on the way).
+    fn parent_dir(&self, rel: &Path, name: &Path, create: bool) -> Result<PathBuf, UnpackError> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        if matches!(self.mode, Flavor::Extract { .. }) {
+            return scoped_path::resolve_dir(self.dest, parent, create)
+                .map_err(|e| unsafe_entry(name, &e.to_string()));
+        }
         let mut dir = self.dest.to_path_buf();
-        let Some(parent) = rel.parent() else {
-            return Ok(dir);
-        };
         for comp in parent.components() {
             dir.push(comp);
             match fs::symlink_metadata(&dir) {
@@ -373,7 +381,7 @@ impl<'d> Unpacker<'d> {
                         &format!("parent {:?} is not a directory", relative(self.dest, &dir)),
                     ));
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     fs::create_dir(&dir).map_err(op(name, "creating a parent directory"))?;
                     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
                         .map_err(op(name, "chmod of a parent directory"))?;
@@ -524,23 +532,21 @@ impl<'d> Unpacker<'d> {
             ));
         }
         // The target was unpacked, but a later entry may have turned one of
-        // its parents into a symlink: check the walk again.
-        let mut walked = self.dest.to_path_buf();
-        let count = rel.components().count();
-        for (i, comp) in rel.components().enumerate() {
-            walked.push(comp);
-            let m =
-                fs::symlink_metadata(&walked).map_err(op(name, "lstat of the hard link target"))?;
-            let is_last = i + 1 == count;
-            if !is_last && !m.is_dir() {
-                return Err(unsafe_entry(
-                    name,
-                    &format!("hard link target {target:?} goes through a symlink"),
-                ));
-            }
-            if is_last && m.is_dir() {
-                return Err(unsafe_entry(name, "hard link to a directory"));
-            }
+        // its parents into a symlink: walk to it again.
+        let base = rel
+            .file_name()
+            .ok_or_else(|| unsafe_entry(name, "hard link to the root"))?;
+        let parent = self.parent_dir(&rel, name, false).map_err(|e| match e {
+            UnpackError::Unsafe { entry, reason } => UnpackError::Unsafe {
+                entry,
+                reason: format!("hard link target {target:?}: {reason}"),
+            },
+            other => other,
+        })?;
+        let walked = parent.join(base);
+        let m = fs::symlink_metadata(&walked).map_err(op(name, "lstat of the hard link target"))?;
+        if m.is_dir() {
+            return Err(unsafe_entry(name, "hard link to a directory"));
         }
         fs::hard_link(&walked, path).map_err(op(name, "hard link"))?;
         self.stats.hardlinks += 1;

@@ -486,14 +486,41 @@ fn add_extracts_tar_archives_and_leaves_other_files() -> TestResult {
     assert!(!extract_archive(corrupt.as_slice(), &not_tar, None)?);
     assert!(!not_tar.exists());
 
-    // ADD is as safe as layer unpacking.
-    let hostile = build(&[
-        E::Symlink("l", ".."),
-        E::File("l/outside/pwned", b"x", 0o644),
+    arena.assert_outside_untouched()
+}
+
+#[test]
+fn add_follows_symlinks_only_inside_the_destination() -> TestResult {
+    let arena = Arena::new()?;
+    let d = &arena.dest;
+    // A merged-/usr base image.
+    fs::create_dir_all(d.join("usr/lib"))?;
+    std::os::unix::fs::symlink("usr/lib", d.join("lib"))?;
+    std::os::unix::fs::symlink("/usr/lib", d.join("lib-abs"))?;
+    let outside = arena.outside.to_string_lossy().into_owned();
+    let tar = build(&[
+        E::File("lib/from-archive", b"1", 0o644),
+        E::File("lib-abs/absolute", b"2", 0o644),
+        E::Link("lib/linked", "lib/from-archive"),
+        // Hostile: each resolves as if the destination were `/`.
+        E::Symlink("up", "../../.."),
+        E::File("up/outside/pwned", b"x", 0o644),
+        E::Symlink("out", &outside),
+        E::File("out/pwned", b"x", 0o644),
     ])?;
-    assert!(matches!(
-        extract_archive(hostile.as_slice(), &arena.dest.join("h"), None),
-        Err(UnpackError::Unsafe { .. })
-    ));
+    assert!(extract_archive(tar.as_slice(), d, None)?);
+    assert_eq!(fs::read_to_string(d.join("usr/lib/from-archive"))?, "1");
+    assert_eq!(fs::read_to_string(d.join("usr/lib/absolute"))?, "2");
+    assert_eq!(
+        fs::metadata(d.join("usr/lib/linked"))?.ino(),
+        fs::metadata(d.join("usr/lib/from-archive"))?.ino()
+    );
+    assert_eq!(fs::read_to_string(d.join("outside/pwned"))?, "x");
+    // `out` -> <outside> resolves to <dest>/<outside's absolute path>.
+    assert!(
+        d.join(outside.trim_start_matches('/'))
+            .join("pwned")
+            .is_file()
+    );
     arena.assert_outside_untouched()
 }
