@@ -22,8 +22,10 @@
 //! so a read-only directory does not block its own contents.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -33,11 +35,11 @@ use crate::compression::decompress;
 use crate::scoped_path;
 
 /// Prefix of an OCI whiteout entry.
-const WHITEOUT_PREFIX: &str = ".wh.";
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// Prefix of AUFS metadata entries (`.wh..wh.plnk`, `.wh..wh.aufs`, ...).
-const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
+const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 /// The entry that makes its directory opaque.
-const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+const OPAQUE_WHITEOUT: &[u8] = b".wh..wh..opq";
 /// The namespace of overlayfs's own xattrs.
 const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 /// The overlayfs xattr marking an opaque directory.
@@ -184,7 +186,7 @@ struct PendingDir {
 
 struct Unpacker<'d> {
     dest: &'d Path,
-    mode: Flavor,
+    flavor: Flavor,
     stats: UnpackStats,
     /// Relative paths of non-directory entries written, for hard links.
     unpacked: HashSet<PathBuf>,
@@ -201,7 +203,7 @@ struct Meta {
 }
 
 impl<'d> Unpacker<'d> {
-    fn new(dest: &'d Path, mode: Flavor) -> Result<Self, UnpackError> {
+    fn new(dest: &'d Path, flavor: Flavor) -> Result<Self, UnpackError> {
         fs::create_dir_all(dest).map_err(|source| UnpackError::Entry {
             entry: dest.to_path_buf(),
             op: "creating the destination",
@@ -209,7 +211,7 @@ impl<'d> Unpacker<'d> {
         })?;
         Ok(Unpacker {
             dest,
-            mode,
+            flavor,
             stats: UnpackStats::default(),
             unpacked: HashSet::new(),
             dirs: Vec::new(),
@@ -234,10 +236,10 @@ impl<'d> Unpacker<'d> {
         }
         let rel = clean(&name)?;
         let meta = self.meta(entry, &name)?;
-        let Some(base) = rel.file_name().map(|b| b.to_string_lossy().into_owned()) else {
+        let Some(base) = rel.file_name().map(ToOwned::to_owned) else {
             // The root entry (`./`): a layer sets the snapshot root's metadata;
             // ADD leaves the existing destination alone.
-            if matches!(self.mode, Flavor::Layer) && kind.is_dir() {
+            if matches!(self.flavor, Flavor::Layer) && kind.is_dir() {
                 self.dir(self.dest.to_path_buf(), &name, &meta)?;
             }
             return Ok(());
@@ -245,7 +247,7 @@ impl<'d> Unpacker<'d> {
         let parent = self.parent_dir(&rel, &name, true)?;
         let path = parent.join(&base);
 
-        if matches!(self.mode, Flavor::Layer) && base.starts_with(WHITEOUT_PREFIX) {
+        if matches!(self.flavor, Flavor::Layer) && base.as_bytes().starts_with(WHITEOUT_PREFIX) {
             return self.whiteout(&parent, &base, &name);
         }
         self.clear(&path, kind.is_dir(), &name)?;
@@ -340,7 +342,7 @@ impl<'d> Unpacker<'d> {
                 }
             }
         }
-        let (uid, gid) = match self.mode {
+        let (uid, gid) = match self.flavor {
             Flavor::Extract { owner: Some(owner) } => owner,
             _ => (
                 u32::try_from(uid).map_err(|_| unsafe_entry(name, "uid out of range"))?,
@@ -360,7 +362,7 @@ impl<'d> Unpacker<'d> {
     /// comment for how layers and archives treat symlinks on the way).
     fn parent_dir(&self, rel: &Path, name: &Path, create: bool) -> Result<PathBuf, UnpackError> {
         let parent = rel.parent().unwrap_or(Path::new(""));
-        if matches!(self.mode, Flavor::Extract { .. }) {
+        if matches!(self.flavor, Flavor::Extract { .. }) {
             return scoped_path::resolve_dir(self.dest, parent, create)
                 .map_err(|e| unsafe_entry(name, &e.to_string()));
         }
@@ -410,7 +412,8 @@ impl<'d> Unpacker<'d> {
         Ok(())
     }
 
-    fn whiteout(&mut self, parent: &Path, base: &str, name: &Path) -> Result<(), UnpackError> {
+    fn whiteout(&mut self, parent: &Path, base: &OsStr, name: &Path) -> Result<(), UnpackError> {
+        let base = base.as_bytes();
         if base == OPAQUE_WHITEOUT {
             rustix::fs::lsetxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
                 .map_err(|e| op(name, "setting trusted.overlay.opaque")(e.into()))?;
@@ -422,9 +425,10 @@ impl<'d> Unpacker<'d> {
             return Ok(());
         }
         let hidden = &base[WHITEOUT_PREFIX.len()..];
-        if hidden.is_empty() || hidden == "." || hidden == ".." {
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
             return Err(unsafe_entry(name, "whiteout of no name"));
         }
+        let hidden = OsStr::from_bytes(hidden);
         let path = parent.join(hidden);
         self.clear(&path, false, name)?;
         rustix::fs::mknodat(

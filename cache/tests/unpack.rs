@@ -524,3 +524,23 @@ fn add_follows_symlinks_only_inside_the_destination() -> TestResult {
     );
     arena.assert_outside_untouched()
 }
+
+#[test]
+fn names_that_are_not_utf8_are_kept_byte_for_byte() -> TestResult {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let arena = Arena::new()?;
+    let mut b = tar::Builder::new(Vec::new());
+    for name in [&b"caf\xe9"[..], b".wh.gon\xe9"] {
+        let mut h = header(tar::EntryType::Regular, "", 0o644);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        b.append(&h, &b""[..])?;
+    }
+    unpack_layer(b.into_inner()?.as_slice(), &arena.dest)?;
+    assert!(arena.dest.join(OsStr::from_bytes(b"caf\xe9")).is_file());
+    let whiteout = fs::symlink_metadata(arena.dest.join(OsStr::from_bytes(b"gon\xe9")))?;
+    assert!(whiteout.file_type().is_char_device());
+    assert_eq!(fs::read_dir(&arena.dest)?.count(), 2);
+    Ok(())
+}
