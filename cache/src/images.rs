@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, MediaType};
 
-use crate::layout::{Image, LayoutError, OciLayout, PlatformSelector, digest_of, ref_name};
+use crate::layout::{
+    CONTAINERD_IMAGE_NAME, Image, LayoutError, OciLayout, PlatformSelector, digest_of, ref_name,
+};
 use crate::store::{ContentStore, Digest, StoreError};
 
 /// Errors of the image store; each names the image, file or blob.
@@ -152,6 +154,9 @@ impl ImageStore {
         }
         let mut entry = manifest.clone();
         let mut annotations = entry.annotations().clone().unwrap_or_default();
+        // A descriptor resolved from another layout carries that layout's
+        // names; only ours may remain.
+        annotations.remove(CONTAINERD_IMAGE_NAME);
         annotations.insert(ANNOTATION_REF_NAME.to_string(), name.clone());
         entry.set_annotations(Some(annotations));
         self.update(|list| {

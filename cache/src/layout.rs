@@ -309,7 +309,7 @@ fn kind_of(desc: &Descriptor) -> Result<Kind, LayoutError> {
 
 /// The annotation `docker save` puts beside the tag: the full reference
 /// (`docker.io/library/busybox:latest`).
-const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
+pub(crate) const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// The tag of an index.json entry, if it has one.
 pub fn ref_name(desc: &Descriptor) -> Option<&str> {
