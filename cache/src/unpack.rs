@@ -12,7 +12,7 @@
 //! - `ADD` archives: they merge into a filesystem that has symlinks of its
 //!   own (`lib -> usr/lib`), so parent symlinks are followed the way Docker's
 //!   chrooted extraction follows them: resolved as if the destination were
-//!   `/` ([`crate::scoped_path`]), never leaving it;
+//!   `/` (see `scoped_path`), never leaving it;
 //! - the entry itself replaces whatever is at its path (a symlink there is
 //!   removed, not followed; regular files are created with `O_EXCL`);
 //! - hard links must point at a non-directory entry unpacked earlier from the
