@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::image::clean_path;
 
+pub(crate) mod rootpath;
+
 /// A COPY that cannot be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {

@@ -7,6 +7,7 @@
 //! parts; the scheduler and these ops are already wired together.
 
 pub mod copy;
+pub mod user;
 
 use std::fs;
 use std::path::{Path, PathBuf};
