@@ -1,14 +1,20 @@
 //! strata-cache: everything strata keeps on disk between builds.
 //!
-//! It will own the content store (`blobs/sha256/<hex>`, written atomically and
-//! verified), snapshots (one directory per layer, stacked with overlayfs), the
-//! cache index (cache key → result), build-context hashing, usage reports and
-//! pruning, and the remote cache. Today it holds `.dockerignore` matching
-//! with Docker's exact semantics ([`dockerignore`], on [`pattern`]).
+//! It owns the content store (`blobs/sha256/<hex>`, written atomically and
+//! verified, [`store`]), OCI image layouts and the local image store
+//! ([`layout`], [`images`]), safe layer unpacking into snapshot directories
+//! ([`unpack`], [`compression`]), and `.dockerignore` matching with Docker's
+//! exact semantics ([`dockerignore`], on [`pattern`]). Snapshots stacked with
+//! overlayfs, the cache index, context hashing, pruning and the remote cache
+//! come next.
 
+pub mod compression;
 pub mod dockerignore;
 pub mod pattern;
 pub mod store;
+pub mod unpack;
 
+pub use compression::{Compression, decompress};
 pub use dockerignore::DockerIgnore;
 pub use store::{BlobWriter, ContentStore, Digest, StoreError};
+pub use unpack::{UnpackError, UnpackStats, extract_archive, unpack_layer};
