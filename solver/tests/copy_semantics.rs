@@ -554,3 +554,115 @@ fn selection_digest_covers_exactly_what_is_copied() -> R {
     assert!(selection_digest(fx.c(), &["nope".to_string()], &fx.ignore, true).is_err());
     Ok(())
 }
+
+/// Runs `tar` (GNU tar, with `-I prog` for compression) in `dir`; fails
+/// naming the tool when it is missing.
+fn make_tar(dir: &Path, out: &Path, compress: Option<&str>, members: &[&str]) -> R {
+    let mut cmd = std::process::Command::new("tar");
+    cmd.current_dir(dir).arg("--numeric-owner");
+    if let Some(prog) = compress {
+        cmd.arg("-I").arg(prog);
+    }
+    cmd.arg("-cf").arg(out).args(members);
+    let status = cmd.status().map_err(|e| {
+        format!(
+            "cannot run tar (apt-get install tar {}): {e}",
+            compress.unwrap_or("")
+        )
+    })?;
+    if !status.success() {
+        return Err(format!("tar -I {compress:?} failed: {status}").into());
+    }
+    Ok(())
+}
+
+#[test]
+fn add_extracts_tar_archives_detected_by_content() -> R {
+    let fx = Fx::new()?;
+    let staging = tempfile::tempdir()?;
+    fs::create_dir_all(staging.path().join("pkg/bin"))?;
+    fs::write(staging.path().join("pkg/bin/tool"), "tool")?;
+    std::os::unix::fs::lchown(staging.path().join("pkg/bin/tool"), Some(12), Some(34))?;
+    let add = Opts {
+        add: true,
+        ..Opts::default()
+    };
+    // Names that say nothing about the format: only the content counts.
+    let formats = [
+        (None, "plain.bin"),
+        (Some("gzip"), "gz.data"),
+        (Some("bzip2"), "bz"),
+        (Some("xz"), "x"),
+        (Some("zstd"), "z.tar"),
+    ];
+    for (compress, name) in formats {
+        make_tar(staging.path(), &fx.c().join(name), compress, &["pkg"])?;
+        let dest = format!("/out/{name}");
+        // No trailing slash: an archive's destination is a directory all the same.
+        fx.run_with(&[name], &dest, &add)?;
+        let tool = fx.l().join(format!("out/{name}/pkg/bin/tool"));
+        assert_eq!(read(&tool)?, "tool", "{name}");
+        // The archive's owners are kept without --chown.
+        assert_eq!(owner(&tool)?, (12, 34), "{name}");
+        assert_eq!(mode(fx.l().join(format!("out/{name}")))?, 0o755);
+    }
+    // --chown applies to every extracted entry and to the made directory.
+    let chowned = Opts {
+        add: true,
+        chown: Some(Chown {
+            user: "7".into(),
+            group: Some("8".into()),
+        }),
+        ..Opts::default()
+    };
+    fx.run_with(&["gz.data"], "/owned/", &chowned)?;
+    assert_eq!(owner(fx.l().join("owned/pkg/bin/tool"))?, (7, 8));
+    assert_eq!(owner(fx.l().join("owned"))?, (7, 8));
+    // COPY never extracts.
+    fx.run(&["gz.data"], "/copied/")?;
+    assert!(fx.l().join("copied/gz.data").is_file());
+    Ok(())
+}
+
+#[test]
+fn add_copies_other_files_and_compressed_non_tars_as_they_are() -> R {
+    let fx = Fx::new()?;
+    fx.file("notes.txt", "plain text")?;
+    fx.file("data.txt", "some data")?;
+    let gz = std::process::Command::new("gzip")
+        .arg("-k")
+        .arg(fx.c().join("data.txt"))
+        .status()
+        .map_err(|e| format!("cannot run gzip: {e}"))?;
+    assert!(gz.success());
+    let add = Opts {
+        add: true,
+        ..Opts::default()
+    };
+    fx.run_with(&["notes.txt"], "/n", &add)?;
+    fx.run_with(&["data.txt.gz"], "/d/", &add)?;
+    assert_eq!(read(fx.l().join("n"))?, "plain text");
+    // A gzip file that holds no tar is copied, still compressed (Docker).
+    let copied = fs::read(fx.l().join("d/data.txt.gz"))?;
+    assert_eq!(&copied[..2], &[0x1f, 0x8b]);
+    Ok(())
+}
+
+#[test]
+fn add_archive_into_an_existing_dir_keeps_its_metadata() -> R {
+    let fx = Fx::new()?;
+    let staging = tempfile::tempdir()?;
+    fs::write(staging.path().join("f"), "F")?;
+    make_tar(staging.path(), &fx.c().join("a.tar"), None, &["f"])?;
+    let opt = fx.parent.path().join("opt");
+    fs::create_dir(&opt)?;
+    fs::set_permissions(&opt, fs::Permissions::from_mode(0o700))?;
+    let add = Opts {
+        add: true,
+        ..Opts::default()
+    };
+    fx.run_with(&["a.tar"], "/opt", &add)?;
+    assert_eq!(read(fx.l().join("opt/f"))?, "F");
+    assert_eq!(mode(fx.l().join("opt"))?, 0o700);
+    Ok(())
+}

@@ -202,9 +202,8 @@ pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyS
     };
     let dest = resolve_dest(req, &dest_abs)?;
     for src in &sources {
-        if req.extract_archives && src.meta.is_file() {
-            // ADD's archives: the slot for unpacking (see `archive`); a file
-            // that is not a tar archive is copied like any other.
+        if req.extract_archives && src.meta.is_file() && extract(&mut w, src, &dest, owner)? {
+            continue;
         }
         let (target, top_existed) = if src.meta.is_dir() {
             if w.is_dir(&dest) {
@@ -238,6 +237,40 @@ pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyS
         )?;
     }
     w.finish()
+}
+
+/// ADD: unpacks `src` into the directory `dest` when its content is a tar
+/// archive (plain or gzip, bzip2, xz, zstd compressed, whatever its name);
+/// `false`, having written nothing, for any other file. As in BuildKit the
+/// destination is a directory whatever its spelling, made 0755 and owned by
+/// `--chown`'s user when new, and entries keep the archive's owners unless
+/// `--chown` is given.
+fn extract(
+    w: &mut Writer<'_>,
+    src: &select::Source,
+    dest: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<bool, CopyError> {
+    let archive_err = |message: String| CopyError::Archive {
+        path: src.named.clone(),
+        message,
+    };
+    w.ensure_dirs(parent_of(dest))?;
+    let existed = w.is_dir(dest);
+    if existed {
+        w.ensure_dirs(dest)?;
+    }
+    let file = std::fs::File::open(&src.host).map_err(|source| CopyError::Io {
+        path: src.host.clone(),
+        source,
+    })?;
+    let host = w.host(dest);
+    let unpacked = strata_cache::extract_archive(io::BufReader::new(file), &host, owner)
+        .map_err(|e| archive_err(e.to_string()))?;
+    if unpacked && !existed {
+        w.adopt_new_dir(dest)?;
+    }
+    Ok(unpacked)
 }
 
 /// A blake3 hex digest of exactly what `sources` select below `src_root`

@@ -114,6 +114,16 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Gives a directory something else created for the destination
+    /// (an ADD archive's target) the mode and owner of one made here.
+    pub fn adopt_new_dir(&mut self, rel: &str) -> Result<(), CopyError> {
+        set_meta(
+            &self.host(rel),
+            self.apply.owner.unwrap_or((0, 0)),
+            Some(0o755),
+        )
+    }
+
     /// Whether the image path `rel` is a directory in the layer or, failing
     /// that, in the parent filesystem.
     pub fn is_dir(&self, rel: &str) -> bool {
