@@ -666,3 +666,43 @@ fn add_archive_into_an_existing_dir_keeps_its_metadata() -> R {
     assert_eq!(mode(fx.l().join("opt"))?, 0o700);
     Ok(())
 }
+
+#[test]
+fn files_and_directories_never_replace_each_other() -> R {
+    // fsutil: "cannot replace to directory ... with file" and "cannot copy to
+    // non-directory"; here the parent filesystem counts as well as the layer.
+    let fx = Fx::new()?;
+    let p = fx.parent.path();
+    fs::create_dir_all(p.join("app/conf"))?;
+    fs::write(p.join("app/data"), "old")?;
+    fx.file("conf", "a file named like the parent's directory")?;
+    fx.file("src/data/x", "a directory named like the parent's file")?;
+    let e = err_text(fx.run(&["conf"], "/app/"))?;
+    assert_eq!(e, "/app/conf: cannot replace a directory with a file");
+    let e = err_text(fx.run(&["src"], "/app/"))?;
+    assert_eq!(e, "/app/data: not a directory in the destination");
+    // A file replaces a file (and a symlink) of the parent.
+    fx.file("data", "new")?;
+    fx.run(&["data"], "/app/")?;
+    assert_eq!(read(fx.l().join("app/data"))?, "new");
+    Ok(())
+}
+
+#[test]
+fn fifos_are_recreated() -> R {
+    let fx = Fx::new()?;
+    fs::create_dir(fx.c().join("d"))?;
+    let status = std::process::Command::new("mkfifo")
+        .arg(fx.c().join("d/pipe"))
+        .status()
+        .map_err(|e| format!("cannot run mkfifo (coreutils): {e}"))?;
+    assert!(status.success());
+    fx.run(&["d"], "/x/")?;
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        fs::symlink_metadata(fx.l().join("x/pipe"))?
+            .file_type()
+            .is_fifo()
+    );
+    Ok(())
+}

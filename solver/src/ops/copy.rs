@@ -114,6 +114,12 @@ pub enum CopyError {
         /// The path in the destination filesystem.
         path: String,
     },
+    /// A file would replace a directory the destination has.
+    #[error("{path}: cannot replace a directory with a file")]
+    IsADirectory {
+        /// The path in the destination filesystem.
+        path: String,
+    },
     /// `--chown` names an unknown user or group.
     #[error("--chown={spec}: {source}")]
     Chown {

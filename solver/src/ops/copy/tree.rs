@@ -158,7 +158,7 @@ impl<'a> Writer<'a> {
         ctx: &str,
         dst: &Path,
         top_existed: bool,
-    ) -> Result<bool, CopyError> {
+    ) -> Result<(), CopyError> {
         if (self.cancelled)() {
             return Err(CopyError::Cancelled);
         }
@@ -166,11 +166,11 @@ impl<'a> Writer<'a> {
         if ft.is_dir() {
             return self.copy_dir(origin, src, meta, ctx, dst, top_existed);
         }
-        clear_non_dir(dst)?;
+        self.clear_non_dir(dst)?;
         if let Some(first) = self.links.get(&(meta.dev(), meta.ino())) {
             fs::hard_link(first, dst).map_err(io_err(dst))?;
             self.stats.entries += 1;
-            return Ok(true);
+            return Ok(());
         }
         if ft.is_symlink() {
             let target = fs::read_link(src).map_err(io_err(src))?;
@@ -182,7 +182,7 @@ impl<'a> Writer<'a> {
             set_meta(dst, self.owner_of(meta), Some(self.mode_of(meta)))?;
         } else if !make_special(meta, dst)? {
             // Sockets are not copied.
-            return Ok(false);
+            return Ok(());
         } else {
             set_meta(dst, self.owner_of(meta), Some(self.mode_of(meta)))?;
         }
@@ -192,7 +192,7 @@ impl<'a> Writer<'a> {
                 .insert((meta.dev(), meta.ino()), dst.to_path_buf());
         }
         self.stats.entries += 1;
-        Ok(true)
+        Ok(())
     }
 
     fn copy_dir(
@@ -203,14 +203,20 @@ impl<'a> Writer<'a> {
         ctx: &str,
         dst: &Path,
         top_existed: bool,
-    ) -> Result<bool, CopyError> {
-        match fs::symlink_metadata(dst) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                fs::remove_file(dst).map_err(io_err(dst))?;
-                fs::create_dir(dst).map_err(io_err(dst))?;
+    ) -> Result<(), CopyError> {
+        // As BuildKit: a directory is never copied over something else.
+        match self.existing(dst) {
+            Some(m) if m.is_dir() => {
+                if fs::symlink_metadata(dst).is_err() {
+                    fs::create_dir(dst).map_err(io_err(dst))?;
+                }
             }
-            Err(_) => fs::create_dir(dst).map_err(io_err(dst))?,
+            Some(_) => {
+                return Err(CopyError::NotADirectory {
+                    path: self.image_path(dst),
+                });
+            }
+            None => fs::create_dir(dst).map_err(io_err(dst))?,
         }
         let mut names: Vec<OsString> = fs::read_dir(src)
             .map_err(io_err(src))?
@@ -251,7 +257,35 @@ impl<'a> Writer<'a> {
             self.dir_times.push((dst.to_path_buf(), meta.clone()));
         }
         self.stats.entries += 1;
-        Ok(true)
+        Ok(())
+    }
+
+    /// What the destination filesystem has at the layer path `dst`: the
+    /// layer's entry, or else the parent's.
+    fn existing(&self, dst: &Path) -> Option<fs::Metadata> {
+        fs::symlink_metadata(dst).ok().or_else(|| {
+            let rel = dst.strip_prefix(self.layer).ok()?;
+            fs::symlink_metadata(self.parent_root.join(rel)).ok()
+        })
+    }
+
+    /// The image path (`/...`) of the layer path `dst`, for messages.
+    fn image_path(&self, dst: &Path) -> String {
+        let rel = dst.strip_prefix(self.layer).unwrap_or(dst);
+        format!("/{}", rel.display())
+    }
+
+    /// Makes room for a file at `dst`: a file or symlink the layer has there
+    /// is removed (so nothing is written through it); a directory, in the
+    /// layer or the parent, is an error as in BuildKit.
+    fn clear_non_dir(&self, dst: &Path) -> Result<(), CopyError> {
+        match self.existing(dst) {
+            Some(m) if m.is_dir() => Err(CopyError::IsADirectory {
+                path: self.image_path(dst),
+            }),
+            _ if fs::symlink_metadata(dst).is_ok() => fs::remove_file(dst).map_err(io_err(dst)),
+            _ => Ok(()),
+        }
     }
 
     /// Sets the remembered directory mtimes, innermost first.
@@ -260,21 +294,6 @@ impl<'a> Writer<'a> {
             set_mtime(&dir, &meta)?;
         }
         Ok(self.stats)
-    }
-}
-
-/// Removes a file or symlink at `dst` so nothing is written through it.
-fn clear_non_dir(dst: &Path) -> Result<(), CopyError> {
-    match fs::symlink_metadata(dst) {
-        Ok(m) if m.is_dir() => Err(CopyError::Io {
-            path: dst.to_path_buf(),
-            source: io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "cannot replace a directory with a file",
-            ),
-        }),
-        Ok(_) => fs::remove_file(dst).map_err(io_err(dst)),
-        Err(_) => Ok(()),
     }
 }
 
