@@ -63,20 +63,27 @@ struct GroupEntry {
 }
 
 /// Docker's `USER` value: `name`, `uid`, `name:group`, `uid:gid`,
-/// `uid:groupname`, or empty (root, 0:0).
+/// `uid:groupname`, or empty (root).
 ///
 /// A user found in passwd takes its primary group from there; a numeric uid
 /// that passwd lacks gets gid 0; a name passwd lacks is an error. An explicit
 /// group replaces the primary group and then no supplementary groups are
 /// added; without one, every group listing the user's name is added (runc's
-/// `GetExecUser`, which BuildKit uses).
+/// `GetExecUser`, which BuildKit uses). Empty is uid 0 looked up the same
+/// way (so root gets the groups that list `root`), and plain 0:0 when that
+/// fails, as BuildKit does.
 pub fn resolve_user(root: &Path, spec: &str) -> Result<User, UserError> {
+    if spec.is_empty() {
+        return Ok(resolve_user(root, "0").unwrap_or_default());
+    }
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    // Both numeric: used as is, no file read (BuildKit's fast path).
-    if let (Some(uid), Some(Some(gid))) = (numeric(user)?, group.map(numeric).transpose()?) {
+    // Both given as numbers (or `root`): used as is, no file is read
+    // (BuildKit's fast path).
+    let fast = |s: &str| if s == "root" { Ok(Some(0)) } else { numeric(s) };
+    if let (Some(uid), Some(Some(gid))) = (fast(user)?, group.map(fast).transpose()?) {
         return Ok(User {
             uid,
             gid,
@@ -249,6 +256,7 @@ mod tests {
         app:x:1000:1001::/home/app:/bin/sh\n\
         web:x:33:33::/var/www:/bin/false\n";
     const GROUP: &str = "root:x:0:\n\
+        wheel:x:10:root\n\
         staff:x:50:app,web\n\
         appgrp:x:1001:\n\
         docker:x:999:web, app\n";
@@ -273,8 +281,13 @@ mod tests {
     fn user_spec_forms() -> R {
         let img = image()?;
         let r = img.path();
-        // Empty: root.
-        assert_eq!(resolve_user(r, "")?, user(0, 0, vec![]));
+        // Empty is uid 0, with the groups listing root (`docker run alpine id`
+        // shows root in wheel and others).
+        assert_eq!(resolve_user(r, "")?, user(0, 0, vec![10]));
+        assert_eq!(resolve_user(r, "root")?, user(0, 0, vec![10]));
+        assert_eq!(resolve_user(r, "0")?, user(0, 0, vec![10]));
+        // `root` counts as 0 in the both-parts fast path.
+        assert_eq!(resolve_user(r, "root:root")?, user(0, 0, vec![]));
         // A name: passwd's ids, and every group listing the name.
         assert_eq!(resolve_user(r, "app")?, user(1000, 1001, vec![50, 999]));
         // A uid found in passwd behaves like its name.
@@ -317,6 +330,7 @@ mod tests {
     #[test]
     fn missing_files_allow_numbers_only() -> R {
         let empty = tempfile::tempdir()?;
+        assert_eq!(resolve_user(empty.path(), "")?, user(0, 0, vec![]));
         assert_eq!(resolve_user(empty.path(), "1234")?, user(1234, 0, vec![]));
         assert_eq!(resolve_user(empty.path(), "5:6")?, user(5, 6, vec![]));
         assert!(resolve_user(empty.path(), "app").is_err());
