@@ -706,3 +706,37 @@ fn fifos_are_recreated() -> R {
     );
     Ok(())
 }
+
+fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> Result<String, Box<dyn std::error::Error>> {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {tool} (apt-get install libcap2-bin): {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{tool} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn file_capabilities_survive_the_copy_and_count_in_the_digest() -> R {
+    let fx = Fx::new()?;
+    fx.file("bin/ping", "binary")?;
+    let src = fx.c().join("bin/ping");
+    let digest = |fx: &Fx| selection_digest(fx.c(), &["bin".to_string()], &fx.ignore, true);
+    let before = digest(&fx)?;
+    run_tool("setcap", &["cap_net_raw+ep".as_ref(), src.as_os_str()])?;
+    assert_ne!(digest(&fx)?, before);
+    // With --chown too: changing the owner drops capabilities, so they are set after.
+    let o = Opts {
+        chown: Some(Chown {
+            user: "5".into(),
+            group: None,
+        }),
+        ..Opts::default()
+    };
+    fx.run_with(&["bin"], "/usr/bin/", &o)?;
+    let caps = run_tool("getcap", &[fx.l().join("usr/bin/ping").as_os_str()])?;
+    assert!(caps.contains("cap_net_raw"), "getcap says {caps:?}");
+    Ok(())
+}

@@ -12,6 +12,7 @@ mod digest;
 pub(crate) mod rootpath;
 mod select;
 mod tree;
+mod xattr;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! A digest of exactly what a COPY selects, for the cache key: every entry's
-//! path, type, mode and content (a symlink's target), in sorted order.
+//! path, type, mode, extended attributes and content (a symlink's target),
+//! in sorted order.
 //! Times never count; the owner counts only outside the context (COPY
 //! --from keeps it, the context's is replaced by 0:0).
 
@@ -9,7 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::select::Source;
-use super::{CopyError, Origin};
+use super::{CopyError, Origin, xattr};
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
     move |source| CopyError::Io {
@@ -74,6 +75,12 @@ impl Digester<'_, '_> {
         if self.keep_owner {
             field(h, &meta.uid().to_le_bytes());
             field(h, &meta.gid().to_le_bytes());
+        }
+        let attrs = xattr::read(host).map_err(io_err(host))?;
+        h.update(&(attrs.len() as u64).to_le_bytes());
+        for (name, value) in attrs {
+            field(h, &name);
+            field(h, &value);
         }
         if ft.is_file() {
             h.update(&meta.len().to_le_bytes());

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
-use super::{CopyError, CopyStats, Origin};
+use super::{CopyError, CopyStats, Origin, xattr};
 
 /// How copied entries are owned and moded.
 #[derive(Debug, Clone, Copy)]
@@ -186,6 +186,7 @@ impl<'a> Writer<'a> {
         } else {
             set_meta(dst, self.owner_of(meta), Some(self.mode_of(meta)))?;
         }
+        copy_xattrs(src, dst)?;
         set_mtime(dst, meta)?;
         if meta.nlink() > 1 {
             self.links
@@ -254,6 +255,7 @@ impl<'a> Writer<'a> {
         }
         if !top_existed {
             set_meta(dst, self.owner_of(meta), Some(self.mode_of(meta)))?;
+            copy_xattrs(src, dst)?;
             self.dir_times.push((dst.to_path_buf(), meta.clone()));
         }
         self.stats.entries += 1;
@@ -313,6 +315,12 @@ fn make_special(meta: &fs::Metadata, dst: &Path) -> Result<bool, CopyError> {
     nix::sys::stat::mknod(dst, kind, Mode::from_bits_truncate(0o600), meta.rdev())
         .map_err(|e| io_err(dst)(io::Error::from(e)))?;
     Ok(true)
+}
+
+/// After the owner is set: changing it drops `security.capability`.
+fn copy_xattrs(src: &Path, dst: &Path) -> Result<(), CopyError> {
+    let attrs = xattr::read(src).map_err(io_err(src))?;
+    xattr::write(dst, &attrs).map_err(io_err(dst))
 }
 
 /// Owner first: changing it clears set-uid bits the mode then restores.
