@@ -153,6 +153,10 @@ fn a_directory_source_copies_its_contents() -> R {
     Ok(())
 }
 
+/// The classic builder's rule, kept on purpose: BuildKit accepts several
+/// sources with a non-slash destination and overwrites it one source after
+/// the other (moby/buildkit#1853), which loses files silently. `.` counts
+/// as a directory (BuildKit appends the slash itself).
 #[test]
 fn several_sources_need_a_slash_dest() -> R {
     let fx = Fx::new()?;
@@ -174,6 +178,12 @@ fn several_sources_need_a_slash_dest() -> R {
     assert_eq!(read(fx.l().join("one"))?, "A");
     fx.run(&["a.txt", "b.txt"], "/app/")?;
     assert_eq!(read(fx.l().join("app/b.txt"))?, "B");
+    let o = Opts {
+        cwd: "/w",
+        ..Opts::default()
+    };
+    fx.run_with(&["a.txt", "b.txt"], ".", &o)?;
+    assert_eq!(read(fx.l().join("w/a.txt"))?, "A");
     Ok(())
 }
 
