@@ -395,6 +395,10 @@ fn dockerignore_skips_inside_dirs_and_rejects_named_files() -> R {
     assert!(fx.l().join("w/readme.md").exists());
     assert!(!fx.l().join("w/secret.key").exists());
     assert!(fx.l().join("w/main.rs").exists());
+    // An excluded directory with a re-included file can be named: only that file comes.
+    fx.run(&["logs"], "/logs/")?;
+    assert!(fx.l().join("logs/keep.log").exists());
+    assert!(!fx.l().join("logs/a.log").exists());
     // Copies from a stage ignore .dockerignore.
     let o = Opts {
         from_stage: true,

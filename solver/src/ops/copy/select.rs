@@ -78,7 +78,7 @@ fn expand(origin: &Origin, source: &str) -> Result<Vec<Source>, CopyError> {
     }
     // Files the context does not send are not there to match.
     if let Some(ignore) = origin.ignore {
-        found.retain(|p| !ignore.matches(p));
+        found.retain(|p| !ignore.matches(p) || walked_for_exceptions(origin, ignore, p));
     }
     if found.is_empty() {
         return Err(CopyError::NoMatch {
@@ -128,6 +128,7 @@ fn check_ignored(origin: &Origin, rel: &str, shown: &str) -> Result<(), CopyErro
         return Ok(());
     }
     match ignore.excluded_by(rel) {
+        Some(_) if walked_for_exceptions(origin, ignore, rel) => Ok(()),
         Some((line, pattern)) => Err(CopyError::Excluded {
             name: shown.to_string(),
             line,
@@ -135,6 +136,12 @@ fn check_ignored(origin: &Origin, rel: &str, shown: &str) -> Result<(), CopyErro
         }),
         None => Ok(()),
     }
+}
+
+/// An excluded directory is still sent (and so can be named) when `!`
+/// patterns may re-include something below it; the copy then keeps only that.
+fn walked_for_exceptions(origin: &Origin, ignore: &strata_cache::DockerIgnore, rel: &str) -> bool {
+    !ignore.skips_dir(rel) && rootpath::in_root(origin.root, rel, true).is_ok_and(|p| p.is_dir())
 }
 
 fn exists(origin: &Origin, rel: &str) -> Result<bool, CopyError> {
