@@ -1,28 +1,146 @@
-//! The file side of COPY/ADD: where each source lands (Docker's destination
-//! rules) and copying it into a new layer directory with ownership and mode
-//! applied.
+//! COPY and ADD into a new layer directory, with docker build's (BuildKit's)
+//! rules: which files a source names, where they land, how they are owned,
+//! moded and timed, and what `.dockerignore` leaves out.
+//!
+//! Sources are read below `src_root` as if it were `/`: `..` stops there and
+//! symlinks are resolved inside it. The destination is resolved the same way
+//! in the destination stage's filesystem, and entries are written into the
+//! empty `layer` directory in overlay diff form (a directory the stage
+//! already has is recreated there with its existing mode, owner and mtime).
 
-use std::fs;
+mod digest;
+pub(crate) mod rootpath;
+mod select;
+mod tree;
+mod xattr;
+
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::image::clean_path;
+use strata_cache::DockerIgnore;
 
-/// A COPY that cannot be carried out.
+use super::user::{self, UserError};
+use crate::graph::Chown;
+use crate::image::clean_path;
+use tree::{Apply, Writer};
+
+/// One COPY or ADD, as the executor runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyRequest<'a> {
+    /// The build context directory, or a merged read-only view of the
+    /// `--from` stage or image.
+    pub src_root: &'a Path,
+    /// Whether the sources come from the context (`.dockerignore` applies,
+    /// owners become 0:0).
+    pub from_context: bool,
+    /// The context's `.dockerignore`.
+    pub ignore: &'a DockerIgnore,
+    /// Sources as written after variable expansion; may hold wildcards.
+    pub sources: &'a [String],
+    /// Destination as written; a trailing `/` makes it a directory.
+    pub dest: &'a str,
+    /// Working directory a relative `dest` is joined to.
+    pub cwd: &'a str,
+    /// Merged read-only view of the destination stage's filesystem.
+    pub parent_root: &'a Path,
+    /// The new, empty layer directory to write into.
+    pub layer: &'a Path,
+    /// `--chown`, resolved against `parent_root`'s passwd and group files.
+    pub chown: Option<&'a Chown>,
+    /// `--chmod`, applied to every copied file and directory.
+    pub chmod: Option<u32>,
+    /// ADD: a local tar archive is unpacked into `dest` instead of copied.
+    pub extract_archives: bool,
+}
+
+/// What a copy wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Files, directories, symlinks and links copied (not the directories
+    /// made for the destination).
+    pub entries: u64,
+    /// Bytes of regular file content copied.
+    pub bytes: u64,
+}
+
+/// A COPY or ADD that cannot be carried out; each names its path.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     /// Several sources need a directory destination.
     #[error(
-        "when using COPY with more than one source file, the destination must be a directory and end with a /: {dest}"
+        "When using {instruction} with more than one source file, the destination must be a directory and end with a /: {dest}"
     )]
     DestNotDir {
+        /// `COPY` or `ADD`.
+        instruction: &'static str,
         /// The destination as written.
         dest: String,
     },
-    /// A source path escapes its root.
-    #[error("source {0:?} is outside the build context")]
-    OutsideRoot(String),
+    /// A source that does not exist.
+    #[error("{name}: no such file or directory")]
+    NotFound {
+        /// The source as named.
+        name: String,
+    },
+    /// A wildcard source that matches nothing.
+    #[error("{pattern}: no source files were specified (the pattern matches no file)")]
+    NoMatch {
+        /// The pattern as written.
+        pattern: String,
+    },
+    /// No sources at all.
+    #[error("no source files were specified")]
+    NoSources,
+    /// A malformed wildcard.
+    #[error("{pattern}: bad wildcard pattern: {why}")]
+    BadPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A source that `.dockerignore` leaves out of the context.
+    #[error("{name}: excluded by .dockerignore line {line} (`{pattern}`)")]
+    Excluded {
+        /// The source as named.
+        name: String,
+        /// The line of the pattern that excluded it.
+        line: usize,
+        /// That pattern.
+        pattern: String,
+    },
+    /// A path the destination needs as a directory is something else.
+    #[error("{path}: not a directory in the destination")]
+    NotADirectory {
+        /// The path in the destination filesystem.
+        path: String,
+    },
+    /// A file would replace a directory the destination has.
+    #[error("{path}: cannot replace a directory with a file")]
+    IsADirectory {
+        /// The path in the destination filesystem.
+        path: String,
+    },
+    /// `--chown` names an unknown user or group.
+    #[error("--chown={spec}: {source}")]
+    Chown {
+        /// `user[:group]` as written.
+        spec: String,
+        /// Why it could not be resolved.
+        #[source]
+        source: UserError,
+    },
+    /// An ADD archive that cannot be unpacked.
+    #[error("cannot extract {path}: {message}")]
+    Archive {
+        /// The archive, as named.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The build was cancelled.
+    #[error("copy cancelled")]
+    Cancelled,
     /// Reading or writing a file failed.
     #[error("cannot copy {path}: {source}")]
     Io {
@@ -34,271 +152,177 @@ pub enum CopyError {
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
-    move |source| CopyError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+/// Where sources are read from, and the `.dockerignore` that applies there
+/// (only for the context).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    root: &'a Path,
+    ignore: Option<&'a DockerIgnore>,
 }
 
-/// How the files are owned and moded in the layer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Apply {
-    /// Numeric `uid:gid` (resolved by the caller); `None` = 0:0.
-    pub owner: Option<(u32, u32)>,
-    /// Mode for every copied file and directory; `None` keeps the source's.
-    pub chmod: Option<u32>,
-}
-
-/// Where sources land: absolute destination directory, or exact file path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    /// Files go *into* this directory (dir sources: their contents).
-    Dir(String),
-    /// The single file source becomes this path.
-    File(String),
-}
-
-/// Docker's destination rule. `dest` is relative to `cwd` unless absolute; a
-/// trailing `/`, several sources, or an existing directory make it a
-/// directory. `exists_as_dir` asks the parent filesystem.
-pub fn destination(
-    dest: &str,
-    cwd: &str,
-    sources: usize,
-    single_source_is_dir: bool,
-    exists_as_dir: impl Fn(&str) -> bool,
-) -> Result<Destination, CopyError> {
-    let base = if cwd.is_empty() { "/" } else { cwd };
-    let joined = if dest.starts_with('/') {
-        dest.to_string()
-    } else {
-        format!("{base}/{dest}")
+/// Carries out one COPY or ADD into `req.layer`. `cancelled` is asked
+/// between entries; when it says so the copy stops with [`CopyError::Cancelled`].
+pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyStats, CopyError> {
+    let origin = Origin {
+        root: req.src_root,
+        ignore: req.from_context.then_some(req.ignore),
     };
-    let abs = clean_path(&joined);
-    let trailing = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
-    if sources > 1 {
-        if trailing {
-            return Ok(Destination::Dir(abs));
-        }
+    let owner = req
+        .chown
+        .map(|c| {
+            user::resolve_chown(req.parent_root, &c.user, c.group.as_deref()).map_err(|source| {
+                CopyError::Chown {
+                    spec: match &c.group {
+                        Some(g) => format!("{}:{g}", c.user),
+                        None => c.user.clone(),
+                    },
+                    source,
+                }
+            })
+        })
+        .transpose()?;
+    if req.sources.is_empty() {
+        return Err(CopyError::NoSources);
+    }
+    let sources = select::expand_all(&origin, req.sources)?;
+    let dir_syntax = req.dest.is_empty()
+        || req.dest.ends_with('/')
+        || req.dest == "."
+        || req.dest.ends_with("/.");
+    if sources.len() > 1 && !dir_syntax {
         return Err(CopyError::DestNotDir {
-            dest: dest.to_string(),
+            instruction: if req.extract_archives { "ADD" } else { "COPY" },
+            dest: req.dest.to_string(),
         });
     }
-    if trailing || single_source_is_dir || exists_as_dir(&abs) {
-        Ok(Destination::Dir(abs))
+    let apply = Apply {
+        owner,
+        chmod: req.chmod,
+        keep_owner: !req.from_context,
+    };
+    let mut w = Writer::new(req.layer, req.parent_root, apply, cancelled);
+    let dest_abs = if req.dest.starts_with('/') {
+        clean_path(req.dest)
     } else {
-        Ok(Destination::File(abs))
-    }
-}
-
-/// Copies `src_root/rel` into the layer directory `layer` at `dest`,
-/// leaving out entries below it whose path relative to `src_root` `skip`
-/// says to (`.dockerignore`). Returns the number of entries written.
-pub fn copy_into_layer(
-    src_root: &Path,
-    rel: &str,
-    layer: &Path,
-    dest: &Destination,
-    apply: Apply,
-    skip: &dyn Fn(&str) -> bool,
-) -> Result<usize, CopyError> {
-    let rel_clean = clean_path(&format!("/{rel}"));
-    // clean_path resolved `..`; a path that tried to climb is rejected rather
-    // than silently clamped, so the user learns about it.
-    if rel.split('/').any(|p| p == "..") {
-        return Err(CopyError::OutsideRoot(rel.to_string()));
-    }
-    let src = src_root.join(rel_clean.trim_start_matches('/'));
-    let meta = fs::symlink_metadata(&src).map_err(io_err(&src))?;
-    let target_abs = match dest {
-        Destination::File(p) => p.clone(),
-        Destination::Dir(d) if meta.is_dir() => d.clone(),
-        Destination::Dir(d) => {
-            let name = src
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            format!("{}/{name}", d.trim_end_matches('/'))
-        }
+        let cwd = if req.cwd.is_empty() { "/" } else { req.cwd };
+        clean_path(&format!("{cwd}/{}", req.dest))
     };
-    let target = layer.join(target_abs.trim_start_matches('/'));
-    if let Some(parent) = target.parent() {
-        make_parents(layer, parent, apply)?;
-    }
-    let tree = Tree {
-        rel: rel_clean.trim_start_matches('/').to_string(),
-        skip,
-        apply,
-    };
-    tree.copy(&src, &target)
-}
-
-/// What a recursive copy carries along: the source's path relative to its
-/// root (for `skip`), the filter, and the ownership and mode to apply.
-struct Tree<'a> {
-    rel: String,
-    skip: &'a dyn Fn(&str) -> bool,
-    apply: Apply,
-}
-
-/// Creates missing parent directories (0755, owned like the copied files as
-/// Docker does for directories it creates).
-fn make_parents(layer: &Path, dir: &Path, apply: Apply) -> Result<(), CopyError> {
-    if dir.exists() || !dir.starts_with(layer) {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        make_parents(layer, parent, apply)?;
-    }
-    fs::create_dir(dir).map_err(io_err(dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(io_err(dir))?;
-    set_owner(dir, apply)
-}
-
-fn set_owner(path: &Path, apply: Apply) -> Result<(), CopyError> {
-    let (uid, gid) = apply.owner.unwrap_or((0, 0));
-    // Ownership only changes when we may change it (root); unprivileged test
-    // runs keep their own uid.
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && apply.owner.is_none() => Ok(()),
-        Err(e) => Err(CopyError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }),
-    }
-}
-
-impl Tree<'_> {
-    fn copy(&self, src: &Path, dst: &Path) -> Result<usize, CopyError> {
-        let apply = self.apply;
-        let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            let link = fs::read_link(src).map_err(io_err(src))?;
-            if fs::symlink_metadata(dst).is_ok() {
-                fs::remove_file(dst).map_err(io_err(dst))?;
-            }
-            std::os::unix::fs::symlink(&link, dst).map_err(io_err(dst))?;
-            set_owner(dst, apply)?;
-            return Ok(1);
+    let dest = resolve_dest(req, &dest_abs)?;
+    for src in &sources {
+        if req.extract_archives && src.meta.is_file() && extract(&mut w, src, &dest, owner)? {
+            continue;
         }
-        let mode = apply.chmod.unwrap_or(meta.mode() & 0o7777);
-        if ft.is_dir() {
-            if !dst.is_dir() {
-                fs::create_dir(dst).map_err(io_err(dst))?;
+        let (target, top_existed) = if src.meta.is_dir() {
+            if w.is_dir(&dest) {
+                w.ensure_dirs(&dest)?;
+                (dest.clone(), true)
+            } else if dir_syntax {
+                // BuildKit makes a `dir/` destination first (0755, --chown's
+                // owner) and then fills it.
+                w.ensure_dirs(&dest)?;
+                (dest.clone(), true)
+            } else {
+                // Otherwise the copy creates it with the source directory's mode.
+                w.ensure_dirs(parent_of(&dest))?;
+                (dest.clone(), false)
             }
-            let mut entries: Vec<_> = fs::read_dir(src)
-                .map_err(io_err(src))?
-                .collect::<Result<_, _>>()
-                .map_err(io_err(src))?;
-            entries.sort_by_key(|e| e.file_name());
-            let mut n = 1;
-            for entry in entries {
-                let name = entry.file_name();
-                let rel = match self.rel.as_str() {
-                    "" => name.to_string_lossy().into_owned(),
-                    parent => format!("{parent}/{}", name.to_string_lossy()),
-                };
-                if (self.skip)(&rel) {
-                    continue;
-                }
-                let child = Tree { rel, ..*self };
-                n += child.copy(&entry.path(), &dst.join(&name))?;
-            }
-            fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_err(dst))?;
-            set_owner(dst, apply)?;
-            return Ok(n);
-        }
-        if ft.is_file() {
-            fs::copy(src, dst).map_err(io_err(dst))?;
-            fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_err(dst))?;
-            set_owner(dst, apply)?;
-            return Ok(1);
-        }
-        // Sockets, fifos and devices are not part of images built from a context.
-        Ok(0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    type R = Result<(), Box<dyn std::error::Error>>;
-
-    #[test]
-    fn destination_rules() -> Result<(), CopyError> {
-        let no = |_: &str| false;
-        assert_eq!(
-            destination("app/", "/srv", 1, false, no)?,
-            Destination::Dir("/srv/app".into())
-        );
-        assert_eq!(
-            destination("app", "/srv", 1, false, no)?,
-            Destination::File("/srv/app".into())
-        );
-        assert_eq!(
-            destination("app", "/srv", 1, false, |p| p == "/srv/app")?,
-            Destination::Dir("/srv/app".into())
-        );
-        assert_eq!(
-            destination(".", "/w", 1, false, no)?,
-            Destination::Dir("/w".into())
-        );
-        assert!(destination("/x", "/", 2, false, no).is_err());
-        assert_eq!(
-            destination("/x/", "/", 2, false, no)?,
-            Destination::Dir("/x".into())
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn copies_files_and_dir_contents_with_mode() -> R {
-        let ctx = tempfile::tempdir()?;
-        let layer = tempfile::tempdir()?;
-        fs::write(ctx.path().join("a.txt"), "A")?;
-        fs::create_dir_all(ctx.path().join("dir/sub"))?;
-        fs::write(ctx.path().join("dir/sub/b.txt"), "B")?;
-        std::os::unix::fs::symlink("sub/b.txt", ctx.path().join("dir/link"))?;
-
-        let apply = Apply {
-            owner: None,
-            chmod: Some(0o640),
+        } else if dir_syntax || w.is_dir(&dest) {
+            w.ensure_dirs(&dest)?;
+            (join(&dest, base_name(&src.named)), false)
+        } else {
+            w.ensure_dirs(parent_of(&dest))?;
+            (dest.clone(), false)
         };
-        let d = Destination::Dir("/app".into());
-        copy_into_layer(ctx.path(), "a.txt", layer.path(), &d, apply, &|_| false)?;
-        copy_into_layer(
-            ctx.path(),
-            "dir",
-            layer.path(),
-            &d,
-            Apply::default(),
-            &|_| false,
+        let host = w.host(&target);
+        w.copy_entry(
+            &origin,
+            &src.host,
+            &src.meta,
+            &src.resolved,
+            &host,
+            top_existed,
         )?;
-        let f = Destination::File("/etc/renamed".into());
-        copy_into_layer(
-            ctx.path(),
-            "a.txt",
-            layer.path(),
-            &f,
-            Apply::default(),
-            &|_| false,
-        )?;
+    }
+    w.finish()
+}
 
-        let l = layer.path();
-        assert_eq!(fs::read_to_string(l.join("app/a.txt"))?, "A");
-        assert_eq!(fs::metadata(l.join("app/a.txt"))?.mode() & 0o777, 0o640);
-        assert_eq!(fs::read_to_string(l.join("app/sub/b.txt"))?, "B");
-        assert_eq!(
-            fs::read_link(l.join("app/link"))?,
-            PathBuf::from("sub/b.txt")
-        );
-        assert_eq!(fs::read_to_string(l.join("etc/renamed"))?, "A");
-        assert_eq!(fs::metadata(l.join("etc"))?.mode() & 0o777, 0o755);
-        assert!(copy_into_layer(ctx.path(), "../x", l, &d, Apply::default(), &|_| false).is_err());
-        Ok(())
+/// ADD: unpacks `src` into the directory `dest` when its content is a tar
+/// archive (plain or gzip, bzip2, xz, zstd compressed, whatever its name);
+/// `false`, having written nothing, for any other file. As in BuildKit the
+/// destination is a directory whatever its spelling, made 0755 and owned by
+/// `--chown`'s user when new, and entries keep the archive's owners unless
+/// `--chown` is given.
+fn extract(
+    w: &mut Writer<'_>,
+    src: &select::Source,
+    dest: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<bool, CopyError> {
+    let archive_err = |message: String| CopyError::Archive {
+        path: src.named.clone(),
+        message,
+    };
+    w.ensure_dirs(parent_of(dest))?;
+    let existed = w.is_dir(dest);
+    if existed {
+        w.ensure_dirs(dest)?;
+    }
+    let file = std::fs::File::open(&src.host).map_err(|source| CopyError::Io {
+        path: src.host.clone(),
+        source,
+    })?;
+    let host = w.host(dest);
+    let unpacked = strata_cache::extract_archive(io::BufReader::new(file), &host, owner)
+        .map_err(|e| archive_err(e.to_string()))?;
+    if unpacked && !existed {
+        w.adopt_new_dir(dest)?;
+    }
+    Ok(unpacked)
+}
+
+/// A blake3 hex digest of exactly what `sources` select below `src_root`
+/// (paths, types, modes, contents, symlink targets; owners too outside the
+/// context; never times), for the cache key. Fails like [`copy`] would on a
+/// missing, excluded or unmatched source.
+pub fn selection_digest(
+    src_root: &Path,
+    sources: &[String],
+    ignore: &DockerIgnore,
+    from_context: bool,
+) -> Result<String, CopyError> {
+    let origin = Origin {
+        root: src_root,
+        ignore: from_context.then_some(ignore),
+    };
+    let selected = select::expand_all(&origin, sources)?;
+    digest::digest(&origin, &selected)
+}
+
+/// `dest_abs` with its symlinks resolved in the destination filesystem as
+/// the copy will see it: what this layer already has over the parent's.
+fn resolve_dest(req: &CopyRequest<'_>, dest_abs: &str) -> Result<String, CopyError> {
+    let link_of = |rel: &str| match std::fs::symlink_metadata(req.layer.join(rel)) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::read_link(req.layer.join(rel)).map(Some),
+        Ok(_) => Ok(None),
+        Err(_) => rootpath::link_in(req.parent_root, rel),
+    };
+    rootpath::resolve(dest_abs, true, &link_of).map_err(|source| CopyError::Io {
+        path: PathBuf::from(dest_abs),
+        source,
+    })
+}
+
+fn parent_of(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn base_name(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or(rel, |(_, b)| b)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    match dir {
+        "" => name.to_string(),
+        d => format!("{d}/{name}"),
     }
 }

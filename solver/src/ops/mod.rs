@@ -7,6 +7,7 @@
 //! parts; the scheduler and these ops are already wired together.
 
 pub mod copy;
+pub mod user;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,6 @@ use std::sync::Arc;
 
 use crate::graph::{CopySource, EdgeRole, Op};
 use crate::schedule::{Executor, Job, OpError};
-use copy::{Apply, Destination};
 use strata_cache::DockerIgnore;
 
 /// A filesystem as a stack of layer directories, bottom first.
@@ -113,80 +113,42 @@ impl Executor for FileExecutor {
             Op::Copy(c) => {
                 let parent = input(EdgeRole::Parent);
                 let from_stack = input(EdgeRole::CopyFrom);
-                // Each selection's root: the context, or the topmost layer of the
-                // source vertex that has it (directories merged across layers
-                // are not handled yet).
-                let roots: Vec<PathBuf> = c
-                    .selections
-                    .iter()
-                    .map(|s| match &c.source {
-                        CopySource::Context { .. } => Ok(self.context_root.clone()),
-                        CopySource::Vertex => find_in_stack(&from_stack, &s.path)
-                            .map(Path::to_path_buf)
-                            .ok_or_else(|| {
-                                OpError::Failed(format!(
-                                    "{}: not found in the source stage",
-                                    s.path
-                                ))
-                            }),
-                    })
-                    .collect::<Result<_, _>>()?;
-                let single_is_dir = match (c.selections.first(), roots.first()) {
-                    (Some(s), Some(root)) if c.selections.len() == 1 => {
-                        root.join(s.path.trim_start_matches('/')).is_dir()
-                    }
-                    _ => false,
-                };
-                let dest: Destination =
-                    copy::destination(&c.dest, &c.cwd, c.selections.len(), single_is_dir, |abs| {
-                        find_in_stack(&parent, abs)
-                            .is_some_and(|l| l.join(abs.trim_start_matches('/')).is_dir())
-                    })
-                    .map_err(|e| OpError::Failed(e.to_string()))?;
-                let apply = Apply {
-                    // Names need the stage's /etc/passwd (sandbox's resolve_user);
-                    // numeric ids work now.
-                    owner: match &c.chown {
-                        None => None,
-                        Some(ch) => {
-                            let uid = ch.user.parse::<u32>().map_err(|_| {
-                                OpError::Failed(format!(
-                                    "--chown={}: only numeric ids are supported so far",
-                                    ch.user
-                                ))
-                            })?;
-                            let gid = match &ch.group {
-                                None => uid,
-                                Some(g) => g.parse::<u32>().map_err(|_| {
-                                    OpError::Failed(format!(
-                                        "--chown group {g}: only numeric ids are supported so far"
-                                    ))
-                                })?,
-                            };
-                            Some((uid, gid))
-                        }
-                    },
-                    chmod: c.chmod,
-                };
-                let from_context = matches!(c.source, CopySource::Context { .. });
-                if from_context {
-                    for sel in &c.selections {
-                        if let Some((line, pattern)) = self.ignore.excluded_by(&sel.path) {
-                            return Err(OpError::Failed(format!(
-                                "{}: excluded by .dockerignore line {line} (`{pattern}`)",
-                                sel.path
-                            )));
-                        }
-                    }
-                }
-                let skip = |rel: &str| from_context && self.ignore.matches(rel);
                 let layer = self.new_layer(&job)?;
-                for (sel, root) in c.selections.iter().zip(&roots) {
-                    if job.cancel.is_cancelled() {
-                        return Err(OpError::Cancelled);
-                    }
-                    copy::copy_into_layer(root, &sel.path, &layer, &dest, apply, &skip)
-                        .map_err(|e| OpError::Failed(e.to_string()))?;
+                let from_context = matches!(c.source, CopySource::Context { .. });
+                // Until merged views of a stack exist, its topmost layer stands
+                // in for the destination (and, per selection, the source) root.
+                let parent_root = parent.last().map_or(layer.as_path(), PathBuf::as_path);
+                let paths: Vec<String> = c.selections.iter().map(|s| s.path.clone()).collect();
+                let roots: Vec<(PathBuf, Vec<String>)> = match &c.source {
+                    CopySource::Context { .. } => vec![(self.context_root.clone(), paths)],
+                    CopySource::Vertex => paths
+                        .into_iter()
+                        .map(|p| {
+                            let root = find_in_stack(&from_stack, &p).ok_or_else(|| {
+                                OpError::Failed(format!("{p}: not found in the source stage"))
+                            })?;
+                            Ok((root.to_path_buf(), vec![p]))
+                        })
+                        .collect::<Result<_, OpError>>()?,
+                };
+                for (src_root, sources) in &roots {
+                    let req = copy::CopyRequest {
+                        src_root,
+                        from_context,
+                        ignore: &self.ignore,
+                        sources,
+                        dest: &c.dest,
+                        cwd: &c.cwd,
+                        parent_root,
+                        layer: &layer,
+                        chown: c.chown.as_ref(),
+                        chmod: c.chmod,
+                        extract_archives: c.extract_archives,
+                    };
+                    copy::copy(&req, &|| job.cancel.is_cancelled()).map_err(|e| match e {
+                        copy::CopyError::Cancelled => OpError::Cancelled,
+                        e => OpError::Failed(e.to_string()),
+                    })?;
                 }
                 Ok(with_layer(&parent, layer))
             }

@@ -1,0 +1,129 @@
+//! A digest of exactly what a COPY selects, for the cache key: every entry's
+//! path, type, mode, extended attributes and content (a symlink's target),
+//! in sorted order.
+//! Times never count; the owner counts only outside the context (COPY
+//! --from keeps it, the context's is replaced by 0:0).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::select::Source;
+use super::{CopyError, Origin, xattr};
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
+    move |source| CopyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Feeds the selected sources, in order, into a blake3 hash.
+pub(crate) fn digest(origin: &Origin, sources: &[Source]) -> Result<String, CopyError> {
+    let mut h = blake3::Hasher::new();
+    for s in sources {
+        let d = Digester {
+            origin,
+            keep_owner: origin.ignore.is_none(),
+        };
+        d.entry(&mut h, &s.host, &s.meta, &s.named, &s.resolved)?;
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+struct Digester<'a, 'b> {
+    origin: &'a Origin<'b>,
+    keep_owner: bool,
+}
+
+fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+impl Digester<'_, '_> {
+    /// Hashes one entry and what is below it.
+    fn entry(
+        &self,
+        h: &mut blake3::Hasher,
+        host: &Path,
+        meta: &fs::Metadata,
+        shown: &str,
+        ctx: &str,
+    ) -> Result<(), CopyError> {
+        let ft = meta.file_type();
+        let kind: &[u8] = if ft.is_dir() {
+            b"d"
+        } else if ft.is_symlink() {
+            b"l"
+        } else if ft.is_file() {
+            b"f"
+        } else if ft.is_fifo() {
+            b"p"
+        } else if ft.is_char_device() {
+            b"c"
+        } else if ft.is_block_device() {
+            b"b"
+        } else {
+            // Sockets are not copied.
+            return Ok(());
+        };
+        field(h, shown.as_bytes());
+        field(h, kind);
+        field(h, &(meta.mode() & 0o7777).to_le_bytes());
+        if self.keep_owner {
+            field(h, &meta.uid().to_le_bytes());
+            field(h, &meta.gid().to_le_bytes());
+        }
+        let attrs = xattr::read(host).map_err(io_err(host))?;
+        h.update(&(attrs.len() as u64).to_le_bytes());
+        for (name, value) in attrs {
+            field(h, &name);
+            field(h, &value);
+        }
+        if ft.is_file() {
+            h.update(&meta.len().to_le_bytes());
+            let mut f = fs::File::open(host).map_err(io_err(host))?;
+            io::copy(&mut f, h).map_err(io_err(host))?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(host).map_err(io_err(host))?;
+            field(h, target.as_os_str().as_encoded_bytes());
+        } else if ft.is_char_device() || ft.is_block_device() {
+            field(h, &meta.rdev().to_le_bytes());
+        } else if ft.is_dir() {
+            let mut names: Vec<_> = fs::read_dir(host)
+                .map_err(io_err(host))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()
+                .map_err(io_err(host))?;
+            names.sort();
+            for name in names {
+                let n = name.to_string_lossy();
+                let child_ctx = match ctx {
+                    "" => n.to_string(),
+                    c => format!("{c}/{n}"),
+                };
+                let child_shown = match shown {
+                    "" => n.to_string(),
+                    s => format!("{s}/{n}"),
+                };
+                let child = host.join(&name);
+                let child_meta = fs::symlink_metadata(&child).map_err(io_err(&child))?;
+                if let Some(ignore) = self.origin.ignore {
+                    // Below an excluded directory only re-included (`!`)
+                    // files count; the directory is walked to find them.
+                    if ignore.matches(&child_ctx)
+                        && (ignore.skips_dir(&child_ctx) || !child_meta.is_dir())
+                    {
+                        continue;
+                    }
+                }
+                self.entry(h, &child, &child_meta, &child_shown, &child_ctx)?;
+            }
+            // Ends the directory, so moving a file out of it changes the digest.
+            field(h, b"/");
+        }
+        Ok(())
+    }
+}
