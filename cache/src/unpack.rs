@@ -279,8 +279,8 @@ impl<'d> Unpacker<'d> {
             }
             T::Char | T::Block | T::Fifo => {
                 let (file_type, dev) = match kind {
-                    T::Char => (FileType::CharacterDevice, device(entry)),
-                    T::Block => (FileType::BlockDevice, device(entry)),
+                    T::Char => (FileType::CharacterDevice, device(entry, &name)?),
+                    T::Block => (FileType::BlockDevice, device(entry, &name)?),
                     _ => (FileType::Fifo, rustix::fs::makedev(0, 0)),
                 };
                 match rustix::fs::mknodat(CWD, &path, file_type, Mode::from_raw_mode(0o600), dev) {
@@ -577,12 +577,14 @@ impl<'d> Unpacker<'d> {
     }
 }
 
-/// The entry's device numbers (0:0 when unreadable).
-fn device<R: Read>(entry: &tar::Entry<'_, R>) -> rustix::fs::Dev {
+/// The entry's device numbers (a header without the fields, as old tar
+/// formats write, means 0:0).
+fn device<R: Read>(entry: &tar::Entry<'_, R>, name: &Path) -> Result<rustix::fs::Dev, UnpackError> {
     let h = entry.header();
-    let major = h.device_major().ok().flatten().unwrap_or(0);
-    let minor = h.device_minor().ok().flatten().unwrap_or(0);
-    rustix::fs::makedev(major, minor)
+    let read = |r: io::Result<Option<u32>>| r.map(Option::unwrap_or_default);
+    let major = read(h.device_major()).map_err(op(name, "reading the device major"))?;
+    let minor = read(h.device_minor()).map_err(op(name, "reading the device minor"))?;
+    Ok(rustix::fs::makedev(major, minor))
 }
 
 fn chown(path: &Path, meta: &Meta, name: &Path) -> Result<(), UnpackError> {
