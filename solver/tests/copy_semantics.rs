@@ -312,6 +312,15 @@ fn missing_source_is_named() -> R {
     let fx = Fx::new()?;
     let e = err_text(fx.run(&["nope.txt"], "/x/"))?;
     assert_eq!(e, "nope.txt: no such file or directory");
+    let e = err_text(fx.run(&["sub/../nope/"], "/x/"))?;
+    // Named as written.
+    assert_eq!(e, "sub/../nope/: no such file or directory");
+    symlink("loop", fx.c().join("loop"))?;
+    let e = err_text(fx.run(&["loop"], "/x/"))?;
+    assert!(
+        e.starts_with("cannot copy loop: too many levels of symbolic links"),
+        "{e}"
+    );
     Ok(())
 }
 
