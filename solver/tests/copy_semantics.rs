@@ -568,6 +568,16 @@ fn selection_digest_covers_exactly_what_is_copied() -> R {
     fs::remove_file(fx.c().join("app/link"))?;
     symlink("other", fx.c().join("app/link"))?;
     assert_ne!(digest(&fx)?, linked);
+    // Which paths share a file counts (the copy keeps hard links).
+    fs::write(fx.c().join("app/copy.rs"), "fn main() { }")?;
+    fs::set_permissions(
+        fx.c().join("app/copy.rs"),
+        fs::metadata(fx.c().join("app/main.rs"))?.permissions(),
+    )?;
+    let separate = digest(&fx)?;
+    fs::remove_file(fx.c().join("app/copy.rs"))?;
+    fs::hard_link(fx.c().join("app/main.rs"), fx.c().join("app/copy.rs"))?;
+    assert_ne!(digest(&fx)?, separate);
     // Outside the context the owner is kept, so it counts.
     let stage = |fx: &Fx| selection_digest(fx.c(), &["app".to_string()], &fx.ignore, false);
     let before = stage(&fx)?;
