@@ -312,6 +312,15 @@ fn missing_source_is_named() -> R {
     let fx = Fx::new()?;
     let e = err_text(fx.run(&["nope.txt"], "/x/"))?;
     assert_eq!(e, "nope.txt: no such file or directory");
+    let e = err_text(fx.run(&["sub/../nope/"], "/x/"))?;
+    // Named as written.
+    assert_eq!(e, "sub/../nope/: no such file or directory");
+    symlink("loop", fx.c().join("loop"))?;
+    let e = err_text(fx.run(&["loop"], "/x/"))?;
+    assert!(
+        e.starts_with("cannot copy loop: too many levels of symbolic links"),
+        "{e}"
+    );
     Ok(())
 }
 
@@ -559,6 +568,16 @@ fn selection_digest_covers_exactly_what_is_copied() -> R {
     fs::remove_file(fx.c().join("app/link"))?;
     symlink("other", fx.c().join("app/link"))?;
     assert_ne!(digest(&fx)?, linked);
+    // Which paths share a file counts (the copy keeps hard links).
+    fs::write(fx.c().join("app/copy.rs"), "fn main() { }")?;
+    fs::set_permissions(
+        fx.c().join("app/copy.rs"),
+        fs::metadata(fx.c().join("app/main.rs"))?.permissions(),
+    )?;
+    let separate = digest(&fx)?;
+    fs::remove_file(fx.c().join("app/copy.rs"))?;
+    fs::hard_link(fx.c().join("app/main.rs"), fx.c().join("app/copy.rs"))?;
+    assert_ne!(digest(&fx)?, separate);
     // Outside the context the owner is kept, so it counts.
     let stage = |fx: &Fx| selection_digest(fx.c(), &["app".to_string()], &fx.ignore, false);
     let before = stage(&fx)?;

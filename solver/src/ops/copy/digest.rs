@@ -4,6 +4,7 @@
 //! Times never count; the owner counts only outside the context (COPY
 //! --from keeps it, the context's is replaced by 0:0).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -22,11 +23,12 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
 /// Feeds the selected sources, in order, into a blake3 hash.
 pub(crate) fn digest(origin: &Origin, sources: &[Source]) -> Result<String, CopyError> {
     let mut h = blake3::Hasher::new();
+    let mut d = Digester {
+        origin,
+        keep_owner: origin.ignore.is_none(),
+        links: HashMap::new(),
+    };
     for s in sources {
-        let d = Digester {
-            origin,
-            keep_owner: origin.ignore.is_none(),
-        };
         d.entry(&mut h, &s.host, &s.meta, &s.named, &s.resolved)?;
     }
     Ok(h.finalize().to_hex().to_string())
@@ -35,6 +37,9 @@ pub(crate) fn digest(origin: &Origin, sources: &[Source]) -> Result<String, Copy
 struct Digester<'a, 'b> {
     origin: &'a Origin<'b>,
     keep_owner: bool,
+    /// Multiply-linked files seen so far → the path they were first seen at:
+    /// the copy keeps hard links, so which paths share a file counts.
+    links: HashMap<(u64, u64), String>,
 }
 
 fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
@@ -45,7 +50,7 @@ fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
 impl Digester<'_, '_> {
     /// Hashes one entry and what is below it.
     fn entry(
-        &self,
+        &mut self,
         h: &mut blake3::Hasher,
         host: &Path,
         meta: &fs::Metadata,
@@ -71,6 +76,15 @@ impl Digester<'_, '_> {
         };
         field(h, shown.as_bytes());
         field(h, kind);
+        if !ft.is_dir() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                field(h, b"hardlink");
+                field(h, first.as_bytes());
+                return Ok(());
+            }
+            self.links.insert(key, shown.to_string());
+        }
         field(h, &(meta.mode() & 0o7777).to_le_bytes());
         if self.keep_owner {
             field(h, &meta.uid().to_le_bytes());
