@@ -33,8 +33,13 @@ pub struct Healthcheck {
 /// One line of the image's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
+    /// RFC 3339 time; set for entries of base images, filled at export for
+    /// the build's own.
+    pub created: Option<String>,
     /// The instruction as docker shows it, e.g. `RUN /bin/sh -c make # buildkit`.
     pub created_by: String,
+    /// BuildKit writes `buildkit.dockerfile.v0`.
+    pub comment: Option<String>,
     /// True when the instruction changed no file (no layer).
     pub empty_layer: bool,
 }
@@ -106,7 +111,9 @@ impl StageConfig {
     /// Records a history line.
     pub fn history(&mut self, created_by: impl Into<String>, empty_layer: bool) {
         self.config.history.push(HistoryEntry {
+            created: None,
             created_by: created_by.into(),
+            comment: Some("buildkit.dockerfile.v0".to_string()),
             empty_layer,
         });
     }

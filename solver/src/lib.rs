@@ -9,6 +9,7 @@
 pub mod args;
 pub mod graph;
 pub mod image;
+pub mod images;
 pub mod lower;
 pub mod ops;
 pub mod progress;

@@ -1,16 +1,40 @@
-//! Scheduler + FileExecutor on real directories: COPY from the context, WORKDIR,
-//! COPY --from another stage, and a RUN reported as a named failure.
+//! Scheduler + StackExecutor on real directories: COPY from the context, WORKDIR,
+//! COPY --from another stage, a lowered scratch build, and a RUN reported as a
+//! named failure.
 
 use std::fs;
 use std::sync::Arc;
 
+use std::path::Path;
 use strata_solver::graph::{
     CopyOp, CopySource, EdgeRole, ExecOp, Input, MkdirOp, NetworkMode, Selection,
 };
-use strata_solver::ops::FileExecutor;
+
+use strata_cache::DockerIgnore;
+use strata_sandbox::Builtin;
+use strata_solver::lower::{LowerOptions, lower};
+use strata_solver::ops::{BaseLayers, Layer, StackExecutor};
 use strata_solver::{BuildGraph, Op, ProgressSink, ScheduleError, Scheduler};
 
 type R = Result<(), Box<dyn std::error::Error>>;
+
+/// These graphs have no base images.
+struct NoImages;
+impl BaseLayers for NoImages {
+    fn layers(&self, digest: &str) -> Result<Vec<Layer>, String> {
+        Err(format!("no image {digest} in this test"))
+    }
+}
+
+fn executor(scratch: &Path, ctx: &Path, ignore: DockerIgnore) -> Arc<StackExecutor> {
+    Arc::new(StackExecutor::new(
+        scratch,
+        ctx,
+        ignore,
+        Arc::new(Builtin),
+        Arc::new(NoImages),
+    ))
+}
 
 fn copy(source: CopySource, path: &str, dest: &str, cwd: &str) -> Op {
     Op::Copy(CopyOp {
@@ -63,18 +87,18 @@ fn copy_workdir_and_copy_from() -> R {
     )?;
     g.compute_keys()?;
 
-    let exec = Arc::new(FileExecutor::new(layers.path(), ctx.path()));
+    let exec = executor(layers.path(), ctx.path(), DockerIgnore::default());
     let out = Scheduler::new(2, ProgressSink::discard()).run(&g, &[f], exec)?;
     let stack = out.get(&f).ok_or("no output for the final vertex")?;
     assert_eq!(stack.len(), 2, "WORKDIR layer + COPY layer: {stack:?}");
     let top = stack.last().ok_or("empty stack")?;
-    assert_eq!(fs::read_to_string(top.join("app/renamed"))?, "hello\n");
-    assert!(stack[0].join("app").is_dir());
+    assert_eq!(fs::read_to_string(top.dir.join("app/renamed"))?, "hello\n");
+    assert!(stack[0].dir.join("app").is_dir());
     Ok(())
 }
 
 #[test]
-fn run_without_sandbox_fails_naming_the_step() -> R {
+fn run_on_scratch_fails_naming_the_step_and_the_missing_shell() -> R {
     let layers = tempfile::tempdir()?;
     let mut g = BuildGraph::new();
     let s = g.add(Op::SourceScratch, "[1/2] FROM scratch", vec![])?;
@@ -90,9 +114,13 @@ fn run_without_sandbox_fails_naming_the_step() -> R {
         vec![on(s, EdgeRole::Parent)],
     )?;
     g.compute_keys()?;
-    let exec = Arc::new(FileExecutor::new(layers.path(), layers.path()));
+    let exec = executor(layers.path(), layers.path(), DockerIgnore::default());
     match Scheduler::new(1, ProgressSink::discard()).run(&g, &[r], exec) {
-        Err(ScheduleError::StepFailed { name, .. }) => assert_eq!(name, "[2/2] RUN true"),
+        Err(ScheduleError::StepFailed { name, error, .. }) => {
+            assert_eq!(name, "[2/2] RUN true");
+            let error = error.to_string();
+            assert!(error.contains("/bin/sh"), "{error}");
+        }
         other => return Err(format!("expected a step failure, got {other:?}").into()),
     }
     Ok(())
@@ -118,9 +146,9 @@ fn dockerignore_filters_directory_copies_and_refuses_ignored_sources() -> R {
         vec![on(s, EdgeRole::Parent)],
     )?;
     g.compute_keys()?;
-    let exec = FileExecutor::new(layers.path(), ctx.path()).with_ignore(ignore.clone());
-    let out = Scheduler::new(2, ProgressSink::discard()).run(&g, &[c], Arc::new(exec))?;
-    let top = out.get(&c).and_then(|s| s.last()).ok_or("no layer")?;
+    let exec = executor(layers.path(), ctx.path(), ignore.clone());
+    let out = Scheduler::new(2, ProgressSink::discard()).run(&g, &[c], exec)?;
+    let top = &out.get(&c).and_then(|s| s.last()).ok_or("no layer")?.dir;
     assert!(top.join("app/main.sh").is_file());
     assert!(
         !top.join("app/debug.log").exists(),
@@ -136,9 +164,9 @@ fn dockerignore_filters_directory_copies_and_refuses_ignored_sources() -> R {
         vec![on(s, EdgeRole::Parent)],
     )?;
     g.compute_keys()?;
-    let exec = FileExecutor::new(layers.path(), ctx.path()).with_ignore(ignore);
+    let exec = executor(layers.path(), ctx.path(), ignore);
     let err = Scheduler::new(2, ProgressSink::discard())
-        .run(&g, &[c], Arc::new(exec))
+        .run(&g, &[c], exec)
         .err()
         .ok_or("copying an ignored file must fail")?;
     let text = err.to_string();
@@ -146,5 +174,22 @@ fn dockerignore_filters_directory_copies_and_refuses_ignored_sources() -> R {
         text.contains("secret.txt: excluded by .dockerignore line 1 (`secret.txt`)"),
         "{text}"
     );
+    Ok(())
+}
+
+#[test]
+fn lowered_scratch_build_runs() -> R {
+    let ctx = tempfile::tempdir()?;
+    let layers = tempfile::tempdir()?;
+    fs::write(ctx.path().join("a.txt"), "A\n")?;
+    let src = "FROM scratch AS build\nCOPY a.txt /out/\n\nFROM scratch\nWORKDIR /app\nCOPY --from=build /out/a.txt copied.txt\n";
+    let df = strata_parser::parse(src).map_err(|e| format!("{e:?}"))?;
+    let l = lower(&df, src, &LowerOptions::default())?;
+    let exec = executor(layers.path(), ctx.path(), DockerIgnore::default());
+    let out = Scheduler::new(2, ProgressSink::discard()).run(&l.graph, &[l.target], exec)?;
+    let stack = out.get(&l.target).ok_or("no output")?;
+    let top = stack.last().ok_or("no layer")?;
+    assert_eq!(fs::read_to_string(top.dir.join("app/copied.txt"))?, "A\n");
+    assert_eq!(l.config.working_dir, "/app");
     Ok(())
 }
