@@ -113,6 +113,20 @@ pub fn write_layers(
         .collect()
 }
 
+/// A zstd encoder using `workers` threads. zstd's output depends on its job
+/// size, not on the number of workers (a unit test checks this), so the
+/// blob stays the same from machine to machine; at least one worker is
+/// always used because single-threaded mode frames the output differently.
+fn zstd_encoder<W: Write>(
+    out: W,
+    level: i32,
+    workers: u32,
+) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut encoder = zstd::stream::write::Encoder::new(out, level)?;
+    encoder.multithread(workers.max(1))?;
+    Ok(encoder)
+}
+
 /// The compressor in front of the blob writer.
 enum Encoder {
     Gzip(flate2::write::GzEncoder<BlobWriter>),
@@ -146,8 +160,10 @@ impl Encoder {
                         range: "1-22",
                     });
                 }
-                let encoder = zstd::stream::write::Encoder::new(blob, level)
-                    .map_err(|e| io_err(Path::new("zstd"))(e))?;
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let workers = u32::try_from(workers).unwrap_or(1);
+                let encoder =
+                    zstd_encoder(blob, level, workers).map_err(io_err(Path::new("zstd")))?;
                 Encoder::Zstd(encoder)
             }
             CompressionKind::Uncompressed => Encoder::Plain(blob),
@@ -178,5 +194,41 @@ impl Write for Encoder {
             Encoder::Zstd(e) => e.flush(),
             Encoder::Plain(b) => b.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zstd_bytes(data: &[u8], workers: u32) -> io::Result<Vec<u8>> {
+        let mut encoder = zstd_encoder(Vec::new(), DEFAULT_ZSTD_LEVEL, workers)?;
+        // Uneven writes, as the tar writer's buffer gives them.
+        for chunk in data.chunks(300_007) {
+            encoder.write_all(chunk)?;
+        }
+        encoder.finish()
+    }
+
+    #[test]
+    fn zstd_output_does_not_depend_on_the_worker_count() -> io::Result<()> {
+        // 40 MB of compressible, non-repeating text: several zstd jobs.
+        let mut data = Vec::new();
+        let mut x: u64 = 1;
+        while data.len() < 40 << 20 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            data.extend_from_slice(format!("line {} value {}\n", x >> 50, x % 1000).as_bytes());
+        }
+        let one = zstd_bytes(&data, 1)?;
+        assert_eq!(zstd::stream::decode_all(one.as_slice())?, data);
+        for workers in [2, 3, 8] {
+            assert!(
+                zstd_bytes(&data, workers)? == one,
+                "{workers} workers differ"
+            );
+        }
+        Ok(())
     }
 }
