@@ -101,6 +101,28 @@ pub struct ImageRef {
     pub manifest_media_type: String,
 }
 
+impl ImageRef {
+    /// The manifest's descriptor, for outputs that list manifests.
+    pub fn manifest(&self) -> ManifestRef {
+        ManifestRef {
+            digest: self.manifest_digest.clone(),
+            size: self.manifest_size,
+            media_type: self.manifest_media_type.clone(),
+        }
+    }
+}
+
+/// A manifest or index in the store, as a descriptor names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRef {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The blob's size in bytes.
+    pub size: u64,
+    /// An image manifest or index (manifest list) media type.
+    pub media_type: String,
+}
+
 /// Writes the config and manifest of `input` to `store`.
 ///
 /// Both are canonical JSON (sorted keys, no whitespace), so the same input

@@ -17,5 +17,5 @@ mod tar_writer;
 mod walk;
 
 pub use error::ExportError;
-pub use image::{History, ImageInput, ImageRef, MediaTypes, write_image};
+pub use image::{History, ImageInput, ImageRef, ManifestRef, MediaTypes, write_image};
 pub use layer::{Compression, CompressionKind, LayerBlob, write_layer, write_layers};

@@ -17,7 +17,7 @@ use strata_cache::{ContentStore, Digest};
 use crate::canonical::to_canonical_json;
 use crate::error::{ExportError, io_err};
 use crate::hash::HashWriter;
-use crate::image::{ImageRef, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX};
+use crate::image::{MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, ManifestRef};
 use crate::tar_writer::TarWriter;
 use crate::walk::{Entry, Kind, Meta, merged_root_meta, walk_merged};
 
@@ -27,7 +27,7 @@ pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// Writes an OCI image layout as a tar (BuildKit's `type=oci`): `oci-layout`,
-/// `index.json` and every blob the manifests reach.
+/// `index.json` and every blob the manifests (or indexes) reach.
 ///
 /// Each image gets one index entry per name, annotated with
 /// `org.opencontainers.image.ref.name` (the tag) and
@@ -35,17 +35,17 @@ pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// annotations when it has no name.
 pub fn oci_archive(
     store: &ContentStore,
-    images: &[(ImageRef, Vec<String>)],
+    images: &[(ManifestRef, Vec<String>)],
     dest: &Path,
 ) -> Result<(), ExportError> {
     let mut blobs = BTreeSet::new();
     let mut manifests = Vec::new();
     for (image, names) in images {
-        reachable_blobs(store, &image.manifest_digest, &mut blobs)?;
+        reachable_blobs(store, &image.digest, &mut blobs)?;
         let descriptor = json!({
-            "mediaType": image.manifest_media_type,
-            "digest": image.manifest_digest.as_str(),
-            "size": image.manifest_size,
+            "mediaType": image.media_type,
+            "digest": image.digest.as_str(),
+            "size": image.size,
         });
         if names.is_empty() {
             manifests.push(descriptor.clone());

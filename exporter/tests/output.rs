@@ -135,7 +135,7 @@ fn oci_archive_reads_with_skopeo_and_unpacks_with_umoci() -> TestResult {
     let archive = f.root.join("image.tar");
     oci_archive(
         &f.store,
-        &[(image.clone(), vec!["example.com/team/app:v1".into()])],
+        &[(image.manifest(), vec!["example.com/team/app:v1".into()])],
         &archive,
     )?;
 
@@ -340,7 +340,7 @@ fn errors_name_the_destination() -> TestResult {
     let f = fixture()?;
     let image = image(&f, MediaTypes::Oci)?;
     let dest = f.root.join("no/such/dir/image.tar");
-    let err = oci_archive(&f.store, &[(image, vec![])], &dest)
+    let err = oci_archive(&f.store, &[(image.manifest(), vec![])], &dest)
         .err()
         .ok_or("no error")?;
     assert!(err.to_string().contains("no/such/dir"), "{err}");
