@@ -119,3 +119,32 @@ fn config_and_manifest_are_canonical_and_reproducible() -> TestResult {
     assert!(write_image(&store, &bad).is_err_and(|e| e.to_string().contains("history")));
     Ok(())
 }
+
+#[test]
+fn rebuilt_snapshots_give_the_same_manifest_with_source_date_epoch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut digests = Vec::new();
+    for (build, build_time) in [1_800_000_000u64, 1_900_000_000].into_iter().enumerate() {
+        // Separate stores: nothing is shared between the two builds.
+        let store = ContentStore::open(dir.path().join(format!("store{build}")))?;
+        let (lower, upper) = (
+            dir.path().join(format!("lower{build}")),
+            dir.path().join(format!("upper{build}")),
+        );
+        std::fs::create_dir(&lower)?;
+        std::fs::create_dir(&upper)?;
+        two_layers(&lower, &upper)?;
+        for path in [lower.join("keep"), upper.join("top"), upper.join("dir/new")] {
+            set_mtime(&path, build_time)?;
+        }
+        let layers = write_layers(
+            &[lower, upper],
+            Compression::default(),
+            &store,
+            Some(1_700_000_000),
+        )?;
+        digests.push(write_image(&store, &input(layers, MediaTypes::Oci))?.manifest_digest);
+    }
+    assert_eq!(digests[0], digests[1]);
+    Ok(())
+}

@@ -313,3 +313,30 @@ fn empty_layers_and_parallel_writes() -> TestResult {
     assert!(missing.is_err_and(|e| e.to_string().contains("nope")));
     Ok(())
 }
+
+#[test]
+fn long_link_targets_and_large_ids_go_to_pax_records() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let layer = dir.path().join("layer");
+    std::fs::create_dir(&layer)?;
+    let target = format!("/{}", "t".repeat(200));
+    std::os::unix::fs::symlink(&target, layer.join("link"))?;
+    write(&layer.join("big-ids"), "x", 0o644)?;
+    std::os::unix::fs::lchown(layer.join("big-ids"), Some(3_000_000), Some(4_000_000))?;
+    let store = ContentStore::open(dir.path().join("store"))?;
+    let blob = write_layer(&layer, PLAIN, &store, None)?;
+    let entries = read_tar(&store.read(&blob.digest)?)?;
+    assert_eq!(entries[1].0.link.as_deref(), Some(target.as_str()));
+
+    // GNU tar applies the PAX uid and gid.
+    let tar_file = dir.path().join("layer.tar");
+    std::fs::write(&tar_file, store.read(&blob.digest)?)?;
+    let listing = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(&tar_file)
+        .output()?;
+    let listing = String::from_utf8(listing.stdout)?;
+    assert!(listing.contains("3000000/4000000"), "{listing}");
+    assert!(listing.contains(&target), "{listing}");
+    Ok(())
+}

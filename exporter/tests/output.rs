@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 use std::io::Read as _;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,7 +14,8 @@ use serde_json::Value;
 use strata_cache::{ContentStore, Digest};
 use strata_exporter::output::{docker_archive, local_dir, oci_archive, tar_stream};
 use strata_exporter::{
-    Compression, History, ImageInput, ImageRef, LayerBlob, MediaTypes, write_image, write_layers,
+    Compression, CompressionKind, History, ImageInput, ImageRef, LayerBlob, MediaTypes,
+    write_image, write_layers,
 };
 
 /// Runs a tool and returns its stdout; a missing tool fails the test by name.
@@ -42,6 +43,10 @@ struct Fixture {
 }
 
 fn fixture() -> Result<Fixture, Box<dyn std::error::Error>> {
+    fixture_with(Compression::default())
+}
+
+fn fixture_with(compression: Compression) -> Result<Fixture, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().to_path_buf();
     let store = ContentStore::open(root.join("store"))?;
@@ -50,7 +55,7 @@ fn fixture() -> Result<Fixture, Box<dyn std::error::Error>> {
     fs::create_dir(&upper)?;
     two_layers(&lower, &upper)?;
     let layer_dirs = vec![lower, upper];
-    let layers = write_layers(&layer_dirs, Compression::default(), &store, None)?;
+    let layers = write_layers(&layer_dirs, compression, &store, None)?;
     Ok(Fixture {
         _dir: dir,
         root,
@@ -344,5 +349,76 @@ fn errors_name_the_destination() -> TestResult {
         .err()
         .ok_or("no error")?;
     assert!(err.to_string().contains("no/such/dir"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn docker_archive_uncompresses_zstd_layers() -> TestResult {
+    let f = fixture_with(Compression {
+        kind: CompressionKind::Zstd,
+        level: None,
+    })?;
+    let image = image(&f, MediaTypes::Oci)?;
+    let archive = f.root.join("docker.tar");
+    docker_archive(
+        &f.store,
+        &image.manifest_digest,
+        &["app:zstd".into()],
+        &archive,
+    )?;
+    let inspect: Value = serde_json::from_str(&run(
+        "skopeo",
+        &["inspect", &format!("docker-archive:{}", archive.display())],
+    )?)?;
+    let diff_ids: Vec<&str> = f.layers.iter().map(|l| l.diff_id.as_str()).collect();
+    assert_eq!(inspect["Layers"], serde_json::json!(diff_ids));
+    // Docker media types cannot name zstd layers.
+    assert!(self::image(&f, MediaTypes::Docker).is_err());
+    Ok(())
+}
+
+#[test]
+fn local_dir_keeps_every_kind_of_entry() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let layer = dir.path().join("layer");
+    fs::create_dir(&layer)?;
+    rich_layer(&layer)?;
+    set_mtime(&layer.join("a/f"), 1_234_567_890)?;
+    let dest = dir.path().join("out");
+    local_dir(std::slice::from_ref(&layer), &dest)?;
+
+    let f = fs::symlink_metadata(dest.join("a/f"))?;
+    assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (1000, 1001, 0o640));
+    assert_eq!(f.mtime(), 1_234_567_890);
+    assert_eq!(
+        xattr::get(dest.join("a/f"), "user.note")?,
+        Some(b"hi".to_vec())
+    );
+    assert_eq!(
+        xattr::get(dest.join("a/f"), "trusted.overlay.origin")?,
+        None
+    );
+    assert_eq!(fs::metadata(dest.join("a/hard"))?.ino(), f.ino());
+    assert_eq!(fs::read_link(dest.join("a/link"))?, Path::new("f"));
+    assert_eq!(fs::metadata(dest.join("a/suid"))?.mode() & 0o7777, 0o4755);
+    assert_eq!(fs::metadata(dest.join("b"))?.mode() & 0o7777, 0o1777);
+    let null = fs::symlink_metadata(dest.join("dev/null"))?;
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), nix::sys::stat::makedev(1, 3));
+    assert!(
+        fs::symlink_metadata(dest.join("fifo"))?
+            .file_type()
+            .is_fifo()
+    );
+    assert!(!dest.join("sock").exists(), "sockets are not exported");
+    assert!(
+        !dest.join("gone").exists(),
+        "a whiteout with nothing below shows nothing"
+    );
+    assert_eq!(xattr::get(dest.join("op"), "trusted.overlay.opaque")?, None);
+    assert_eq!(
+        fs::read_to_string(dest.join("long").join(long_name()))?,
+        "long"
+    );
     Ok(())
 }
