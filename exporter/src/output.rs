@@ -335,7 +335,8 @@ fn materialize(
     apply_meta(&path, &entry.meta, matches!(entry.kind, Kind::Symlink(_)))
 }
 
-/// Owner, then mode (chown clears setuid), xattrs and times.
+/// Owner (when the process may set it), then mode (chown clears setuid),
+/// xattrs and times.
 fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool) -> Result<(), ExportError> {
     let id = |v: u64| {
         u32::try_from(v).map_err(|_| ExportError::Unarchivable {
@@ -343,7 +344,11 @@ fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool) -> Result<(), ExportEr
             reason: "owner id does not fit in 32 bits",
         })
     };
-    lchown(path, Some(id(meta.uid)?), Some(id(meta.gid)?)).map_err(io_err(path))?;
+    match lchown(path, Some(id(meta.uid)?), Some(id(meta.gid)?)) {
+        // Without root the files stay ours, as with `tar -x`.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+        other => other.map_err(io_err(path))?,
+    }
     if !is_symlink {
         fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).map_err(io_err(path))?;
     }
