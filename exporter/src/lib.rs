@@ -1,6 +1,21 @@
 //! strata-exporter: turns snapshots into an OCI image.
 //!
-//! It will own layer tars (sorted, normalized, overlay whiteouts turned into OCI
-//! `.wh.` entries), compression (gzip, zstd, none) with diffID and blob digest in
-//! one streaming pass, the image config and manifest, and the outputs: the local
-//! store, OCI and docker archives, a local directory, a tar, and a registry push.
+//! [`write_layer`] archives a snapshot (overlayfs diff format) as a sorted,
+//! normalized tar with overlay whiteouts turned into OCI `.wh.` entries,
+//! compressed with gzip, zstd or nothing, diff_id and blob digest computed in
+//! the same streaming pass. [`write_image`] writes the image config and
+//! manifest as canonical JSON. The [`output`] functions write OCI and docker
+//! archives, a plain directory or a tar of the merged filesystem.
+
+mod canonical;
+mod error;
+mod hash;
+pub mod image;
+pub mod layer;
+pub mod output;
+mod tar_writer;
+mod walk;
+
+pub use error::ExportError;
+pub use image::{History, ImageInput, ImageRef, ManifestRef, MediaTypes, write_image};
+pub use layer::{Compression, CompressionKind, LayerBlob, write_layer, write_layers};

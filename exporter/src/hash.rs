@@ -1,0 +1,51 @@
+//! A writer that hashes (sha256) and counts what passes through it.
+
+use std::io::{self, Write};
+
+use sha2::{Digest as _, Sha256};
+use strata_cache::Digest;
+
+use crate::error::ExportError;
+
+/// Passes bytes to `inner`, hashing them on the way.
+pub(crate) struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The inner writer, the digest and the byte count of what was written.
+    pub(crate) fn finish(self) -> Result<(W, Digest, u64), ExportError> {
+        let digest = sha256_digest(self.hasher)?;
+        Ok((self.inner, digest, self.size))
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The [`Digest`] a finished hasher stands for.
+pub(crate) fn sha256_digest(hasher: Sha256) -> Result<Digest, ExportError> {
+    let text = format!("sha256:{:x}", hasher.finalize());
+    text.parse::<Digest>()
+        .map_err(|e| ExportError::InvalidImage(e.to_string()))
+}
