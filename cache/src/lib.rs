@@ -6,9 +6,11 @@
 //! pruning, and the remote cache. Today it holds `.dockerignore` matching
 //! with Docker's exact semantics ([`dockerignore`], on [`pattern`]).
 
+pub mod context_hash;
 pub mod dockerignore;
 pub mod pattern;
 pub mod store;
 
+pub use context_hash::{ContextHashError, ContextHasher, TreeDigest};
 pub use dockerignore::DockerIgnore;
 pub use store::{BlobWriter, ContentStore, Digest, StoreError};
