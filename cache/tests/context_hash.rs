@@ -358,3 +358,77 @@ fn file_digest_is_blake3_of_the_content() -> TestResult {
     assert!(err.to_string().contains("src"), "{err}");
     Ok(())
 }
+
+#[test]
+fn concurrent_savers_never_leave_a_torn_file() -> TestResult {
+    // Two "processes" (hashers of two contexts) keep saving to one cache
+    // file while a third keeps loading it: every load sees one writer's
+    // complete file, never a mix or a fragment.
+    let one = Fixture::new()?;
+    let two = Fixture::new()?;
+    // Big enough that a file is written in many system calls.
+    for (fx, n) in [(&one, 1000), (&two, 1001)] {
+        fs::create_dir(fx.root.join("many"))?;
+        for i in 0..n {
+            fs::write(fx.root.join(format!("many/{i}")), i.to_string())?;
+        }
+    }
+    let cache = one.cache.clone();
+    let hash_into = |fx: &Fixture| -> Result<ContextHasher, String> {
+        let h = ContextHasher::open(&cache).with_racy_window(Duration::ZERO);
+        h.digest_tree(&fx.root, &["."], &nothing_excluded, &|_| false)
+            .map_err(|e| e.to_string())?;
+        Ok(h)
+    };
+    let (h1, h2) = (hash_into(&one)?, hash_into(&two)?);
+    assert_eq!((h1.cached_entries(), h2.cached_entries()), (1004, 1005));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writer = |fx: &Fixture, h: &ContextHasher| {
+        for i in 0..20 {
+            // Something must change for `save` to write: move an mtime,
+            // which makes the next hash record a new entry.
+            let f = fs::File::options()
+                .write(true)
+                .open(fx.root.join("Dockerfile"))
+                .map_err(|e| e.to_string())?;
+            f.set_modified(SystemTime::now() - Duration::from_secs(10 + i))
+                .map_err(|e| e.to_string())?;
+            h.digest_tree(&fx.root, &["."], &nothing_excluded, &|_| false)
+                .map_err(|e| e.to_string())?;
+            h.save().map_err(|e| e.to_string())?;
+        }
+        Ok::<(), String>(())
+    };
+    let seen = std::thread::scope(|s| -> Result<Vec<usize>, String> {
+        let w1 = s.spawn(|| writer(&one, &h1));
+        let w2 = s.spawn(|| writer(&two, &h2));
+        let reader = s.spawn(|| {
+            let mut seen = Vec::new();
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Relaxed);
+                // Once a file exists, every load must find a whole one (a
+                // torn file would load as empty: 0).
+                if cache.exists() {
+                    seen.push(ContextHasher::open(&cache).cached_entries());
+                }
+                if finished {
+                    break;
+                }
+            }
+            seen
+        });
+        w1.join().map_err(|_| "writer panicked")??;
+        w2.join().map_err(|_| "writer panicked")??;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().map_err(|_| "reader panicked".to_string())
+    })?;
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|n| [1004, 1005].contains(n)),
+        "a load saw a partial cache: {:?}",
+        seen.iter()
+            .filter(|n| ![1004, 1005].contains(n))
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
