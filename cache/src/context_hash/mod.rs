@@ -236,6 +236,8 @@ impl ContextHasher {
     /// `meta`. Served from the cache when `meta` matches the remembered
     /// stat tuple exactly and the entry is not racy; otherwise the file is
     /// read (without following a symlink) and the result remembered.
+    /// Entries are keyed by `path` as given; [`ContextHasher::digest_tree`]
+    /// passes absolute paths under the canonical context root.
     pub fn file_digest(&self, path: &Path, meta: &Metadata) -> Result<[u8; 32], ContextHashError> {
         let stamp = Stamp::of(meta);
         let now = now_ns();

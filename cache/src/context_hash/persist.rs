@@ -186,3 +186,71 @@ impl<W: Write> Write for HashingWriter<W> {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(last_seen: i64, recorded_ns: i128) -> Entry {
+        Entry {
+            stamp: Stamp {
+                size: 3,
+                mtime_ns: 1_000,
+                ctime_ns: 2_000,
+                ino: 42,
+                dev: 7,
+                mode: 0o100644,
+            },
+            digest: [9; 32],
+            recorded_ns,
+            last_seen,
+        }
+    }
+
+    #[test]
+    fn round_trip_drops_stale_and_racy_entries() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("sub/cache.bin");
+        let now_s = (now_ns() / 1_000_000_000) as i64;
+        let recorded = now_ns();
+        let mut map = HashMap::new();
+        map.insert(PathBuf::from("/ctx/fresh"), entry(now_s, recorded));
+        map.insert(
+            PathBuf::from("/ctx/old"),
+            entry(now_s - MAX_AGE_SECS - 10, recorded),
+        );
+        // Recorded before its own ctime: racy, never trusted, not kept.
+        map.insert(PathBuf::from("/ctx/racy"), entry(now_s, 1_500));
+        save(&file, map, Duration::ZERO)?;
+        let back = load(&file);
+        assert_eq!(back.len(), 1);
+        let fresh = back.get(Path::new("/ctx/fresh")).ok_or("entry lost")?;
+        assert_eq!(fresh.stamp, entry(0, 0).stamp);
+        assert_eq!(
+            (fresh.digest, fresh.recorded_ns, fresh.last_seen),
+            ([9; 32], recorded, now_s)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn keeps_the_most_recently_used_when_over_the_cap() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("cache.bin");
+        let now_s = (now_ns() / 1_000_000_000) as i64;
+        let map: HashMap<PathBuf, Entry> = (0..MAX_ENTRIES + 5)
+            .map(|i| {
+                (
+                    PathBuf::from(format!("/f{i}")),
+                    entry(now_s - i as i64, now_ns()),
+                )
+            })
+            .collect();
+        save(&file, map, Duration::ZERO)?;
+        let back = load(&file);
+        assert_eq!(back.len(), MAX_ENTRIES);
+        assert!(back.contains_key(Path::new("/f0")));
+        assert!(!back.contains_key(Path::new(&format!("/f{MAX_ENTRIES}"))));
+        Ok(())
+    }
+}
