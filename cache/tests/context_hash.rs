@@ -432,3 +432,22 @@ fn concurrent_savers_never_leave_a_torn_file() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn very_deep_trees_do_not_exhaust_the_stack() -> TestResult {
+    // 1,500 nested directories: the walk queues directories instead of
+    // recursing, so depth costs heap, not stack.
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("ctx");
+    let mut deepest = root.clone();
+    for _ in 0..1500 {
+        deepest.push("a");
+    }
+    fs::create_dir_all(&deepest)?;
+    fs::write(deepest.join("f"), "bottom")?;
+    let hasher = ContextHasher::open(&dir.path().join("cache.bin"));
+    let d = hasher.digest_tree(&root, &["."], &nothing_excluded, &|_| false)?;
+    assert_eq!((d.entries, d.bytes), (1501, 6));
+    assert_eq!(hasher.files_read(), 1);
+    Ok(())
+}

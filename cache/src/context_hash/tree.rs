@@ -1,17 +1,19 @@
 //! Walking the selected part of a context and digesting it.
 //!
-//! The walk is rayon over each directory's entries (recursively): rayon is
-//! already a dependency, the work-stealing pool keeps both cores busy on
-//! wide and deep trees alike, and the exclusion test needs the relative path
-//! before anything is stat'ed or read, which a plain `read_dir` gives
-//! directly. `ignore`'s parallel walker would add a crate and its own
-//! filters that we would have to switch off.
+//! The walk is rayon, not `ignore`'s parallel walker: rayon is already a
+//! dependency, and the exclusion test needs only the relative path, which a
+//! plain `read_dir` gives before anything is stat'ed or read; `ignore` would
+//! add a crate and filters we would have to switch off. Every directory is
+//! a job on a rayon scope (heap-queued, so depth does not grow the stack)
+//! and its entries go through a parallel iterator (so one wide directory
+//! still uses every core).
 
 use std::ffi::OsStr;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rayon::prelude::*;
 
@@ -100,30 +102,92 @@ impl ContextHasher {
             let components = clean(sel)?;
             let rel = components.join("/");
             check_ancestors(&root, sel, &components)?;
-            if rel.is_empty() {
-                entries.extend(self.walk_dir(&root, &[], &filter)?);
-                continue;
+            let (abs, meta, excluded) = if rel.is_empty() {
+                let meta = stat(&root)?;
+                (root.clone(), meta, false)
+            } else {
+                let abs = root.join(&rel);
+                let meta = stat(&abs)?;
+                (abs, meta, (filter.excluded)(&rel))
+            };
+            match self.visit(abs, rel.into_bytes(), &meta, excluded, &filter)? {
+                Visit::Skip => {}
+                Visit::Leaf(e) => entries.push(e),
+                Visit::Dir { entry, abs, rel } => {
+                    // The context root itself is not an entry.
+                    entries.extend(entry.filter(|e| !e.path.is_empty()));
+                    entries.extend(self.walk(abs, rel, &filter)?);
+                }
             }
-            let abs = root.join(&rel);
-            let meta = fs::symlink_metadata(&abs).map_err(|source| ContextHashError::Stat {
-                path: abs.clone(),
-                source,
-            })?;
-            let excluded = (filter.excluded)(&rel);
-            entries.extend(self.visit(abs, rel.into_bytes(), meta, excluded, &filter)?);
         }
         entries.par_sort_unstable_by(|a, b| a.path.cmp(&b.path));
         entries.dedup_by(|a, b| a.path == b.path);
         Ok(encode(&entries))
     }
 
-    /// The entries of the directory `dir` (relative path `rel`), recursively.
-    fn walk_dir(
+    /// Everything below the directory `dir` (relative path `rel`).
+    ///
+    /// Each directory is a job spawned on a rayon scope (queued on the heap,
+    /// so a deep tree does not deepen the stack) and its entries are handled
+    /// with a parallel iterator (so a wide directory uses every core).
+    fn walk(
+        &self,
+        dir: PathBuf,
+        rel: Vec<u8>,
+        filter: &Filter<'_>,
+    ) -> Result<Vec<TreeEntry>, ContextHashError> {
+        let found = Mutex::new(Vec::new());
+        let failed = Mutex::new(None);
+        let shared = Shared {
+            found: &found,
+            failed: &failed,
+            filter,
+        };
+        rayon::scope(|s| self.walk_job(s, dir, rel, &shared));
+        if let Some(e) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            return Err(e);
+        }
+        Ok(found.into_inner().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn walk_job<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        dir: PathBuf,
+        rel: Vec<u8>,
+        shared: &'s Shared<'s>,
+    ) {
+        if lock(shared.failed).is_some() {
+            return;
+        }
+        match self.list_dir(&dir, &rel, shared.filter) {
+            Ok(visits) => {
+                let mut leaves = Vec::new();
+                for v in visits {
+                    match v {
+                        Visit::Skip => {}
+                        Visit::Leaf(e) => leaves.push(e),
+                        Visit::Dir { entry, abs, rel } => {
+                            leaves.extend(entry);
+                            s.spawn(move |s| self.walk_job(s, abs, rel, shared));
+                        }
+                    }
+                }
+                lock(shared.found).extend(leaves);
+            }
+            Err(e) => {
+                lock(shared.failed).get_or_insert(e);
+            }
+        }
+    }
+
+    /// What each entry of `dir` contributes (subdirectories not entered).
+    fn list_dir(
         &self,
         dir: &Path,
         rel: &[u8],
         filter: &Filter<'_>,
-    ) -> Result<Vec<TreeEntry>, ContextHashError> {
+    ) -> Result<Vec<Visit>, ContextHashError> {
         let list_err = |source| ContextHashError::ReadDir {
             path: dir.to_path_buf(),
             source,
@@ -135,61 +199,54 @@ impl ContextHasher {
         children
             .into_par_iter()
             .map(|child| {
-                let name = child.file_name();
-                let child_rel = join_rel(rel, &name);
+                let child_rel = join_rel(rel, &child.file_name());
                 let abs = child.path();
                 let excluded = (filter.excluded)(&String::from_utf8_lossy(&child_rel));
                 // The type from readdir costs no stat; an excluded file is
                 // dropped right here.
                 let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
                 if excluded && !is_dir {
-                    return Ok(Vec::new());
+                    return Ok(Visit::Skip);
                 }
                 // DirEntry::metadata is lstat: symlinks are not followed.
                 let meta = child.metadata().map_err(|source| ContextHashError::Stat {
                     path: abs.clone(),
                     source,
                 })?;
-                self.visit(abs, child_rel, meta, excluded, filter)
+                self.visit(abs, child_rel, &meta, excluded, filter)
             })
-            .try_reduce(Vec::new, |mut a, b| {
-                a.extend(b);
-                Ok(a)
-            })
+            .collect()
     }
 
-    /// The entries for one path whose lstat is `meta`.
+    /// What one path whose lstat is `meta` contributes.
     fn visit(
         &self,
         abs: PathBuf,
         rel: Vec<u8>,
-        meta: Metadata,
+        meta: &Metadata,
         excluded: bool,
         filter: &Filter<'_>,
-    ) -> Result<Vec<TreeEntry>, ContextHashError> {
+    ) -> Result<Visit, ContextHashError> {
         let ft = meta.file_type();
         let mode = meta.mode() & 0o7777;
         if ft.is_dir() {
             if excluded && !(filter.descend)(&String::from_utf8_lossy(&rel)) {
-                return Ok(Vec::new());
+                return Ok(Visit::Skip);
             }
-            let mut out = self.walk_dir(&abs, &rel, filter)?;
-            if !excluded {
-                out.push(TreeEntry {
-                    path: rel,
-                    kind: b'd',
-                    mode,
-                    size: 0,
-                    payload: Payload::Nothing,
-                });
-            }
-            return Ok(out);
+            let entry = (!excluded).then(|| TreeEntry {
+                path: rel.clone(),
+                kind: b'd',
+                mode,
+                size: 0,
+                payload: Payload::Nothing,
+            });
+            return Ok(Visit::Dir { entry, abs, rel });
         }
         if excluded {
-            return Ok(Vec::new());
+            return Ok(Visit::Skip);
         }
         let (kind, size, payload) = if ft.is_file() {
-            let digest = self.file_digest(&abs, &meta)?;
+            let digest = self.file_digest(&abs, meta)?;
             (b'f', meta.len(), Payload::Content(digest))
         } else if ft.is_symlink() {
             let target = fs::read_link(&abs).map_err(|source| ContextHashError::ReadLink {
@@ -210,14 +267,49 @@ impl ContextHasher {
         } else {
             (b's', 0, Payload::Nothing)
         };
-        Ok(vec![TreeEntry {
+        Ok(Visit::Leaf(TreeEntry {
             path: rel,
             kind,
             mode,
             size,
             payload,
-        }])
+        }))
     }
+}
+
+/// What a path contributes to the walk.
+enum Visit {
+    /// Excluded.
+    Skip,
+    /// A file, symlink or special file.
+    Leaf(TreeEntry),
+    /// A directory to walk; `entry` is `None` when the directory itself is
+    /// excluded but may hold re-included paths.
+    Dir {
+        entry: Option<TreeEntry>,
+        abs: PathBuf,
+        rel: Vec<u8>,
+    },
+}
+
+/// State shared by the jobs of one walk.
+struct Shared<'a> {
+    found: &'a Mutex<Vec<TreeEntry>>,
+    /// The first error; once set, no new directory is listed.
+    failed: &'a Mutex<Option<ContextHashError>>,
+    filter: &'a Filter<'a>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking job poisons nothing worth discarding: each push is whole.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn stat(path: &Path) -> Result<Metadata, ContextHashError> {
+    fs::symlink_metadata(path).map_err(|source| ContextHashError::Stat {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn join_rel(parent: &[u8], name: &OsStr) -> Vec<u8> {
