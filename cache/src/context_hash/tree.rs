@@ -76,7 +76,9 @@ impl ContextHasher {
     /// path is neither stat'ed nor read. An excluded directory is looked
     /// into only if `descend(rel)` says an exception could re-include
     /// something below it (e.g. `!DockerIgnore::skips_dir`); the directory
-    /// itself is then not an entry, its non-excluded children are.
+    /// itself is then not an entry, its non-excluded children are. A
+    /// selected path that is itself excluded contributes nothing; whether
+    /// that is an error (COPY of an ignored file) is the caller's call.
     ///
     /// Symlinks are never followed: a symlink contributes its target string,
     /// and a selected path that goes through a symlink is an error. The
