@@ -9,6 +9,7 @@
 //! come next.
 
 pub mod compression;
+pub mod context_hash;
 pub mod dockerignore;
 pub mod images;
 pub mod layout;
@@ -18,6 +19,7 @@ pub mod store;
 pub mod unpack;
 
 pub use compression::{Compression, decompress};
+pub use context_hash::{ContextHashError, ContextHasher, TreeDigest};
 pub use dockerignore::DockerIgnore;
 pub use images::{ImageStore, ImageStoreError, normalize_name};
 pub use layout::{Image, LayoutError, OciLayout, PlatformSelector, docker_extras};
