@@ -8,18 +8,28 @@
 //! overlayfs, the cache index, context hashing, pruning and the remote cache
 //! come next.
 
+mod cache_error;
 pub mod compression;
 pub mod dockerignore;
 pub mod images;
+pub mod index;
 pub mod layout;
+pub mod locks;
 pub mod pattern;
 mod scoped_path;
+pub mod snapshots;
 pub mod store;
 pub mod unpack;
 
+pub use cache_error::CacheError;
 pub use compression::{Compression, decompress};
 pub use dockerignore::DockerIgnore;
 pub use images::{ImageStore, ImageStoreError, normalize_name};
+pub use index::{CacheIndex, CacheRecord};
 pub use layout::{Image, LayoutError, OciLayout, PlatformSelector, docker_extras};
+pub use locks::{BuildLease, KeyLock};
+pub use snapshots::{
+    BlobRef, Hold, LayerRef, PreparedSnapshot, SnapshotId, SnapshotMeta, Snapshots,
+};
 pub use store::{BlobWriter, ContentStore, Digest, StoreError};
 pub use unpack::{UnpackError, UnpackStats, extract_archive, unpack_layer};

@@ -1,0 +1,95 @@
+//! Advisory locks between strata processes sharing one root, all `flock`s
+//! (released by the kernel when a process dies, so a killed build never
+//! leaves a lock behind).
+//!
+//! - [`KeyLock`]: `locks/<hex key>`, exclusive, taken by the solver around
+//!   "look the key up → run the step → commit → record" so two builds
+//!   needing the same step run it once.
+//! - [`BuildLease`]: `locks/builds`, shared by every running build; prune
+//!   removes blobs and base-layer folders (which builds use without holding
+//!   them one by one) only when it can take it exclusively, i.e. while no
+//!   build runs.
+//! - Snapshot holds live on the snapshot folders themselves (see
+//!   [`crate::snapshots::Hold`]).
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
+
+use crate::cache_error::{CacheError, io_err};
+
+/// Opens (creating) a lock file under `<root>/locks`.
+pub(crate) fn lock_file(root: &Path, name: &str) -> Result<(File, PathBuf), CacheError> {
+    let dir = root.join("locks");
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Ok((file, path))
+}
+
+/// Takes `op` on `file`; `Ok(false)` when a non-blocking request would block.
+pub(crate) fn lock(file: &File, path: &Path, op: FlockOperation) -> Result<bool, CacheError> {
+    match flock(file, op) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) => Err(io_err(path)(e.into())),
+    }
+}
+
+/// An exclusive lock on one cache key, held until dropped.
+#[derive(Debug)]
+pub struct KeyLock {
+    _file: File,
+}
+
+impl KeyLock {
+    /// Waits until no other process or thread holds `key`'s lock, then
+    /// takes it.
+    pub fn acquire(root: &Path, key: &[u8; 32]) -> Result<KeyLock, CacheError> {
+        let (file, path) = lock_file(root, &hex::encode(key))?;
+        lock(&file, &path, FlockOperation::LockExclusive)?;
+        Ok(KeyLock { _file: file })
+    }
+
+    /// Takes `key`'s lock if nobody holds it; `None` otherwise.
+    pub fn try_acquire(root: &Path, key: &[u8; 32]) -> Result<Option<KeyLock>, CacheError> {
+        let (file, path) = lock_file(root, &hex::encode(key))?;
+        Ok(
+            lock(&file, &path, FlockOperation::NonBlockingLockExclusive)?
+                .then_some(KeyLock { _file: file }),
+        )
+    }
+}
+
+/// A running build's lease on the root (shared), held until dropped.
+#[derive(Debug)]
+pub struct BuildLease {
+    _file: File,
+}
+
+pub(crate) const BUILDS_LOCK: &str = "builds";
+
+impl BuildLease {
+    /// Marks a build as running; waits only while a prune removes blobs.
+    pub fn acquire(root: &Path) -> Result<BuildLease, CacheError> {
+        let (file, path) = lock_file(root, BUILDS_LOCK)?;
+        lock(&file, &path, FlockOperation::LockShared)?;
+        Ok(BuildLease { _file: file })
+    }
+
+    /// The exclusive side, for prune: `None` while any build runs.
+    #[allow(dead_code)] // used by prune, next
+    pub(crate) fn try_exclusive(root: &Path) -> Result<Option<BuildLease>, CacheError> {
+        let (file, path) = lock_file(root, BUILDS_LOCK)?;
+        Ok(
+            lock(&file, &path, FlockOperation::NonBlockingLockExclusive)?
+                .then_some(BuildLease { _file: file }),
+        )
+    }
+}
