@@ -11,6 +11,7 @@
 mod cache_error;
 pub mod compression;
 pub mod dockerignore;
+pub mod doctor;
 pub mod images;
 pub mod index;
 pub mod layout;
@@ -20,10 +21,12 @@ mod scoped_path;
 pub mod snapshots;
 pub mod store;
 pub mod unpack;
+pub mod usage;
 
 pub use cache_error::CacheError;
 pub use compression::{Compression, decompress};
 pub use dockerignore::DockerIgnore;
+pub use doctor::{Report, doctor, repair};
 pub use images::{ImageStore, ImageStoreError, normalize_name};
 pub use index::{CacheIndex, CacheRecord};
 pub use layout::{Image, LayoutError, OciLayout, PlatformSelector, docker_extras};
@@ -33,3 +36,4 @@ pub use snapshots::{
 };
 pub use store::{BlobWriter, ContentStore, Digest, StoreError};
 pub use unpack::{UnpackError, UnpackStats, extract_archive, unpack_layer};
+pub use usage::{PruneOptions, PruneReport, Usage, UsageLine, prune, usage};

@@ -84,7 +84,6 @@ impl BuildLease {
     }
 
     /// The exclusive side, for prune: `None` while any build runs.
-    #[allow(dead_code)] // used by prune, next
     pub(crate) fn try_exclusive(root: &Path) -> Result<Option<BuildLease>, CacheError> {
         let (file, path) = lock_file(root, BUILDS_LOCK)?;
         Ok(

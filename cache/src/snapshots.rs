@@ -590,13 +590,23 @@ impl Snapshots {
         Ok(out)
     }
 
+    /// Removes one leftover if it is still unused; false otherwise.
+    pub(crate) fn remove_leftover(&self, path: &Path) -> Result<bool, CacheError> {
+        match try_exclusive(path)? {
+            Some(lock) => {
+                self.delete_entry(path, lock)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Removes the [`Snapshots::leftovers`] that are still unused; returns
     /// how many and their bytes.
     pub fn remove_leftovers(&self) -> Result<(u64, u64), CacheError> {
         let (mut count, mut bytes) = (0, 0);
         for (path, size) in self.leftovers()? {
-            if let Some(lock) = try_exclusive(&path)? {
-                self.delete_entry(&path, lock)?;
+            if self.remove_leftover(&path)? {
                 count += 1;
                 bytes += size;
             }
