@@ -29,6 +29,9 @@ use crate::snapshots::{LayerRef, SnapshotId, Snapshots, now_secs};
 /// How long an operation waits for other processes' index transactions.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
+/// redb's page cache: the database is small and opened per operation.
+const CACHE_BYTES: usize = 4 << 20;
+
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 
 /// What a cache key resolves to.
@@ -196,7 +199,11 @@ impl CacheIndex {
         let mut rebuilt = false;
         loop {
             let fresh = fs::metadata(&self.db_path).map_or(true, |m| m.len() == 0);
-            let db = match guarded(|| Ok(Database::create(&self.db_path)?)) {
+            let db = match guarded(|| {
+                Ok(redb::Builder::new()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(&self.db_path)?)
+            }) {
                 Ok(db) => db,
                 // Only a process not using the index lock (an older strata)
                 // can hold the file; wait for it rather than discard it.

@@ -13,6 +13,7 @@
 //!   [`crate::snapshots::Hold`]).
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
@@ -52,19 +53,70 @@ impl KeyLock {
     /// Waits until no other process or thread holds `key`'s lock, then
     /// takes it.
     pub fn acquire(root: &Path, key: &[u8; 32]) -> Result<KeyLock, CacheError> {
-        let (file, path) = lock_file(root, &hex::encode(key))?;
-        lock(&file, &path, FlockOperation::LockExclusive)?;
-        Ok(KeyLock { _file: file })
+        loop {
+            let (file, path) = lock_file(root, &hex::encode(key))?;
+            lock(&file, &path, FlockOperation::LockExclusive)?;
+            if still_linked(&file, &path)? {
+                return Ok(KeyLock { _file: file });
+            }
+        }
     }
 
     /// Takes `key`'s lock if nobody holds it; `None` otherwise.
     pub fn try_acquire(root: &Path, key: &[u8; 32]) -> Result<Option<KeyLock>, CacheError> {
-        let (file, path) = lock_file(root, &hex::encode(key))?;
-        Ok(
-            lock(&file, &path, FlockOperation::NonBlockingLockExclusive)?
-                .then_some(KeyLock { _file: file }),
-        )
+        loop {
+            let (file, path) = lock_file(root, &hex::encode(key))?;
+            if !lock(&file, &path, FlockOperation::NonBlockingLockExclusive)? {
+                return Ok(None);
+            }
+            if still_linked(&file, &path)? {
+                return Ok(Some(KeyLock { _file: file }));
+            }
+        }
     }
+}
+
+/// Whether `path` still names the file we locked: prune unlinks idle key
+/// lock files (under their lock), and a lock on an unlinked file excludes
+/// nobody, so the locker then starts again with a new file.
+fn still_linked(file: &File, path: &Path) -> Result<bool, CacheError> {
+    let held = file.metadata().map_err(io_err(path))?;
+    match fs::metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Removes the key lock files nobody holds; returns how many.
+pub(crate) fn remove_idle_key_locks(root: &Path) -> Result<usize, CacheError> {
+    let dir = root.join("locks");
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(&dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry.map_err(io_err(&dir))?.path();
+        let is_key = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !is_key {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        if lock(&file, &path, FlockOperation::NonBlockingLockExclusive)?
+            && still_linked(&file, &path)?
+        {
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// A running build's lease on the root (shared), held until dropped.

@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -318,6 +318,9 @@ impl Snapshots {
                 .tempdir_in(&self.dir)
                 .map_err(io_err(&self.dir))?
                 .keep();
+            // The upper folder's root becomes the container's `/`, so it
+            // needs the usual mode, not tempfile's 0700.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io_err(&path))?;
             let lock = locked_shared(&path)?;
             // A concurrent repair may have taken the unlocked folder for
             // garbage in the instant before we locked it.
@@ -409,6 +412,53 @@ impl Snapshots {
                 Err(e)
             }
             (Ok(()), None) => Err(CacheError::NotFound(dest)),
+        }
+    }
+
+    /// Makes `prepared`, a base-image layer unpacked into it, durable as
+    /// `l-<16 hex of diff_id>` (no metadata: its blob is in the content
+    /// store and cache records name it). When another build unpacked the
+    /// same layer first, ours is discarded and theirs returned.
+    pub fn commit_base(
+        &self,
+        mut prepared: PreparedSnapshot,
+        diff_id: &str,
+    ) -> Result<(SnapshotId, Hold), CacheError> {
+        let id = SnapshotId::for_diff_id(diff_id)?;
+        let dest = self.path(&id);
+        match &prepared.lock {
+            Some(lock) => rustix::fs::syncfs(lock).map_err(rio_err(&prepared.path))?,
+            None => return Err(CacheError::NotFound(prepared.path.clone())),
+        }
+        loop {
+            match renameat_with(
+                rustix::fs::CWD,
+                &prepared.path,
+                rustix::fs::CWD,
+                &dest,
+                RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => {
+                    sync_dir(&self.dir)?;
+                    let lock = prepared.lock.take();
+                    return match lock {
+                        Some(lock) => Ok((id.clone(), Hold { id, _lock: lock })),
+                        None => Err(CacheError::NotFound(dest)),
+                    };
+                }
+                Err(e) if e == rustix::io::Errno::EXIST || e == rustix::io::Errno::NOTEMPTY => {
+                    match self.hold(&id) {
+                        Ok(hold) => {
+                            prepared.discard();
+                            return Ok((id, hold));
+                        }
+                        // Pruned meanwhile: try again.
+                        Err(CacheError::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(rio_err(&dest)(e)),
+            }
         }
     }
 

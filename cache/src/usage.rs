@@ -254,6 +254,7 @@ pub fn prune(root: &Path, options: &PruneOptions) -> Result<PruneReport, CacheEr
         }
     }
 
+    crate::locks::remove_idle_key_locks(root)?;
     if idle.is_some() {
         prune_blobs(root, &kept, &mut report)?;
     }

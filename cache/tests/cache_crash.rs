@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use strata_cache::{CacheIndex, CacheRecord, KeyLock, LayerRef, doctor, repair};
+use strata_cache::{
+    CacheIndex, CacheRecord, KeyLock, LayerRef, PruneOptions, doctor, prune, repair,
+};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
@@ -244,5 +246,17 @@ fn key_lock_runs_a_step_once() -> R {
     assert!(KeyLock::try_acquire(root.path(), &key)?.is_none());
     drop(held);
     assert!(KeyLock::try_acquire(root.path(), &key)?.is_some());
+
+    // Prune removes idle key lock files, not held ones; locking still works
+    // after.
+    let lock_file = root.path().join("locks").join(hex::encode(key));
+    let held = KeyLock::acquire(root.path(), &key)?;
+    prune(root.path(), &PruneOptions::default())?;
+    assert!(lock_file.exists());
+    drop(held);
+    prune(root.path(), &PruneOptions::default())?;
+    assert!(!lock_file.exists());
+    let _again = KeyLock::acquire(root.path(), &key)?;
+    assert!(KeyLock::try_acquire(root.path(), &key)?.is_none());
     Ok(())
 }

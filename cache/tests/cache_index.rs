@@ -210,3 +210,44 @@ fn concurrent_commits_of_one_key_keep_one_snapshot() -> R {
     assert!(snaps.leftovers()?.is_empty());
     Ok(())
 }
+
+#[test]
+fn base_layers_commit_once_and_prepared_folders_are_0755() -> R {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir()?;
+    let snaps = Snapshots::open(root.path().join("snapshots"))?;
+    let diff_id = format!("sha256:{}", "ab".repeat(32));
+    let first = snaps.prepare()?;
+    assert_eq!(
+        fs::metadata(first.path())?.permissions().mode() & 0o7777,
+        0o755
+    );
+    fs::write(first.path().join("f"), b"first")?;
+    let second = snaps.prepare()?;
+    let second_path = second.path().to_path_buf();
+    let (a, _ha) = snaps.commit_base(first, &diff_id)?;
+    let (b, _hb) = snaps.commit_base(second, &diff_id)?;
+    assert_eq!(a.as_str(), "l-abababababababab");
+    assert_eq!(a, b);
+    assert_eq!(fs::read(snaps.path(&a).join("f"))?, b"first");
+    assert!(!second_path.exists());
+    assert_eq!(snaps.list()?, vec![a]);
+    Ok(())
+}
+
+#[test]
+fn dropped_prepared_snapshots_and_work_folders_are_removed() -> R {
+    let root = tempfile::tempdir()?;
+    let snaps = Snapshots::open(root.path().join("snapshots"))?;
+    let mut p = snaps.prepare()?;
+    let work = p.work_dir()?;
+    fs::write(p.path().join("f"), b"x")?;
+    let path = p.path().to_path_buf();
+    assert!(work.is_dir() && work.parent() == path.parent());
+    // In use: not garbage.
+    assert!(snaps.leftovers()?.is_empty());
+    drop(p);
+    assert!(!path.exists() && !work.exists());
+    assert_eq!(fs::read_dir(snaps.dir())?.count(), 0);
+    Ok(())
+}
