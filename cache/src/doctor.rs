@@ -115,7 +115,14 @@ fn check_store(store: &Path, deep: bool, report: &mut Report) -> Result<(), Cach
                 .push(format!("blob {} does not hash to its name", bad.display()));
         }
     }
-    let (_, missing) = image_blobs(store)?;
+    let missing = match image_blobs(store) {
+        Ok((_, missing)) => missing,
+        Err(e @ CacheError::Json { .. }) => {
+            report.problems.push(format!("unreadable image index: {e}"));
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     for m in missing {
         report.problems.push(format!(
             "a tagged image in {}/index.json needs blob {m}, which is missing",

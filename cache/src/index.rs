@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache_error::{CacheError, io_err};
 use crate::locks::{lock, lock_file};
-use crate::snapshots::{LayerRef, SnapshotId, Snapshots, now_secs};
+use crate::snapshots::{Hold, LayerRef, SnapshotId, Snapshots, now_secs};
 
 /// How long an operation waits for other processes' index transactions.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -104,6 +104,21 @@ impl CacheIndex {
     pub fn get(&self, key: &[u8; 32]) -> Result<Option<CacheRecord>, CacheError> {
         let record = self.with_db(|db| read_record(db, key))?;
         Ok(record.filter(|r| r.layers.iter().all(|l| self.snapshots.exists(l.id()))))
+    }
+
+    /// A cache hit ready to use: `key`'s record with a hold on each of its
+    /// layers (keep them while the build reads the folders), after marking
+    /// it used. `None` is a miss, including when a layer was pruned between
+    /// the lookup and the hold.
+    pub fn lookup(&self, key: &[u8; 32]) -> Result<Option<(CacheRecord, Vec<Hold>)>, CacheError> {
+        let Some(record) = self.get(key)? else {
+            return Ok(None);
+        };
+        let Some(holds) = self.snapshots.hold_layers(&record.layers)? else {
+            return Ok(None);
+        };
+        self.touch(key)?;
+        Ok(Some((record, holds)))
     }
 
     /// Records `key`. Every snapshot `record` names must be committed.

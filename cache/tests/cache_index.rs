@@ -77,6 +77,17 @@ fn commit_get_round_trip() -> R {
         .collect::<Result<_, _>>()?;
     assert!(names.iter().all(|n| !n.starts_with("tmp-")), "{names:?}");
 
+    let (hit, holds) = index.lookup(&key(2))?.ok_or("lookup missed")?;
+    assert_eq!(hit.layers, r2.layers);
+    assert!(hit.last_used >= r2.last_used);
+    let held: Vec<_> = holds.iter().map(|h| h.id().clone()).collect();
+    let ids: Vec<_> = r2.layers.iter().map(|l| l.id().clone()).collect();
+    assert_eq!(held, ids);
+    // Held layers cannot be removed.
+    assert!(!snaps.remove(top)?);
+    drop(holds);
+    assert!(index.lookup(&key(3))?.is_none());
+
     index.touch(&key(1))?;
     assert!(index.remove(&key(1))?);
     assert!(!index.remove(&key(1))?);
