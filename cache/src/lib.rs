@@ -8,20 +8,34 @@
 //! overlayfs, the cache index, context hashing, pruning and the remote cache
 //! come next.
 
+mod cache_error;
 pub mod compression;
 pub mod context_hash;
 pub mod dockerignore;
+pub mod doctor;
 pub mod images;
+pub mod index;
 pub mod layout;
+pub mod locks;
 pub mod pattern;
 mod scoped_path;
+pub mod snapshots;
 pub mod store;
 pub mod unpack;
+pub mod usage;
 
+pub use cache_error::CacheError;
 pub use compression::{Compression, decompress};
 pub use context_hash::{ContextHashError, ContextHasher, TreeDigest};
 pub use dockerignore::DockerIgnore;
+pub use doctor::{Report, doctor, repair};
 pub use images::{ImageStore, ImageStoreError, normalize_name};
+pub use index::{CacheIndex, CacheRecord};
 pub use layout::{Image, LayoutError, OciLayout, PlatformSelector, docker_extras};
+pub use locks::{BuildLease, KeyLock};
+pub use snapshots::{
+    BlobRef, Hold, LayerRef, PreparedSnapshot, SnapshotId, SnapshotMeta, Snapshots,
+};
 pub use store::{BlobWriter, ContentStore, Digest, StoreError};
 pub use unpack::{UnpackError, UnpackStats, extract_archive, unpack_layer};
+pub use usage::{PruneOptions, PruneReport, Usage, UsageLine, prune, usage};
