@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pair in busybox:busybox-static crun:crun runc:runc umoci:umoci skopeo:skopeo; do
+for pair in busybox:busybox-static crun:crun runc:runc umoci:umoci skopeo:skopeo \
+  docker-registry:docker-registry zstd:zstd bzip2:bzip2 xz:xz-utils setcap:libcap2-bin \
+  unshare:util-linux; do
   bin=${pair%%:*} pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -1,23 +1,26 @@
 //! `strata build`: read and parse the Dockerfile, lower it, run the graph,
-//! render progress, map failures to exit codes (0 ok, 1 step failed, 2 bad
-//! usage or Dockerfile, 3 environment).
-//!
-//! The ops that need the sandbox (RUN), the image store (FROM an image) and
-//! the exporter (writing the image) are not available yet: such steps fail
-//! with a message saying so, and nothing is exported.
+//! render progress, export the image to the local store and the requested
+//! outputs, and map failures to exit codes (0 ok, 1 step failed, 2 bad usage
+//! or Dockerfile, 3 environment).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use strata_cache::DockerIgnore;
+use strata_cache::{DockerIgnore, ImageStore, PlatformSelector};
+use strata_exporter::{Compression, CompressionKind};
+use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
 use strata_solver::args::BuildArgs as SolverBuildArgs;
 use strata_solver::graph::NetworkMode;
-use strata_solver::lower::{LowerOptions, lower};
-use strata_solver::ops::FileExecutor;
+use strata_solver::images::LocalImages;
+use strata_solver::lower::{LowerError, LowerOptions, lower};
+use strata_solver::ops::StackExecutor;
+use strata_solver::ops::view::private_mount_namespace;
 use strata_solver::stages::parse_build_context;
 use strata_solver::{OpError, ProgressSink, ScheduleError, Scheduler};
 
+use crate::export::{self, ExportRequest};
+use crate::output_spec::OutputSpec;
 use crate::progress::PlainRenderer;
 
 /// Exit code: success.
@@ -32,7 +35,7 @@ pub const EXIT_ENVIRONMENT: u8 = 3;
 /// Options of `strata build`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
-    /// Name (and tag) for the image.
+    /// Name (and tag) for the image; may be given several times.
     #[arg(short = 't', long = "tag")]
     pub tags: Vec<String>,
     /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input).
@@ -47,13 +50,29 @@ pub struct BuildArgs {
     /// `NAME=oci-layout:///path[:tag]` replacing a FROM or --from name.
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
-    /// Network for RUN: default, none or host.
+    /// Network for RUN: default (the host's), none or host.
     #[arg(long, default_value = "default")]
     pub network: String,
+    /// Also write the image elsewhere: type=oci|docker|tar,dest=FILE or
+    /// type=local,dest=DIR (a bare path means type=local).
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<String>,
+    /// Write the image ID (`sha256:` of its config) to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Runtime for RUN: builtin (namespaces, no daemon), runc or crun.
+    #[arg(long, default_value = "builtin")]
+    pub runtime: String,
+    /// Layer compression: gzip, zstd or uncompressed.
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+    /// Compression level (gzip 0-9, zstd 1-22).
+    #[arg(long = "compression-level")]
+    pub compression_level: Option<i32>,
     /// Progress output: plain or auto.
     #[arg(long, default_value = "auto")]
     pub progress: String,
-    /// Print nothing but errors.
+    /// Print nothing but errors (and the image ID).
     #[arg(short, long)]
     pub quiet: bool,
     /// The build context directory.
@@ -139,19 +158,40 @@ fn run_inner(
             )));
         }
     };
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| OutputSpec::parse(o).map_err(usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let compression = compression(args)?;
+    let runtime = runtime(&args.runtime)?;
+    let epoch = source_date_epoch()?;
     let build_contexts = args
         .build_contexts
         .iter()
         .map(|c| parse_build_context(c).map_err(|e| usage(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
+
+    private_mount_namespace().map_err(environment)?;
+    let store = ImageStore::open(root.join("store")).map_err(|e| environment(e.to_string()))?;
+    let images = Arc::new(LocalImages::new(
+        store.clone(),
+        root.join("snapshots"),
+        PlatformSelector::host(),
+    ));
     let opts = LowerOptions {
         build_args: SolverBuildArgs::parse(&args.build_args).map_err(|e| usage(e.to_string()))?,
         target: args.target.clone(),
         build_contexts,
         network,
         platform: None,
+        images: Some(images.clone()),
     };
-    let lowered = lower(&df, &src, &opts).map_err(|e| usage(format!("{file_name}: {e}")))?;
+    let lowered = lower(&df, &src, &opts).map_err(|e| match e {
+        // A base image that cannot be found fails the build, as in docker.
+        LowerError::Image { .. } => (EXIT_STEP_FAILED, format!("{file_name}: {e}")),
+        e => usage(format!("{file_name}: {e}")),
+    })?;
     let unused = opts.build_args.unconsumed();
     if !unused.is_empty() && !args.quiet {
         let _ = writeln!(
@@ -161,26 +201,67 @@ fn run_inner(
         );
     }
 
-    let work = root
-        .join("tmp")
-        .join(format!("build-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| {
-        (
-            EXIT_ENVIRONMENT,
-            format!("cannot create {}: {e}", work.display()),
-        )
-    })?;
+    let scratch = root.join("tmp").join(format!(
+        "build-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    ));
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| environment(format!("cannot create {}: {e}", scratch.display())))?;
+    let result = build_and_export(
+        args,
+        &lowered,
+        &store,
+        images,
+        runtime,
+        ignore,
+        &scratch,
+        compression,
+        epoch,
+        &outputs,
+        err,
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// Runs the graph and exports its target; `scratch` holds the build's own
+/// layers until they are packed.
+#[allow(clippy::too_many_arguments)]
+fn build_and_export(
+    args: &BuildArgs,
+    lowered: &strata_solver::lower::Lowered,
+    store: &ImageStore,
+    images: Arc<LocalImages>,
+    runtime: Arc<dyn Runtime>,
+    ignore: DockerIgnore,
+    scratch: &Path,
+    compression: Compression,
+    epoch: Option<i64>,
+    outputs: &[OutputSpec],
+    err: &mut dyn Write,
+) -> Result<u8, Failure> {
     let (tx, rx) = mpsc::channel();
+    // With -q nothing sends: the receiver must not wait on a live sender.
     let sink = if args.quiet {
+        drop(tx);
         ProgressSink::discard()
     } else {
         ProgressSink::new(tx)
     };
-    let executor = Arc::new(FileExecutor::new(&work, &args.context).with_ignore(ignore));
+    let executor = Arc::new(StackExecutor::new(
+        scratch,
+        &args.context,
+        ignore,
+        runtime,
+        images,
+    ));
     let graph = &lowered.graph;
     let target = lowered.target;
     // Progress is rendered on this thread while the scheduler runs on another.
-    let result = std::thread::scope(|s| {
+    let (result, mut renderer) = std::thread::scope(|s| {
         let handle = s.spawn(move || {
             Scheduler::with_available_parallelism(sink).run(graph, &[target], executor)
         });
@@ -188,32 +269,20 @@ fn run_inner(
         for event in rx {
             let _ = renderer.render(&event);
         }
-        handle.join()
+        (handle.join(), renderer)
     });
-    let _ = std::fs::remove_dir_all(&work);
-    match result {
-        Ok(Ok(_)) => {
-            if !args.quiet {
-                let _ = writeln!(
-                    err,
-                    "note: the build ran; exporting an image is not available yet{}",
-                    if args.tags.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({} not written)", args.tags.join(", "))
-                    }
-                );
-            }
-            Ok(EXIT_OK)
-        }
+    let outputs_by_vertex = match result {
+        Ok(Ok(out)) => out,
         Ok(Err(ScheduleError::StepFailed {
             name,
             error: OpError::Unavailable(why),
             ..
-        })) => Err((
-            EXIT_ENVIRONMENT,
-            format!("failed to solve: step {name}: {why}"),
-        )),
+        })) => {
+            return Err((
+                EXIT_ENVIRONMENT,
+                format!("failed to solve: step {name}: {why}"),
+            ));
+        }
         Ok(Err(ScheduleError::StepFailed {
             name,
             error,
@@ -221,15 +290,101 @@ fn run_inner(
             ..
         })) => {
             for line in &last_lines {
-                let _ = writeln!(err, "  > {line}");
+                let _ = renderer.note(&format!("  > {line}"));
             }
-            Err((
+            return Err((
                 EXIT_STEP_FAILED,
                 format!("failed to solve: step {name}: {error}"),
-            ))
+            ));
         }
-        Ok(Err(e)) => Err((EXIT_ENVIRONMENT, e.to_string())),
-        Err(_) => Err((EXIT_ENVIRONMENT, "the scheduler thread panicked".into())),
+        Ok(Err(e)) => return Err((EXIT_ENVIRONMENT, e.to_string())),
+        Err(_) => return Err((EXIT_ENVIRONMENT, "the scheduler thread panicked".into())),
+    };
+    let stack = outputs_by_vertex
+        .get(&target)
+        .ok_or_else(|| environment("the target step produced no filesystem".into()))?;
+
+    let quiet = args.quiet;
+    let step = renderer.begin("exporting to image", quiet);
+    let req = ExportRequest {
+        store,
+        stack,
+        config: &lowered.config,
+        compression,
+        epoch,
+    };
+    let image =
+        export::write_image(&req).map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
+    step.line(
+        &mut renderer,
+        &format!("writing image {}", image.config_digest),
+    );
+    for name in export::tag(store, &image, &args.tags).map_err(|e| (EXIT_STEP_FAILED, e))? {
+        step.line(&mut renderer, &format!("naming to {name}"));
+    }
+    for output in outputs {
+        export::write_output(store, &image, stack, &args.tags, output)
+            .map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
+        step.line(&mut renderer, &format!("exported {}", output.describe()));
+    }
+    step.done(&mut renderer);
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, image.config_digest.as_str())
+            .map_err(|e| environment(format!("cannot write {}: {e}", path.display())))?;
+    }
+    if quiet {
+        // docker build -q prints the image ID on standard output.
+        println!("{}", image.config_digest);
+    }
+    Ok(EXIT_OK)
+}
+
+fn environment(message: String) -> Failure {
+    (EXIT_ENVIRONMENT, message)
+}
+
+fn runtime(name: &str) -> Result<Arc<dyn Runtime>, Failure> {
+    let kind = match name {
+        "builtin" => return Ok(Arc::new(Builtin)),
+        "runc" => OciRuntimeKind::Runc,
+        "crun" => OciRuntimeKind::Crun,
+        other => {
+            return Err(usage(format!(
+                "--runtime={other}: expected builtin, runc or crun"
+            )));
+        }
+    };
+    let rt = OciRuntime::new(kind).map_err(|e| environment(e.to_string()))?;
+    Ok(Arc::new(rt))
+}
+
+fn compression(args: &BuildArgs) -> Result<Compression, Failure> {
+    let kind = match args.compression.as_str() {
+        "gzip" => CompressionKind::Gzip,
+        "zstd" => CompressionKind::Zstd,
+        "uncompressed" => CompressionKind::Uncompressed,
+        other => {
+            return Err(usage(format!(
+                "--compression={other}: expected gzip, zstd or uncompressed"
+            )));
+        }
+    };
+    Ok(Compression {
+        kind,
+        level: args.compression_level,
+    })
+}
+
+/// `SOURCE_DATE_EPOCH` (seconds), as BuildKit reads it.
+fn source_date_epoch() -> Result<Option<i64>, Failure> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+            usage(format!(
+                "SOURCE_DATE_EPOCH={v}: expected a number of seconds since 1970"
+            ))
+        }),
     }
 }
 

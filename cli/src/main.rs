@@ -2,7 +2,12 @@
 
 mod build;
 mod debug;
+mod export;
+mod image_config;
+mod images_cmd;
+mod output_spec;
 mod progress;
+mod timefmt;
 
 use std::process::ExitCode;
 
@@ -19,7 +24,24 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile and a context directory.
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
+    /// List the images of the local store.
+    Images,
+    /// Show an image's config, digest and size as JSON (or --format).
+    Inspect(images_cmd::InspectArgs),
+    /// Remove image names from the local store.
+    Rmi {
+        /// Names to remove.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Give an image of the local store another name.
+    Tag {
+        /// An existing name (or sha256: manifest digest).
+        source: String,
+        /// The new name.
+        target: String,
+    },
     /// Look inside strata (e.g. `strata debug parse Dockerfile --json`).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -40,5 +62,20 @@ fn main() -> ExitCode {
             &mut std::io::stdin(),
             &mut std::io::stderr(),
         )),
+        Command::Images => images_cmd_exit(|root| images_cmd::images(root, &mut std::io::stdout())),
+        Command::Inspect(args) => {
+            images_cmd_exit(|root| images_cmd::inspect(root, &args, &mut std::io::stdout()))
+        }
+        Command::Rmi { names } => {
+            images_cmd_exit(|root| images_cmd::rmi(root, &names, &mut std::io::stdout()))
+        }
+        Command::Tag { source, target } => {
+            images_cmd_exit(|root| images_cmd::tag(root, &source, &target))
+        }
     }
+}
+
+fn images_cmd_exit(f: impl FnOnce(&std::path::Path) -> Result<(), (u8, String)>) -> ExitCode {
+    let root = build::strata_root();
+    ExitCode::from(images_cmd::report(&mut std::io::stderr(), f(&root)))
 }

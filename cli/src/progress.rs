@@ -18,6 +18,33 @@ pub struct PlainRenderer<W: Write> {
     out: W,
     /// Step number (`#N`) and start time of each vertex seen so far.
     steps: HashMap<VertexId, (usize, Instant)>,
+    /// Steps that are not vertices (exporting), numbered after them.
+    extra: usize,
+}
+
+/// A step of the build that is not a vertex, such as the export.
+pub struct Step {
+    n: usize,
+    start: Instant,
+    quiet: bool,
+}
+
+impl Step {
+    /// One line of the step's output.
+    pub fn line<W: Write>(&self, r: &mut PlainRenderer<W>, text: &str) {
+        if !self.quiet {
+            let t = self.start.elapsed().as_secs_f64();
+            let _ = writeln!(r.out, "#{} {t:.3} {text}", self.n);
+        }
+    }
+
+    /// The step finished.
+    pub fn done<W: Write>(self, r: &mut PlainRenderer<W>) {
+        if !self.quiet {
+            let t = self.start.elapsed().as_secs_f64();
+            let _ = writeln!(r.out, "#{} DONE {t:.1}s", self.n);
+        }
+    }
 }
 
 impl<W: Write> PlainRenderer<W> {
@@ -26,7 +53,27 @@ impl<W: Write> PlainRenderer<W> {
         Self {
             out,
             steps: HashMap::new(),
+            extra: 0,
         }
+    }
+
+    /// Starts a step that is not a vertex; `quiet` steps print nothing.
+    pub fn begin(&mut self, name: &str, quiet: bool) -> Step {
+        self.extra += 1;
+        let n = self.steps.len() + self.extra;
+        if !quiet {
+            let _ = writeln!(self.out, "#{n} {name}");
+        }
+        Step {
+            n,
+            start: Instant::now(),
+            quiet,
+        }
+    }
+
+    /// A line outside any step (such as a failed step's last output).
+    pub fn note(&mut self, text: &str) -> io::Result<()> {
+        writeln!(self.out, "{text}")
     }
 
     fn step(&mut self, vertex: VertexId) -> (usize, Instant) {

@@ -1,5 +1,5 @@
 //! `strata build` through the real binary, on the fixture contexts that need
-//! no sandbox and no base image, plus the error paths.
+//! no base image, plus the error paths.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -82,7 +82,7 @@ fn failing_step_exits_1_naming_it() -> R {
 }
 
 #[test]
-fn missing_component_exits_3() -> R {
+fn missing_base_image_exits_1_naming_line_and_image() -> R {
     let root = tempfile::tempdir()?;
     let ctx = fixtures().join("run-output");
     let out = strata(
@@ -95,8 +95,11 @@ fn missing_component_exits_3() -> R {
         ],
     )?;
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("FROM busybox"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Dockerfile: line 1: busybox: /nonexistent is not an OCI image layout"),
+        "{err}"
+    );
     Ok(())
 }
 

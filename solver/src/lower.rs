@@ -513,12 +513,13 @@ impl Lowerer<'_> {
             InstructionKind::Cmd(c) => {
                 let argv = command_argv(&st.config, c);
                 st.config.cmd(argv);
-                st.config.history(format!("{text} # buildkit"), true);
+                // BuildKit marks only steps with a layer with `# buildkit`.
+                st.config.history(text, true);
             }
             InstructionKind::Entrypoint(c) => {
                 let argv = command_argv(&st.config, c);
                 st.config.entrypoint(argv);
-                st.config.history(format!("{text} # buildkit"), true);
+                st.config.history(text, true);
             }
             InstructionKind::Shell(argv) => {
                 st.config.set_shell(argv.clone());

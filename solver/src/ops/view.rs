@@ -107,3 +107,21 @@ fn escape_overlay_path(p: &str) -> String {
     }
     out
 }
+
+/// Moves the calling thread (and the threads it starts afterwards) into a
+/// mount namespace of its own whose mounts do not propagate to the host, so
+/// that the build's views are invisible outside and disappear with the
+/// process, however it ends. Needs root (CAP_SYS_ADMIN).
+pub fn private_mount_namespace() -> Result<(), String> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
+        format!("cannot create a private mount namespace (strata build runs as root): {e}")
+    })?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("cannot make the build's mounts private: {e}"))
+}
