@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use strata_cache::{DockerIgnore, ImageStore, PlatformSelector};
+use strata_cache::{BuildLease, DockerIgnore, ImageStore, PlatformSelector};
 use strata_exporter::{Compression, CompressionKind};
 use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
 use strata_solver::args::BuildArgs as SolverBuildArgs;
@@ -15,6 +15,7 @@ use strata_solver::graph::NetworkMode;
 use strata_solver::images::LocalImages;
 use strata_solver::lower::{LowerError, LowerOptions, lower};
 use strata_solver::ops::StackExecutor;
+use strata_solver::ops::context::ContextDigests;
 use strata_solver::ops::view::private_mount_namespace;
 use strata_solver::stages::parse_build_context;
 use strata_solver::{OpError, ProgressSink, ScheduleError, Scheduler};
@@ -69,6 +70,12 @@ pub struct BuildArgs {
     /// Compression level (gzip 0-9, zstd 1-22).
     #[arg(long = "compression-level")]
     pub compression_level: Option<i32>,
+    /// Run every step, reusing nothing from the cache (results are still recorded).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Run the steps of these stages (comma-separated names) without the cache.
+    #[arg(long = "no-cache-filter", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
     /// Progress output: plain or auto.
     #[arg(long, default_value = "auto")]
     pub progress: String,
@@ -174,10 +181,15 @@ fn run_inner(
 
     private_mount_namespace().map_err(environment)?;
     let store = ImageStore::open(root.join("store")).map_err(|e| environment(e.to_string()))?;
-    let images = Arc::new(LocalImages::new(
-        store.clone(),
-        root.join("snapshots"),
-        PlatformSelector::host(),
+    // Held for the whole build: prune leaves alone what a running build uses.
+    let _lease = BuildLease::acquire(root).map_err(|e| environment(e.to_string()))?;
+    let images = Arc::new(
+        LocalImages::new(store.clone(), root, PlatformSelector::host()).map_err(environment)?,
+    );
+    let context = Arc::new(ContextDigests::new(
+        &args.context,
+        ignore.clone(),
+        &root.join("context-hash.bin"),
     ));
     let opts = LowerOptions {
         build_args: SolverBuildArgs::parse(&args.build_args).map_err(|e| usage(e.to_string()))?,
@@ -186,12 +198,14 @@ fn run_inner(
         network,
         platform: None,
         images: Some(images.clone()),
+        context: Some(context.clone()),
     };
     let lowered = lower(&df, &src, &opts).map_err(|e| match e {
         // A base image that cannot be found fails the build, as in docker.
         LowerError::Image { .. } => (EXIT_STEP_FAILED, format!("{file_name}: {e}")),
         e => usage(format!("{file_name}: {e}")),
     })?;
+    context.save();
     let unused = opts.build_args.unconsumed();
     if !unused.is_empty() && !args.quiet {
         let _ = writeln!(
@@ -212,6 +226,7 @@ fn run_inner(
         .map_err(|e| environment(format!("cannot create {}: {e}", scratch.display())))?;
     let result = build_and_export(
         args,
+        root,
         &lowered,
         &store,
         images,
@@ -232,6 +247,7 @@ fn run_inner(
 #[allow(clippy::too_many_arguments)]
 fn build_and_export(
     args: &BuildArgs,
+    root: &Path,
     lowered: &strata_solver::lower::Lowered,
     store: &ImageStore,
     images: Arc<LocalImages>,
@@ -251,13 +267,12 @@ fn build_and_export(
     } else {
         ProgressSink::new(tx)
     };
-    let executor = Arc::new(StackExecutor::new(
-        scratch,
-        &args.context,
-        ignore,
-        runtime,
-        images,
-    ));
+    let no_cache = no_cache_vertices(args, lowered)?;
+    let executor = Arc::new(
+        StackExecutor::new(root, scratch, &args.context, ignore, runtime, images)
+            .map_err(|e| environment(e.to_string()))?
+            .with_no_cache(no_cache),
+    );
     let graph = &lowered.graph;
     let target = lowered.target;
     // Progress is rendered on this thread while the scheduler runs on another.
@@ -337,6 +352,29 @@ fn build_and_export(
         println!("{}", image.config_digest);
     }
     Ok(EXIT_OK)
+}
+
+/// The vertices `--no-cache` or `--no-cache-filter` say must run.
+fn no_cache_vertices(
+    args: &BuildArgs,
+    lowered: &strata_solver::lower::Lowered,
+) -> Result<Vec<strata_solver::VertexId>, Failure> {
+    if args.no_cache {
+        return Ok(lowered.graph.ids());
+    }
+    let mut out = Vec::new();
+    for wanted in &args.no_cache_filter {
+        let stage = lowered
+            .stages
+            .iter()
+            .find(|(name, _)| {
+                name.as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+            })
+            .ok_or_else(|| usage(format!("--no-cache-filter: no stage named {wanted}")))?;
+        out.extend(stage.1.iter().copied());
+    }
+    Ok(out)
 }
 
 fn environment(message: String) -> Failure {

@@ -34,7 +34,7 @@ pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
     let own: Vec<PathBuf> = req
         .stack
         .iter()
-        .filter(|l| l.blob.is_none())
+        .filter(|l| l.blob().is_none())
         .map(|l| l.dir.clone())
         .collect();
     let mut packed = strata_exporter::write_layers(&own, req.compression, content, req.epoch)
@@ -43,7 +43,7 @@ pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
     let layers = req
         .stack
         .iter()
-        .map(|l| match &l.blob {
+        .map(|l| match l.blob() {
             Some(b) => Ok(LayerBlob {
                 digest: parse_digest(&b.digest)?,
                 diff_id: parse_digest(&b.diff_id)?,

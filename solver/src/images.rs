@@ -4,47 +4,45 @@
 //!
 //! An image from a layout is imported into the content store first, so a
 //! build never reads a layout again after it was resolved. Unpacked layers
-//! live under `snapshots/` named by their diff ID, shared by every build
-//! of the root; a layer is unpacked into a temporary folder and renamed into
-//! place, so a crash never leaves a half-unpacked layer under a final name.
+//! are snapshots (`snapshots/l-…`) named by their diff ID, shared by every
+//! build of the root, committed only once complete.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Mutex;
 
 use oci_spec::image::ImageConfiguration;
 use strata_cache::layout::digest_of;
+use strata_cache::snapshots::{BlobRef, Hold, LayerRef, SnapshotId, Snapshots};
 use strata_cache::{Image, ImageStore, OciLayout, PlatformSelector, docker_extras, unpack_layer};
 
 use crate::graph::ImageSource;
 use crate::image::{Healthcheck, HistoryEntry, ImageConfig};
 use crate::lower::{ImageResolver, ResolvedImage};
-use crate::ops::executor::{BaseLayers, Layer, LayerBlobRef};
+use crate::ops::executor::{BaseLayers, Layer};
 
 /// The local store and the layouts named by a build, for one platform.
 #[derive(Debug)]
 pub struct LocalImages {
     store: ImageStore,
-    snapshots: PathBuf,
+    snapshots: Snapshots,
     platform: PlatformSelector,
     /// Images resolved so far, by manifest digest.
     resolved: Mutex<HashMap<String, Image>>,
+    /// Base layers in use, kept from prune.
+    holds: Mutex<Vec<Hold>>,
 }
 
 impl LocalImages {
-    /// Images of `store`; layers unpacked under `snapshots`.
-    pub fn new(
-        store: ImageStore,
-        snapshots: impl Into<PathBuf>,
-        platform: PlatformSelector,
-    ) -> Self {
-        LocalImages {
+    /// Images of `store`; layers unpacked into the snapshots of state root `root`.
+    pub fn new(store: ImageStore, root: &Path, platform: PlatformSelector) -> Result<Self, String> {
+        Ok(LocalImages {
             store,
-            snapshots: snapshots.into(),
+            snapshots: Snapshots::open(root.join("snapshots")).map_err(|e| e.to_string())?,
             platform,
             resolved: Mutex::default(),
-        }
+            holds: Mutex::default(),
+        })
     }
 
     fn find(&self, source: &ImageSource) -> Result<Image, String> {
@@ -71,45 +69,40 @@ impl LocalImages {
         }
     }
 
-    /// Unpacks one layer blob into its shared snapshot, once.
-    fn unpack(&self, blob: &LayerBlobRef) -> Result<PathBuf, String> {
-        let hex = blob.diff_id.trim_start_matches("sha256:");
-        let dir = self
-            .snapshots
-            .join(format!("l-{}", &hex[..hex.len().min(16)]));
-        if dir.is_dir() {
-            return Ok(dir);
-        }
-        fs::create_dir_all(&self.snapshots)
-            .map_err(|e| format!("cannot create {}: {e}", self.snapshots.display()))?;
-        let tmp = tempfile::Builder::new()
-            .prefix("unpack-")
-            .tempdir_in(&self.snapshots)
-            .map_err(|e| format!("cannot unpack under {}: {e}", self.snapshots.display()))?;
-        let digest = blob
-            .digest
-            .parse()
-            .map_err(|e: strata_cache::store::DigestParseError| e.to_string())?;
-        let file = self
-            .store
-            .content()
-            .open_blob(&digest)
-            .map_err(|e| e.to_string())?;
-        unpack_layer(std::io::BufReader::new(file), tmp.path())
-            .map_err(|e| format!("layer {}: {e}", blob.digest))?;
-        match fs::rename(tmp.path(), &dir) {
-            Ok(()) => {
-                // Renamed away: nothing left for the guard to remove.
-                let _ = tmp.keep();
-                Ok(dir)
+    /// Unpacks one layer blob into its shared snapshot, once per root;
+    /// the snapshot is held (safe from prune) for this process's life.
+    fn unpack(&self, blob: BlobRef) -> Result<Layer, String> {
+        let id = SnapshotId::for_diff_id(&blob.diff_id).map_err(|e| e.to_string())?;
+        let hold = match self.snapshots.hold(&id) {
+            Ok(hold) if self.snapshots.exists(&id) => hold,
+            _ => {
+                let prepared = self.snapshots.prepare().map_err(|e| e.to_string())?;
+                let digest = blob
+                    .digest
+                    .parse()
+                    .map_err(|e: strata_cache::store::DigestParseError| e.to_string())?;
+                let file = self
+                    .store
+                    .content()
+                    .open_blob(&digest)
+                    .map_err(|e| e.to_string())?;
+                unpack_layer(std::io::BufReader::new(file), prepared.path())
+                    .map_err(|e| format!("layer {}: {e}", blob.digest))?;
+                let (committed, hold) = self
+                    .snapshots
+                    .commit_base(prepared, &blob.diff_id)
+                    .map_err(|e| e.to_string())?;
+                debug_assert_eq!(committed, id);
+                hold
             }
-            // Another build unpacked the same layer first; use theirs.
-            Err(_) if dir.is_dir() => Ok(dir),
-            Err(e) => Err(format!(
-                "cannot move the unpacked layer to {}: {e}",
-                dir.display()
-            )),
+        };
+        if let Ok(mut holds) = self.holds.lock() {
+            holds.push(hold);
         }
+        Ok(Layer {
+            dir: self.snapshots.path(&id),
+            snapshot: LayerRef::Base { id, blob },
+        })
     }
 }
 
@@ -146,15 +139,11 @@ impl BaseLayers for LocalImages {
             .iter()
             .zip(diff_ids)
             .map(|(desc, diff_id)| {
-                let blob = LayerBlobRef {
+                self.unpack(BlobRef {
                     digest: digest_of(desc).map_err(|e| e.to_string())?.to_string(),
                     diff_id: diff_id.clone(),
                     size: desc.size(),
                     media_type: desc.media_type().to_string(),
-                };
-                Ok(Layer {
-                    dir: self.unpack(&blob)?,
-                    blob: Some(blob),
                 })
             })
             .collect()

@@ -40,6 +40,17 @@ pub struct LowerOptions {
     /// Resolves base images to a digest and a config; without one, images
     /// stay unresolved names with an empty config.
     pub images: Option<Arc<dyn ImageResolver>>,
+    /// Digests what COPY/ADD select in the build context, for their cache
+    /// keys; without one, keys cover the source names only.
+    pub context: Option<Arc<dyn ContextFiles>>,
+}
+
+/// The build context as the cache keys see it.
+pub trait ContextFiles: std::fmt::Debug + Send + Sync {
+    /// A digest of exactly what `source` (as written, expanded) selects, or
+    /// why it cannot be read (the step then fails when it runs, with the
+    /// copy's own message).
+    fn digest(&self, source: &str) -> Result<String, String>;
 }
 
 /// Looks base images up while lowering (the local store, OCI layouts, later
@@ -68,6 +79,8 @@ pub struct Lowered {
     pub target: VertexId,
     /// The target stage's image config.
     pub config: ImageConfig,
+    /// Each lowered stage's name (if it has one) and the vertices it added.
+    pub stages: Vec<(Option<String>, Vec<VertexId>)>,
 }
 
 /// Why a Dockerfile cannot be lowered; each names the line.
@@ -251,9 +264,13 @@ pub fn lower(df: &Dockerfile, src: &str, opts: &LowerOptions) -> Result<Lowered,
     }
     let target = stages::target_stage(&l.names, opts.target.as_deref())
         .map_err(|source| LowerError::Ref { line: 0, source })?;
+    let mut stages = Vec::new();
     for (i, stage) in df.stages.iter().enumerate() {
+        let before: std::collections::HashSet<VertexId> = l.graph.ids().into_iter().collect();
         let done = l.stage(i, stage)?;
         l.done.push(done);
+        let added = l.graph.ids().into_iter().filter(|v| !before.contains(v));
+        stages.push((stage.name.clone(), added.collect()));
         if i == target {
             break;
         }
@@ -267,6 +284,7 @@ pub fn lower(df: &Dockerfile, src: &str, opts: &LowerOptions) -> Result<Lowered,
         graph: l.graph,
         target: target_vertex,
         config,
+        stages,
     })
 }
 
@@ -648,10 +666,14 @@ impl Lowerer<'_> {
             .sources
             .iter()
             .map(|s| {
-                Ok(Selection {
-                    path: self.expand(scope, s, line)?,
-                    digest: String::new(),
-                })
+                let path = self.expand(scope, s, line)?;
+                let digest = match (&source, &self.opts.context) {
+                    (CopySource::Context { .. }, Some(files)) => files
+                        .digest(&path)
+                        .unwrap_or_else(|why| format!("unreadable: {why}")),
+                    _ => String::new(),
+                };
+                Ok(Selection { path, digest })
             })
             .collect::<Result<Vec<_>, LowerError>>()?;
         let dest = self.expand(scope, &spec.dest, line)?;

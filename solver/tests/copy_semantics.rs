@@ -538,7 +538,7 @@ fn selection_digest_covers_exactly_what_is_copied() -> R {
     fx.file("app/debug.log", "noise")?;
     fx.file("other.txt", "not selected")?;
     fx.ignore = DockerIgnore::parse("**/*.log\n")?;
-    let digest = |fx: &Fx| selection_digest(fx.c(), &["app".to_string()], &fx.ignore, true);
+    let digest = |fx: &Fx| selection_digest(fx.c(), &["app".to_string()], &fx.ignore, true, None);
     let base = digest(&fx)?;
     assert_eq!(base.len(), 64);
     assert_eq!(digest(&fx)?, base);
@@ -579,12 +579,12 @@ fn selection_digest_covers_exactly_what_is_copied() -> R {
     fs::hard_link(fx.c().join("app/main.rs"), fx.c().join("app/copy.rs"))?;
     assert_ne!(digest(&fx)?, separate);
     // Outside the context the owner is kept, so it counts.
-    let stage = |fx: &Fx| selection_digest(fx.c(), &["app".to_string()], &fx.ignore, false);
+    let stage = |fx: &Fx| selection_digest(fx.c(), &["app".to_string()], &fx.ignore, false, None);
     let before = stage(&fx)?;
     std::os::unix::fs::lchown(fx.c().join("app/main.rs"), Some(8), Some(8))?;
     assert_ne!(stage(&fx)?, before);
     // A source that cannot be copied cannot be digested either.
-    assert!(selection_digest(fx.c(), &["nope".to_string()], &fx.ignore, true).is_err());
+    assert!(selection_digest(fx.c(), &["nope".to_string()], &fx.ignore, true, None).is_err());
     Ok(())
 }
 
@@ -756,7 +756,7 @@ fn file_capabilities_survive_the_copy_and_count_in_the_digest() -> R {
     let fx = Fx::new()?;
     fx.file("bin/ping", "binary")?;
     let src = fx.c().join("bin/ping");
-    let digest = |fx: &Fx| selection_digest(fx.c(), &["bin".to_string()], &fx.ignore, true);
+    let digest = |fx: &Fx| selection_digest(fx.c(), &["bin".to_string()], &fx.ignore, true, None);
     let before = digest(&fx)?;
     run_tool("setcap", &["cap_net_raw+ep".as_ref(), src.as_os_str()])?;
     assert_ne!(digest(&fx)?, before);

@@ -26,14 +26,26 @@ impl BaseLayers for NoImages {
     }
 }
 
+/// An executor whose state root and scratch folder are under `scratch`.
 fn executor(scratch: &Path, ctx: &Path, ignore: DockerIgnore) -> Arc<StackExecutor> {
-    Arc::new(StackExecutor::new(
-        scratch,
+    let root = scratch.join("root");
+    let tmp = scratch.join("tmp");
+    for d in [&root, &tmp] {
+        if let Err(e) = fs::create_dir_all(d) {
+            panic!("cannot create {}: {e}", d.display());
+        }
+    }
+    match StackExecutor::new(
+        &root,
+        tmp,
         ctx,
         ignore,
         Arc::new(Builtin),
         Arc::new(NoImages),
-    ))
+    ) {
+        Ok(e) => Arc::new(e),
+        Err(e) => panic!("cannot open the cache under {}: {e}", root.display()),
+    }
 }
 
 fn copy(source: CopySource, path: &str, dest: &str, cwd: &str) -> Op {

@@ -17,7 +17,7 @@ mod xattr;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use strata_cache::DockerIgnore;
+use strata_cache::{ContextHasher, DockerIgnore};
 
 use super::user::{self, UserError};
 use crate::graph::Chown;
@@ -284,18 +284,22 @@ fn extract(
 /// (paths, types, modes, contents, symlink targets; owners too outside the
 /// context; never times), for the cache key. Fails like [`copy`] would on a
 /// missing, excluded or unmatched source.
+///
+/// With `files`, file contents are digested through its metadata cache, so a
+/// rebuild reads only the files that changed.
 pub fn selection_digest(
     src_root: &Path,
     sources: &[String],
     ignore: &DockerIgnore,
     from_context: bool,
+    files: Option<&ContextHasher>,
 ) -> Result<String, CopyError> {
     let origin = Origin {
         root: src_root,
         ignore: from_context.then_some(ignore),
     };
     let selected = select::expand_all(&origin, sources)?;
-    digest::digest(&origin, &selected)
+    digest::digest(&origin, &selected, files)
 }
 
 /// `dest_abs` with its symlinks resolved in the destination filesystem as

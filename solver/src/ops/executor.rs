@@ -7,41 +7,42 @@
 //!   overlay's upper directory becomes its layer;
 //! - COPY/ADD and WORKDIR write their new layer directly.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use strata_cache::DockerIgnore;
+use strata_cache::index::{CacheIndex, CacheRecord};
+use strata_cache::snapshots::{BlobRef, Hold, LayerRef, PreparedSnapshot};
+use strata_cache::{DockerIgnore, KeyLock};
 use strata_sandbox::{Network, ProcessSpec, RootFs, Runtime};
 
-use crate::graph::{CopySource, EdgeRole, ExecOp, NetworkMode, Op};
+use crate::graph::{CopySource, EdgeRole, ExecOp, NetworkMode, Op, Vertex, VertexId};
 use crate::ops::copy::{self, CopyRequest};
 use crate::ops::user;
 use crate::ops::view::MergedView;
 use crate::progress::Stream;
 use crate::schedule::{Executor, Job, OpError};
 
-/// Where a layer's blob already is, for base-image layers: the exporter
-/// reuses it instead of packing the directory again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerBlobRef {
-    /// `sha256:` digest of the (compressed) blob.
-    pub digest: String,
-    /// `sha256:` digest of the uncompressed tar.
-    pub diff_id: String,
-    /// Blob size in bytes.
-    pub size: u64,
-    /// The blob's media type.
-    pub media_type: String,
-}
-
-/// One layer of a filesystem.
+/// One layer of a filesystem: its directory (in overlayfs diff format) and
+/// what the cache knows it as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
-    /// Its directory, in overlayfs diff format.
+    /// Its directory.
     pub dir: PathBuf,
-    /// Its blob, when it came from a base image.
-    pub blob: Option<LayerBlobRef>,
+    /// A step snapshot, or a base-image layer with its blob (which the
+    /// exporter reuses instead of packing the directory again).
+    pub snapshot: LayerRef,
+}
+
+impl Layer {
+    /// The blob of a base-image layer.
+    pub fn blob(&self) -> Option<&BlobRef> {
+        match &self.snapshot {
+            LayerRef::Base { blob, .. } => Some(blob),
+            LayerRef::Step { .. } => None,
+        }
+    }
 }
 
 /// A filesystem as a stack of layers, bottom first.
@@ -54,46 +55,126 @@ pub trait BaseLayers: Send + Sync + 'static {
     fn layers(&self, digest: &str) -> Result<Vec<Layer>, String>;
 }
 
-/// Runs vertices into layer directories under a build's scratch folder.
+/// Runs vertices into snapshots of the build cache: a vertex whose key is
+/// recorded is reused; the others run and are recorded.
 pub struct StackExecutor {
+    root: PathBuf,
+    index: CacheIndex,
     scratch: PathBuf,
     context: PathBuf,
     ignore: DockerIgnore,
     runtime: Arc<dyn Runtime>,
     images: Arc<dyn BaseLayers>,
+    /// Vertices that must run even when their key is recorded.
+    no_cache: HashSet<VertexId>,
+    /// The key lock of each vertex between its cache miss and its record,
+    /// so two builds needing the same step run it once.
+    locks: Mutex<HashMap<VertexId, KeyLock>>,
+    /// Snapshots this build uses, kept from prune until it ends.
+    holds: Mutex<Vec<Hold>>,
 }
 
 /// The hostname RUN steps see, as under BuildKit.
 const HOSTNAME: &str = "buildkitsandbox";
 
 impl StackExecutor {
-    /// New layers and temporary views go under `scratch`; COPY reads the
-    /// context from `context` (filtered by `ignore`); RUN uses `runtime`;
-    /// base images come from `images`.
+    /// The cache of state root `root` holds the snapshots; temporary views
+    /// go under `scratch`; COPY reads the context from `context` (filtered
+    /// by `ignore`); RUN uses `runtime`; base images come from `images`.
     pub fn new(
+        root: &Path,
         scratch: impl Into<PathBuf>,
         context: impl Into<PathBuf>,
         ignore: DockerIgnore,
         runtime: Arc<dyn Runtime>,
         images: Arc<dyn BaseLayers>,
-    ) -> Self {
-        StackExecutor {
+    ) -> Result<Self, OpError> {
+        let index = CacheIndex::open(root).map_err(|e| OpError::Failed(e.to_string()))?;
+        Ok(StackExecutor {
+            root: root.to_path_buf(),
+            index,
             scratch: scratch.into(),
             context: context.into(),
             ignore,
             runtime,
             images,
+            no_cache: HashSet::new(),
+            locks: Mutex::default(),
+            holds: Mutex::default(),
+        })
+    }
+
+    /// These vertices run even when the cache has them (`--no-cache`,
+    /// `--no-cache-filter`); their results are still recorded.
+    pub fn with_no_cache(mut self, vertices: impl IntoIterator<Item = VertexId>) -> Self {
+        self.no_cache = vertices.into_iter().collect();
+        self
+    }
+
+    /// A fresh, empty snapshot for the vertex's layer.
+    fn new_layer(&self) -> Result<PreparedSnapshot, OpError> {
+        self.index
+            .snapshots()
+            .prepare()
+            .map_err(|e| OpError::Failed(e.to_string()))
+    }
+
+    /// Records the vertex's new layer on top of `parent`; releases its key lock.
+    fn commit(
+        &self,
+        job: &Job<Stack>,
+        parent: &Stack,
+        layer: PreparedSnapshot,
+    ) -> Result<Stack, OpError> {
+        let failed = |e: strata_cache::CacheError| OpError::Failed(e.to_string());
+        let key =
+            job.vertex.key.map(|k| k.0).ok_or_else(|| {
+                OpError::Failed(format!("step {} has no cache key", job.vertex.name))
+            })?;
+        let parents: Vec<LayerRef> = parent.iter().map(|l| l.snapshot.clone()).collect();
+        let (id, hold) = self
+            .index
+            .snapshots()
+            .commit(layer, &key, &parents)
+            .map_err(failed)?;
+        let mut layers = parents;
+        layers.push(LayerRef::Step { id: id.clone() });
+        self.index
+            .put(&key, &CacheRecord::new(layers))
+            .map_err(failed)?;
+        self.keep(vec![hold]);
+        if let Ok(mut locks) = self.locks.lock() {
+            locks.remove(&job.id);
+        }
+        let mut stack = parent.as_ref().clone();
+        stack.push(Layer {
+            dir: self.index.snapshots().path(&id),
+            snapshot: LayerRef::Step { id },
+        });
+        Ok(Arc::new(stack))
+    }
+
+    fn keep(&self, holds: Vec<Hold>) {
+        if let Ok(mut all) = self.holds.lock() {
+            all.extend(holds);
         }
     }
 
-    /// A fresh, empty directory for the vertex's layer.
-    fn new_layer(&self, job: &Job<Stack>) -> Result<PathBuf, OpError> {
-        let dir = self.scratch.join(format!("layer-{}", job.id));
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(|e| fail(&dir, "clear", e))?;
-        }
-        fs::create_dir_all(&dir).map_err(|e| fail(&dir, "create", e))?;
-        Ok(dir)
+    /// The recorded stack of `key`, if every layer of it is still there.
+    fn lookup(&self, key: &[u8; 32]) -> Option<Stack> {
+        let (record, holds) = self.index.lookup(key).ok().flatten()?;
+        self.keep(holds);
+        let snaps = self.index.snapshots();
+        Some(Arc::new(
+            record
+                .layers
+                .into_iter()
+                .map(|l| Layer {
+                    dir: snaps.path(l.id()),
+                    snapshot: l,
+                })
+                .collect(),
+        ))
     }
 
     fn view(&self, stack: &[Layer]) -> Result<MergedView, OpError> {
@@ -107,13 +188,14 @@ impl StackExecutor {
             user::resolve_user(view.root(), &e.user)
                 .map_err(|err| OpError::Failed(err.to_string()))?
         };
-        let layer = self.new_layer(job)?;
-        let work = self.scratch.join(format!("work-{}", job.id));
-        fs::create_dir_all(&work).map_err(|err| fail(&work, "create", err))?;
+        let mut layer = self.new_layer()?;
+        let work = layer
+            .work_dir()
+            .map_err(|err| OpError::Failed(err.to_string()))?;
         let root = RootFs {
             lower: parent.iter().map(|l| l.dir.clone()).collect(),
-            upper: layer.clone(),
-            work: work.clone(),
+            upper: layer.path().to_path_buf(),
+            work,
         };
         let spec = ProcessSpec {
             argv: e.argv.clone(),
@@ -141,9 +223,8 @@ impl StackExecutor {
         let result = self
             .runtime
             .run(&root, &spec, &output, &move || cancel.is_cancelled());
-        let _ = fs::remove_dir_all(&work);
         match result {
-            Ok(0) => Ok(with_layer(parent, layer)),
+            Ok(0) => self.commit(job, parent, layer),
             Ok(_) if job.cancel.is_cancelled() => Err(OpError::Cancelled),
             Ok(code) => Err(OpError::ExitCode { code }),
             Err(err) => Err(OpError::Failed(err.to_string())),
@@ -202,14 +283,33 @@ fn mkdir_in_layer(
     Ok(())
 }
 
-fn with_layer(parent: &Stack, dir: PathBuf) -> Stack {
-    let mut stack = parent.as_ref().clone();
-    stack.push(Layer { dir, blob: None });
-    Arc::new(stack)
+/// Ops whose results the cache records (base images are shared by
+/// content already; scratch is nothing).
+fn is_step(op: &Op) -> bool {
+    matches!(op, Op::Exec(_) | Op::Copy(_) | Op::Mkdir(_))
 }
 
 impl Executor for StackExecutor {
     type Output = Stack;
+
+    fn cached(&self, id: VertexId, vertex: &Vertex) -> Option<Stack> {
+        let key = vertex.key?.0;
+        if !is_step(&vertex.op) {
+            return None;
+        }
+        // Held from here until the result is recorded (or the step fails):
+        // a concurrent build that needs the same step waits, then hits.
+        let lock = KeyLock::acquire(&self.root, &key).ok();
+        if !self.no_cache.contains(&id)
+            && let Some(stack) = self.lookup(&key)
+        {
+            return Some(stack);
+        }
+        if let (Some(lock), Ok(mut locks)) = (lock, self.locks.lock()) {
+            locks.insert(id, lock);
+        }
+        None
+    }
 
     fn execute(&self, job: Job<Stack>) -> Result<Stack, OpError> {
         let input = |role: EdgeRole| {
@@ -238,9 +338,10 @@ impl Executor for StackExecutor {
                 let view = self.view(&parent)?;
                 let owner = user::resolve_user(view.root(), &m.owner)
                     .map_err(|e| OpError::Failed(e.to_string()))?;
-                let layer = self.new_layer(&job)?;
-                mkdir_in_layer(view.root(), &layer, &m.path, (owner.uid, owner.gid))?;
-                Ok(with_layer(&parent, layer))
+                let layer = self.new_layer()?;
+                mkdir_in_layer(view.root(), layer.path(), &m.path, (owner.uid, owner.gid))?;
+                drop(view);
+                self.commit(&job, &parent, layer)
             }
             Op::Copy(c) => {
                 let parent = input(EdgeRole::Parent);
@@ -252,7 +353,7 @@ impl Executor for StackExecutor {
                 let src_root = from_view
                     .as_ref()
                     .map_or(self.context.as_path(), MergedView::root);
-                let layer = self.new_layer(&job)?;
+                let layer = self.new_layer()?;
                 let sources: Vec<String> = c.selections.iter().map(|s| s.path.clone()).collect();
                 let req = CopyRequest {
                     src_root,
@@ -262,7 +363,7 @@ impl Executor for StackExecutor {
                     dest: &c.dest,
                     cwd: &c.cwd,
                     parent_root: parent_view.root(),
-                    layer: &layer,
+                    layer: layer.path(),
                     chown: c.chown.as_ref(),
                     chmod: c.chmod,
                     extract_archives: c.extract_archives,
@@ -272,7 +373,8 @@ impl Executor for StackExecutor {
                 if job.cancel.is_cancelled() {
                     return Err(OpError::Cancelled);
                 }
-                Ok(with_layer(&parent, layer))
+                drop((parent_view, from_view));
+                self.commit(&job, &parent, layer)
             }
         }
     }

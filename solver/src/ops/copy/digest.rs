@@ -9,6 +9,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+use strata_cache::ContextHasher;
 
 use super::select::Source;
 use super::{CopyError, Origin, xattr};
@@ -21,10 +22,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
 }
 
 /// Feeds the selected sources, in order, into a blake3 hash.
-pub(crate) fn digest(origin: &Origin, sources: &[Source]) -> Result<String, CopyError> {
+pub(crate) fn digest(
+    origin: &Origin,
+    sources: &[Source],
+    files: Option<&ContextHasher>,
+) -> Result<String, CopyError> {
     let mut h = blake3::Hasher::new();
     let mut d = Digester {
         origin,
+        files,
         keep_owner: origin.ignore.is_none(),
         links: HashMap::new(),
     };
@@ -36,6 +42,8 @@ pub(crate) fn digest(origin: &Origin, sources: &[Source]) -> Result<String, Copy
 
 struct Digester<'a, 'b> {
     origin: &'a Origin<'b>,
+    /// Remembers file digests by metadata, so unchanged files are not read again.
+    files: Option<&'a ContextHasher>,
     keep_owner: bool,
     /// Multiply-linked files seen so far → the path they were first seen at:
     /// the copy keeps hard links, so which paths share a file counts.
@@ -98,8 +106,19 @@ impl Digester<'_, '_> {
         }
         if ft.is_file() {
             h.update(&meta.len().to_le_bytes());
-            let mut f = fs::File::open(host).map_err(io_err(host))?;
-            io::copy(&mut f, h).map_err(io_err(host))?;
+            match self.files {
+                Some(files) => {
+                    let d = files.file_digest(host, meta).map_err(|e| CopyError::Io {
+                        path: host.to_path_buf(),
+                        source: io::Error::other(e.to_string()),
+                    })?;
+                    h.update(&d);
+                }
+                None => {
+                    let mut f = fs::File::open(host).map_err(io_err(host))?;
+                    io::copy(&mut f, h).map_err(io_err(host))?;
+                }
+            }
         } else if ft.is_symlink() {
             let target = fs::read_link(host).map_err(io_err(host))?;
             field(h, target.as_os_str().as_encoded_bytes());
