@@ -1,6 +1,7 @@
 //! The `strata` binary.
 
 mod build;
+mod cache_cmd;
 mod debug;
 mod export;
 mod image_config;
@@ -42,6 +43,12 @@ enum Command {
         /// The new name.
         target: String,
     },
+    /// Disk usage of the build cache and the store.
+    Du,
+    /// Remove build cache entries (never what a tagged image or a running build uses).
+    Prune(cache_cmd::PruneArgs),
+    /// Check the cache and store for inconsistencies (and --repair them).
+    Doctor(cache_cmd::DoctorArgs),
     /// Look inside strata (e.g. `strata debug parse Dockerfile --json`).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -68,6 +75,13 @@ fn main() -> ExitCode {
         }
         Command::Rmi { names } => {
             images_cmd_exit(|root| images_cmd::rmi(root, &names, &mut std::io::stdout()))
+        }
+        Command::Du => images_cmd_exit(|root| cache_cmd::du(root, &mut std::io::stdout())),
+        Command::Prune(args) => {
+            images_cmd_exit(|root| cache_cmd::run_prune(root, &args, &mut std::io::stdout()))
+        }
+        Command::Doctor(args) => {
+            images_cmd_exit(|root| cache_cmd::doctor(root, &args, &mut std::io::stdout()))
         }
         Command::Tag { source, target } => {
             images_cmd_exit(|root| images_cmd::tag(root, &source, &target))
