@@ -298,6 +298,11 @@ fn build_and_export(
                 format!("failed to solve: step {name}: {why}"),
             ));
         }
+        Ok(Err(ScheduleError::StepFailed { name, error, .. }))
+            if is_disk_full(&error.to_string()) =>
+        {
+            return Err(disk_full(root, &format!("step {name}: {error}")));
+        }
         Ok(Err(ScheduleError::StepFailed {
             name,
             error,
@@ -375,6 +380,19 @@ fn no_cache_vertices(
         out.extend(stage.1.iter().copied());
     }
     Ok(out)
+}
+
+/// ENOSPC, as the io errors that reach a step's message spell it.
+fn is_disk_full(message: &str) -> bool {
+    message.contains("(os error 28)")
+}
+
+/// A full disk is the environment's failure (exit 3), said first.
+fn disk_full(root: &Path, detail: &str) -> Failure {
+    (
+        EXIT_ENVIRONMENT,
+        format!("no space left on device under {}: {detail}", root.display()),
+    )
 }
 
 fn environment(message: String) -> Failure {

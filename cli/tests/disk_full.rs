@@ -1,0 +1,116 @@
+//! A full disk under `$STRATA_ROOT` (a 6 MB tmpfs) fails the build with a
+//! one-line "no space left" cause and exit code 3, leaves the root
+//! consistent, and the same root builds once space is freed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+type R = Result<(), Box<dyn std::error::Error>>;
+
+/// A tmpfs mounted for the test's life.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        fs::create_dir_all(at)?;
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "strata-test",
+                &at.to_string_lossy(),
+            ])
+            .status()?;
+        if !st.success() {
+            return Err("mounting a tmpfs failed (the tests run as root)".into());
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) -> R {
+        let st = Command::new("mount")
+            .args([
+                "-o",
+                &format!("remount,size={size}"),
+                &self.0.to_string_lossy(),
+            ])
+            .status()?;
+        assert!(st.success(), "remount failed");
+        Ok(())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_cleanly_and_the_root_recovers() -> R {
+    let dir = tempfile::tempdir()?;
+    let layout = strata_fixtures::busybox_image(&dir.path().join("busybox"))?;
+    let base = format!("busybox=oci-layout://{}:latest", layout.display());
+    let ctx = dir.path().join("ctx");
+    fs::create_dir_all(&ctx)?;
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY big.bin /big.bin\nRUN wc -c /big.bin\n",
+    )?;
+    fs::write(ctx.join("big.bin"), vec![7u8; 8 * 1024 * 1024])?;
+    let root = dir.path().join("root");
+    let fs_guard = Tmpfs::mount(&root, "6m")?;
+    let strata = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .env("STRATA_ROOT", &root)
+            .args(args)
+            .output()
+    };
+    let ctx_arg = ctx.to_string_lossy().into_owned();
+    let build = [
+        "build",
+        "--progress=plain",
+        "--build-context",
+        &base,
+        "-t",
+        "big",
+        &ctx_arg,
+    ];
+
+    let out = strata(&build)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("ERROR: "), "{err}");
+    assert!(last.contains("no space left on device"), "{err}");
+    assert!(
+        last.contains(&root.to_string_lossy().into_owned()),
+        "the path is not named: {last}"
+    );
+
+    let doctor = strata(&["doctor"])?;
+    assert!(
+        doctor.status.success(),
+        "{}",
+        String::from_utf8_lossy(&doctor.stdout)
+    );
+
+    fs_guard.resize("64m")?;
+    let out = strata(&build)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8388608 /big.bin"));
+    let doctor = strata(&["doctor"])?;
+    assert!(
+        doctor.status.success(),
+        "{}",
+        String::from_utf8_lossy(&doctor.stdout)
+    );
+    Ok(())
+}
