@@ -332,6 +332,7 @@ fn build_and_export(
         config: &lowered.config,
         compression,
         epoch,
+        memo_dir: root.join("layer-blobs"),
     };
     let image =
         export::write_image(&req).map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;

@@ -26,33 +26,101 @@ pub struct ExportRequest<'a> {
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH: fixes every timestamp for reproducible digests.
     pub epoch: Option<i64>,
+    /// Where packed layers are remembered (`$STRATA_ROOT/layer-blobs`).
+    pub memo_dir: PathBuf,
+}
+
+/// A packed layer, remembered by snapshot.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MemoBlob {
+    digest: String,
+    diff_id: String,
+    size: u64,
+    media_type: String,
+}
+
+fn blake3_hex(s: &str) -> String {
+    blake3::hash(s.as_bytes()).to_hex()[..16].to_string()
+}
+
+/// Writes through a temporary file and a rename, so readers never see half a file.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Writes the image's blobs, config and manifest to the store.
 pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
     let content = req.store.content();
-    let own: Vec<PathBuf> = req
+    // The build's own layers: packed once per snapshot and way of packing,
+    // then reused while the blob is in the store (snapshots never change).
+    let memo = |l: &Layer| {
+        let spec = format!(
+            "{:?}-{:?}-{:?}",
+            req.compression.kind, req.compression.level, req.epoch
+        );
+        req.memo_dir.join(format!(
+            "{}-{}.json",
+            l.snapshot.id().as_str(),
+            blake3_hex(&spec)
+        ))
+    };
+    let remembered = |l: &Layer| -> Option<LayerBlob> {
+        let text = std::fs::read(memo(l)).ok()?;
+        let b: MemoBlob = serde_json::from_slice(&text).ok()?;
+        let blob = LayerBlob {
+            digest: b.digest.parse().ok()?,
+            diff_id: b.diff_id.parse().ok()?,
+            size: b.size,
+            media_type: b.media_type,
+        };
+        content.has(&blob.digest).then_some(blob)
+    };
+    let mut known: Vec<Option<LayerBlob>> = req
         .stack
         .iter()
-        .filter(|l| l.blob().is_none())
-        .map(|l| l.dir.clone())
+        .map(|l| {
+            if l.blob().is_none() {
+                remembered(l)
+            } else {
+                None
+            }
+        })
         .collect();
-    let mut packed = strata_exporter::write_layers(&own, req.compression, content, req.epoch)
-        .map_err(|e| e.to_string())?
-        .into_iter();
+    let missing: Vec<usize> = (0..req.stack.len())
+        .filter(|&i| req.stack[i].blob().is_none() && known[i].is_none())
+        .collect();
+    let dirs: Vec<PathBuf> = missing.iter().map(|&i| req.stack[i].dir.clone()).collect();
+    let packed = strata_exporter::write_layers(&dirs, req.compression, content, req.epoch)
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::create_dir_all(&req.memo_dir);
+    for (i, blob) in missing.into_iter().zip(packed) {
+        let m = MemoBlob {
+            digest: blob.digest.to_string(),
+            diff_id: blob.diff_id.to_string(),
+            size: blob.size,
+            media_type: blob.media_type.clone(),
+        };
+        // A lost memo only costs packing the layer again.
+        if let Ok(bytes) = serde_json::to_vec(&m) {
+            let _ = write_atomic(&memo(&req.stack[i]), &bytes);
+        }
+        known[i] = Some(blob);
+    }
     let layers = req
         .stack
         .iter()
-        .map(|l| match l.blob() {
-            Some(b) => Ok(LayerBlob {
+        .zip(known)
+        .map(|(l, k)| match (l.blob(), k) {
+            (Some(b), _) => Ok(LayerBlob {
                 digest: parse_digest(&b.digest)?,
                 diff_id: parse_digest(&b.diff_id)?,
                 size: b.size,
                 media_type: b.media_type.clone(),
             }),
-            None => packed
-                .next()
-                .ok_or_else(|| "a packed layer is missing".to_string()),
+            (None, Some(blob)) => Ok(blob),
+            (None, None) => Err("a packed layer is missing".to_string()),
         })
         .collect::<Result<Vec<_>, String>>()?;
 
