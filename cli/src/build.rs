@@ -11,14 +11,16 @@ use strata_cache::{BuildLease, DockerIgnore, ImageStore, PlatformSelector};
 use strata_exporter::{Compression, CompressionKind};
 use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
 use strata_solver::args::BuildArgs as SolverBuildArgs;
+use strata_solver::explain;
 use strata_solver::graph::NetworkMode;
 use strata_solver::images::LocalImages;
 use strata_solver::lower::{LowerError, LowerOptions, lower};
 use strata_solver::ops::StackExecutor;
 use strata_solver::ops::context::ContextDigests;
 use strata_solver::ops::view::private_mount_namespace;
+use strata_solver::progress::ProgressEvent;
 use strata_solver::stages::parse_build_context;
-use strata_solver::{OpError, ProgressSink, ScheduleError, Scheduler};
+use strata_solver::{Op, OpError, ProgressSink, ScheduleError, Scheduler};
 
 use crate::export::{self, ExportRequest};
 use crate::output_spec::OutputSpec;
@@ -76,6 +78,9 @@ pub struct BuildArgs {
     /// Run the steps of these stages (comma-separated names) without the cache.
     #[arg(long = "no-cache-filter", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
+    /// Say why each step that ran could not reuse the previous build.
+    #[arg(long = "explain-cache")]
+    pub explain_cache: bool,
     /// Progress output: plain or auto.
     #[arg(long, default_value = "auto")]
     pub progress: String,
@@ -275,6 +280,7 @@ fn build_and_export(
     );
     let graph = &lowered.graph;
     let target = lowered.target;
+    let mut ran = Vec::new();
     // Progress is rendered on this thread while the scheduler runs on another.
     let (result, mut renderer) = std::thread::scope(|s| {
         let handle = s.spawn(move || {
@@ -282,6 +288,9 @@ fn build_and_export(
         });
         let mut renderer = PlainRenderer::new(&mut *err);
         for event in rx {
+            if let ProgressEvent::VertexStarted { vertex, .. } = &event {
+                ran.push(*vertex);
+            }
             let _ = renderer.render(&event);
         }
         (handle.join(), renderer)
@@ -323,6 +332,7 @@ fn build_and_export(
     let stack = outputs_by_vertex
         .get(&target)
         .ok_or_else(|| environment("the target step produced no filesystem".into()))?;
+    explain_cache(args, root, lowered, &ran, &mut renderer);
 
     let quiet = args.quiet;
     let step = renderer.begin("exporting to image", quiet);
@@ -358,6 +368,66 @@ fn build_and_export(
         println!("{}", image.config_digest);
     }
     Ok(EXIT_OK)
+}
+
+/// Says why each step that ran could not reuse the previous build of the
+/// same Dockerfile, context and target (`--explain-cache`), and saves this
+/// build's summary for the next one.
+fn explain_cache<W: Write>(
+    args: &BuildArgs,
+    root: &Path,
+    lowered: &strata_solver::lower::Lowered,
+    ran: &[strata_solver::VertexId],
+    renderer: &mut PlainRenderer<W>,
+) {
+    let ids = lowered.graph.ancestors(&[lowered.target]);
+    let now = explain::summarize(&lowered.graph, &ids);
+    let identity = format!(
+        "{}\0{}\0{}",
+        args.context
+            .canonicalize()
+            .unwrap_or_else(|_| args.context.clone())
+            .display(),
+        args.file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        args.target.as_deref().unwrap_or_default()
+    );
+    let path = root.join("explain").join(format!(
+        "{}.json",
+        &blake3::hash(identity.as_bytes()).to_hex()[..32]
+    ));
+    if args.explain_cache && !args.quiet {
+        let before = explain::load(&path);
+        let no_cache = no_cache_vertices(args, lowered).unwrap_or_default();
+        let step = renderer.begin("explaining the cache", false);
+        for &id in ran {
+            let Some(v) = lowered.graph.vertex(id) else {
+                continue;
+            };
+            if matches!(v.op, Op::SourceImage(_) | Op::SourceScratch) {
+                continue;
+            }
+            let pos = v
+                .name
+                .strip_prefix('[')
+                .and_then(|r| r.split_once("] "))
+                .map(|(p, _)| p);
+            let Some(summary) = pos.and_then(|p| now.get(p)) else {
+                continue;
+            };
+            let why = explain::reason(
+                pos.and_then(|p| before.get(p)),
+                summary,
+                no_cache.contains(&id),
+            );
+            step.line(renderer, &format!("{}: {why}", v.name));
+        }
+        step.done(renderer);
+    }
+    // The next build compares with this one; losing it only loses an explanation.
+    let _ = explain::save(&path, &now);
 }
 
 /// The vertices `--no-cache` or `--no-cache-filter` say must run.

@@ -294,3 +294,58 @@ fn no_cache_and_no_cache_filter_run_steps_again() -> R {
     );
     Ok(())
 }
+
+/// The explanation lines of a `--explain-cache` build.
+fn explain(env: &Env, extra: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let ctx = env.ctx();
+    let mut args = vec![
+        "build",
+        "--progress=plain",
+        "--explain-cache",
+        "--build-context",
+        &env.base,
+    ];
+    args.extend_from_slice(extra);
+    let ctx = ctx.to_str().ok_or("path")?;
+    args.push(ctx);
+    let out = env.strata(&args)?;
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    Ok(log)
+}
+
+#[test]
+fn explain_cache_names_the_file_the_arg_and_the_earlier_step() -> R {
+    let env = Env::new()?;
+    let first = explain(&env, &[])?;
+    assert!(
+        first.contains(&format!("{COPY_FIRST}: no earlier build had this step")),
+        "{first}"
+    );
+    env.write("first.txt", "changed\n")?;
+    let log = explain(&env, &[])?;
+    assert!(
+        log.contains(&format!(
+            "{COPY_FIRST}: files of the build context changed: first.txt"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "{RUN_VERSION}: the step before it changed (`COPY first.txt /app/first.txt`)"
+        )),
+        "{log}"
+    );
+    let log = explain(&env, &["--build-arg", "VERSION=5"])?;
+    assert!(
+        log.contains(&format!(
+            "{RUN_VERSION}: build args or environment changed: VERSION (1 → 5)"
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&format!("{COPY_FIRST}: ")),
+        "a cached step was explained:\n{log}"
+    );
+    Ok(())
+}

@@ -7,6 +7,7 @@
 //! Only `lower` knows Dockerfiles; the rest sees the graph alone.
 
 pub mod args;
+pub mod explain;
 pub mod graph;
 pub mod image;
 pub mod images;

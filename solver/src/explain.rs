@@ -1,0 +1,235 @@
+//! `--explain-cache`: why a step could not reuse the previous build.
+//!
+//! After each build, a summary of every step of the target (its cache key,
+//! its parent's key, and the inputs a user changes: command, environment,
+//! copied sources with their digests, base image) is saved per build
+//! (context, Dockerfile, target). The next build compares each step that
+//! ran with the step at the same place in that summary and names the first
+//! difference a user can act on.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::graph::{BuildGraph, EdgeRole, Op, VertexId};
+
+/// One step as the explanation sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSummary {
+    /// Its cache key.
+    pub key: String,
+    /// The instruction (its progress name without the `[stage k/n]` prefix).
+    pub instruction: String,
+    /// The key of the step it builds on, and that step's instruction.
+    pub parent: Option<(String, String)>,
+    /// The key of the stage or image it copies from.
+    pub copy_from: Option<String>,
+    /// RUN: command, environment, user, workdir, network.
+    pub argv: Vec<String>,
+    /// RUN: `KEY=value` pairs.
+    pub env: Vec<String>,
+    /// RUN: user, working directory and network, as one line.
+    pub context: String,
+    /// COPY/ADD: each source and the digest of what it selects.
+    pub sources: Vec<(String, String)>,
+    /// FROM: the image's manifest digest.
+    pub image: Option<String>,
+}
+
+/// The steps of one build, by position (`stage k/n`).
+pub type Summary = BTreeMap<String, StepSummary>;
+
+/// `[build 2/4] RUN make` → (`build 2/4`, `RUN make`).
+fn split_name(name: &str) -> (String, String) {
+    match name.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((pos, ins)) => (pos.to_string(), ins.to_string()),
+        None => (name.to_string(), name.to_string()),
+    }
+}
+
+/// Summarizes the steps `ids` of `graph`.
+pub fn summarize(graph: &BuildGraph, ids: &[VertexId]) -> Summary {
+    let mut out = Summary::new();
+    for &id in ids {
+        let Some(v) = graph.vertex(id) else { continue };
+        let (pos, instruction) = split_name(&v.name);
+        let key_of = |role: EdgeRole| {
+            v.inputs
+                .iter()
+                .find(|i| i.role == role)
+                .and_then(|i| graph.vertex(i.vertex))
+        };
+        let mut s = StepSummary {
+            key: v.key.map(|k| k.to_hex()).unwrap_or_default(),
+            instruction,
+            parent: key_of(EdgeRole::Parent).map(|p| {
+                (
+                    p.key.map(|k| k.to_hex()).unwrap_or_default(),
+                    split_name(&p.name).1,
+                )
+            }),
+            copy_from: key_of(EdgeRole::CopyFrom)
+                .map(|p| p.key.map(|k| k.to_hex()).unwrap_or_default()),
+            ..StepSummary::default()
+        };
+        match &v.op {
+            Op::Exec(e) => {
+                s.argv = e.argv.clone();
+                s.env = e.env.clone();
+                s.context = format!("user={} workdir={} network={:?}", e.user, e.cwd, e.network);
+            }
+            Op::Copy(c) => {
+                s.sources = c
+                    .selections
+                    .iter()
+                    .map(|sel| (sel.path.clone(), sel.digest.clone()))
+                    .collect();
+            }
+            Op::SourceImage(i) => s.image = i.digest.clone(),
+            Op::Mkdir(_) | Op::SourceScratch => {}
+        }
+        out.insert(pos, s);
+    }
+    out
+}
+
+/// Why `now` (which ran) could not reuse the previous build's step at the
+/// same place, `before`; one sentence.
+pub fn reason(before: Option<&StepSummary>, now: &StepSummary, no_cache: bool) -> String {
+    if no_cache {
+        return "the cache was not consulted (--no-cache or --no-cache-filter)".into();
+    }
+    let Some(b) = before else {
+        return "no earlier build had this step".into();
+    };
+    if b.key == now.key {
+        return "its result was no longer in the cache (pruned, or recorded by an interrupted build)".into();
+    }
+    if b.instruction != now.instruction {
+        return format!("the instruction changed (was `{}`)", b.instruction);
+    }
+    if let (Some(bi), Some(ni)) = (&b.image, &now.image)
+        && bi != ni
+    {
+        return format!("the base image changed ({bi} → {ni})");
+    }
+    if b.parent.as_ref().map(|p| &p.0) != now.parent.as_ref().map(|p| &p.0) {
+        let what = now.parent.as_ref().map_or("", |p| p.1.as_str());
+        return format!("the step before it changed (`{what}`)");
+    }
+    if b.copy_from != now.copy_from {
+        return "the stage or image it copies from changed".into();
+    }
+    let changed: Vec<&str> = now
+        .sources
+        .iter()
+        .filter(|(path, digest)| !b.sources.iter().any(|(p, d)| p == path && d == digest))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if !changed.is_empty() {
+        return format!("files of the build context changed: {}", changed.join(", "));
+    }
+    if b.env != now.env {
+        let diff: Vec<String> = now
+            .env
+            .iter()
+            .filter(|e| !b.env.contains(e))
+            .map(|e| {
+                let name = e.split('=').next().unwrap_or(e);
+                let old = b
+                    .env
+                    .iter()
+                    .find(|o| o.split('=').next() == Some(name))
+                    .map_or("unset", |o| o.split_once('=').map_or("", |x| x.1));
+                format!("{name} ({old} → {})", e.split_once('=').map_or("", |x| x.1))
+            })
+            .chain(
+                b.env
+                    .iter()
+                    .filter(|o| {
+                        !now.env
+                            .iter()
+                            .any(|e| e.split('=').next() == o.split('=').next())
+                    })
+                    .map(|o| format!("{} (now unset)", o.split('=').next().unwrap_or(o))),
+            )
+            .collect();
+        return format!("build args or environment changed: {}", diff.join(", "));
+    }
+    if b.argv != now.argv || b.context != now.context {
+        return "its command, user, workdir or network changed".into();
+    }
+    "its definition changed".into()
+}
+
+/// The saved summary of the previous build with this identity, if any.
+pub fn load(path: &Path) -> Summary {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Saves `summary` for the next build (through a rename: never half a file).
+pub fn save(path: &Path, summary: &Summary) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(summary).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(key: &str) -> StepSummary {
+        StepSummary {
+            key: key.into(),
+            instruction: "RUN make".into(),
+            parent: Some(("p1".into(), "COPY . /src".into())),
+            env: vec!["PATH=/bin".into(), "VERSION=1".into()],
+            ..StepSummary::default()
+        }
+    }
+
+    #[test]
+    fn names_the_first_actionable_difference() {
+        let before = step("a");
+        assert_eq!(
+            reason(None, &before, false),
+            "no earlier build had this step"
+        );
+        let mut now = step("b");
+        now.env = vec!["PATH=/bin".into(), "VERSION=2".into()];
+        assert_eq!(
+            reason(Some(&before), &now, false),
+            "build args or environment changed: VERSION (1 → 2)"
+        );
+        let mut now = step("b");
+        now.parent = Some(("p2".into(), "COPY . /src".into()));
+        assert_eq!(
+            reason(Some(&before), &now, false),
+            "the step before it changed (`COPY . /src`)"
+        );
+        let mut b = step("a");
+        b.sources = vec![
+            ("first.txt".into(), "d1".into()),
+            ("src/".into(), "d2".into()),
+        ];
+        let mut now = b.clone();
+        now.key = "b".into();
+        now.sources[1].1 = "d3".into();
+        assert_eq!(
+            reason(Some(&b), &now, false),
+            "files of the build context changed: src/"
+        );
+        assert!(reason(Some(&before), &step("a"), false).starts_with("its result was no longer"));
+        assert!(reason(Some(&before), &step("b"), true).contains("--no-cache"));
+    }
+}
