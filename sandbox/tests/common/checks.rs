@@ -28,8 +28,18 @@ pub fn output_lines_and_exit_code(rt: &dyn Runtime) -> TestResult {
 }
 
 pub fn root_writes_land_in_upper(rt: &dyn Runtime) -> TestResult {
-    let (_dir, root) = busybox_root()?;
-    let before = super::mount_table()?;
+    let (dir, root) = busybox_root()?;
+    // Only mounts of this test's folders: other processes may mount
+    // elsewhere meanwhile (a peer engine, another test).
+    let dir_name = dir.path().to_string_lossy().into_owned();
+    let ours = |table: String| -> Vec<String> {
+        table
+            .lines()
+            .filter(|l| l.contains(&dir_name))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = ours(super::mount_table()?);
     let ran = run(rt, &root, &sh("touch /escape-test && echo done"))?;
     assert_eq!(
         (ran.code, ran.out()),
@@ -42,7 +52,11 @@ pub fn root_writes_land_in_upper(rt: &dyn Runtime) -> TestResult {
         !Path::new("/escape-test").exists(),
         "the write reached the host's /"
     );
-    assert_eq!(before, super::mount_table()?, "host mount table changed");
+    assert_eq!(
+        before,
+        ours(super::mount_table()?),
+        "host mount table changed"
+    );
     let upper = root.upper.to_string_lossy().into_owned();
     for entry in fs::read_dir("/proc")?.flatten() {
         // Processes may exit while we read; only a table we could read counts.
