@@ -151,6 +151,30 @@ impl CacheIndex {
         })
     }
 
+    /// Marks every key of `keys` as used now, in one transaction (a build
+    /// does this once for all its cache hits).
+    pub fn touch_all(&self, keys: &[[u8; 32]]) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let now = now_secs();
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            {
+                let mut table = tx.open_table(RECORDS)?;
+                for key in keys {
+                    let record = table.get(key.as_slice())?.and_then(|v| decode(v.value()));
+                    if let Some(mut record) = record {
+                        record.last_used = now;
+                        table.insert(key.as_slice(), encode(&record).as_slice())?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
     /// Forgets `key`; false when it had no record.
     pub fn remove(&self, key: &[u8; 32]) -> Result<bool, CacheError> {
         self.with_db(|db| {

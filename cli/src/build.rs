@@ -281,6 +281,7 @@ fn build_and_export(
     let graph = &lowered.graph;
     let target = lowered.target;
     let mut ran = Vec::new();
+    let cache = executor.clone();
     // Progress is rendered on this thread while the scheduler runs on another.
     let (result, mut renderer) = std::thread::scope(|s| {
         let handle = s.spawn(move || {
@@ -332,6 +333,7 @@ fn build_and_export(
     let stack = outputs_by_vertex
         .get(&target)
         .ok_or_else(|| environment("the target step produced no filesystem".into()))?;
+    cache.finish();
     explain_cache(args, root, lowered, &ran, &mut renderer);
 
     let quiet = args.quiet;

@@ -72,6 +72,10 @@ pub struct StackExecutor {
     locks: Mutex<HashMap<VertexId, KeyLock>>,
     /// Snapshots this build uses, kept from prune until it ends.
     holds: Mutex<Vec<Hold>>,
+    /// The names of the snapshots held.
+    held: Mutex<HashSet<String>>,
+    /// Keys reused by this build.
+    used: Mutex<Vec<[u8; 32]>>,
 }
 
 /// The hostname RUN steps see, as under BuildKit.
@@ -101,6 +105,8 @@ impl StackExecutor {
             no_cache: HashSet::new(),
             locks: Mutex::default(),
             holds: Mutex::default(),
+            held: Mutex::default(),
+            used: Mutex::default(),
         })
     }
 
@@ -142,6 +148,9 @@ impl StackExecutor {
         self.index
             .put(&key, &CacheRecord::new(layers))
             .map_err(failed)?;
+        if let Ok(mut held) = self.held.lock() {
+            held.insert(id.as_str().to_string());
+        }
         self.keep(vec![hold]);
         if let Ok(mut locks) = self.locks.lock() {
             locks.remove(&job.id);
@@ -160,11 +169,30 @@ impl StackExecutor {
         }
     }
 
-    /// The recorded stack of `key`, if every layer of it is still there.
+    /// The recorded stack of `key`, if every layer of it is still there;
+    /// its layers are held (once each per build) and the key is marked used
+    /// by [`StackExecutor::finish`].
     fn lookup(&self, key: &[u8; 32]) -> Option<Stack> {
-        let (record, holds) = self.index.lookup(key).ok().flatten()?;
-        self.keep(holds);
+        let record = self.index.get(key).ok().flatten()?;
         let snaps = self.index.snapshots();
+        {
+            let mut held = self.held.lock().ok()?;
+            for layer in &record.layers {
+                let id = layer.id().as_str().to_string();
+                if !held.contains(&id) {
+                    // Pruned between the read and the hold: a miss.
+                    let hold = snaps.hold(layer.id()).ok()?;
+                    if !snaps.exists(layer.id()) {
+                        return None;
+                    }
+                    held.insert(id);
+                    self.keep(vec![hold]);
+                }
+            }
+        }
+        if let Ok(mut used) = self.used.lock() {
+            used.push(*key);
+        }
         Some(Arc::new(
             record
                 .layers
@@ -175,6 +203,14 @@ impl StackExecutor {
                 })
                 .collect(),
         ))
+    }
+
+    /// Marks this build's cache hits as used (for least-recently-used
+    /// pruning), in one write.
+    pub fn finish(&self) {
+        let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
+        // Only prune's ordering depends on it.
+        let _ = self.index.touch_all(&used);
     }
 
     fn view(&self, stack: &[Layer]) -> Result<MergedView, OpError> {
@@ -297,12 +333,15 @@ impl Executor for StackExecutor {
         if !is_step(&vertex.op) {
             return None;
         }
-        // Held from here until the result is recorded (or the step fails):
-        // a concurrent build that needs the same step waits, then hits.
+        let use_cache = !self.no_cache.contains(&id);
+        if use_cache && let Some(stack) = self.lookup(&key) {
+            return Some(stack);
+        }
+        // A miss: the key lock is held from here until the result is
+        // recorded (or the step fails), so a concurrent build that needs the
+        // same step waits, then hits; look again once it is ours.
         let lock = KeyLock::acquire(&self.root, &key).ok();
-        if !self.no_cache.contains(&id)
-            && let Some(stack) = self.lookup(&key)
-        {
+        if use_cache && let Some(stack) = self.lookup(&key) {
             return Some(stack);
         }
         if let (Some(lock), Ok(mut locks)) = (lock, self.locks.lock()) {
