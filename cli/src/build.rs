@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use strata_cache::{DockerIgnore, ImageStore, PlatformSelector};
+use strata_cache::{DockerIgnore, ImageStore};
 use strata_exporter::{Compression, CompressionKind};
 use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
 use strata_solver::args::BuildArgs as SolverBuildArgs;
@@ -75,6 +75,20 @@ pub struct BuildArgs {
     /// Print nothing but errors (and the image ID).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Always look for newer versions of tagged base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// Push every `-t` name to its registry after the export.
+    #[arg(long)]
+    pub push: bool,
+    /// Platform of base images chosen in multi-platform images (default: the host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Write `containerimage.digest` and `image.name` as JSON to this file.
+    #[arg(long = "metadata-file")]
+    pub metadata_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::registry_cmd::RegistryArgs,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -174,11 +188,10 @@ fn run_inner(
 
     private_mount_namespace().map_err(environment)?;
     let store = ImageStore::open(root.join("store")).map_err(|e| environment(e.to_string()))?;
-    let images = Arc::new(LocalImages::new(
-        store.clone(),
-        root.join("snapshots"),
-        PlatformSelector::host(),
-    ));
+    let (platform, pulls) = crate::build_registry::base_images(args)?;
+    let images = Arc::new(
+        LocalImages::new(store.clone(), root.join("snapshots"), platform).with_registry(pulls),
+    );
     let opts = LowerOptions {
         build_args: SolverBuildArgs::parse(&args.build_args).map_err(|e| usage(e.to_string()))?,
         target: args.target.clone(),
@@ -189,6 +202,9 @@ fn run_inner(
     };
     let lowered = lower(&df, &src, &opts).map_err(|e| match e {
         // A base image that cannot be found fails the build, as in docker.
+        LowerError::Image { .. } if images.environment_failure() => {
+            (EXIT_ENVIRONMENT, format!("{file_name}: {e}"))
+        }
         LowerError::Image { .. } => (EXIT_STEP_FAILED, format!("{file_name}: {e}")),
         e => usage(format!("{file_name}: {e}")),
     })?;
@@ -328,6 +344,7 @@ fn build_and_export(
         step.line(&mut renderer, &format!("exported {}", output.describe()));
     }
     step.done(&mut renderer);
+    crate::build_registry::after_export(args, store, &image, &mut renderer)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.config_digest.as_str())
             .map_err(|e| environment(format!("cannot write {}: {e}", path.display())))?;
