@@ -137,7 +137,7 @@ impl LocalImages {
         Ok(Some(image))
     }
 
-    fn from_store(&self, reference: &str) -> Result<Image, String> {
+    fn store_image(&self, reference: &str) -> Result<Image, String> {
         let Some(registry) = &self.registry else {
             return self.local(reference)?.ok_or_else(|| {
                 "no such image in the local store (`strata images` lists them)".to_string()
@@ -181,7 +181,7 @@ impl LocalImages {
                     .map_err(|e| e.to_string())?;
                 Ok(image)
             }
-            ImageSource::Store { reference } => self.from_store(reference),
+            ImageSource::Store { reference } => self.store_image(reference),
         }
     }
 
