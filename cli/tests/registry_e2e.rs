@@ -370,3 +370,69 @@ fn save_and_load_round_trip_between_roots() -> R {
     assert_eq!(id("three")?.0, id("one")?.0);
     Ok(())
 }
+
+#[test]
+fn pull_flag_re_resolves_a_moved_tag() -> R {
+    let env = Env::new()?;
+    let registry = Registry::start(None)?;
+    let host = registry.host();
+    let base = format!("{host}/base:latest");
+    let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
+    skopeo_push(&layout, &base, false)?;
+    let ctx = env.context("user", &format!("FROM {base}\nRUN true\n"))?;
+    env.ok("root", &["build", &ctx])?;
+    let digest = |root: &str| env.ok(root, &["inspect", "--format", "{{.Digest}}", &base]);
+    let first = digest("root")?.0;
+
+    // Another image takes the tag in the registry.
+    let other = env.context("other", "FROM scratch\nCOPY a.txt /a.txt\n")?;
+    env.ok("pusher", &["build", "-t", &base, "--push", &other])?;
+    let moved = digest("pusher")?.0;
+    assert_ne!(first, moved);
+
+    let plain = env.context("plain", &format!("FROM {base}\nCOPY a.txt /b.txt\n"))?;
+    env.ok("root", &["build", &plain])?;
+    assert_eq!(
+        digest("root")?.0,
+        first,
+        "without --pull the local tag is used"
+    );
+    env.ok("root", &["build", "--pull", &plain])?;
+    assert_eq!(digest("root")?.0, moved, "--pull re-resolves the tag");
+    Ok(())
+}
+
+#[test]
+fn a_corrupt_blob_fails_the_pull_and_never_enters_the_store() -> R {
+    let env = Env::new()?;
+    let registry = Registry::start(None)?;
+    let host = registry.host();
+    let name = format!("{host}/busybox:latest");
+    let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
+    skopeo_push(&layout, &name, false)?;
+    let remote = skopeo_inspect(&name)?;
+    let layer = remote["Layers"][0].as_str().ok_or("no layer")?.to_string();
+    let hex = layer.trim_start_matches("sha256:");
+    let data = registry
+        .storage
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&data)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, bytes)?;
+
+    let out = env.strata_in("root", &["pull", &name], "")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("digest mismatch") && err.contains(&layer),
+        "{err}"
+    );
+    assert!(!env.path("root/store/blobs/sha256").join(hex).exists());
+    let tagged = env.strata_in("root", &["inspect", &name], "")?;
+    assert!(!tagged.status.success(), "a failed pull tags nothing");
+    Ok(())
+}
