@@ -158,15 +158,59 @@ pub fn push_image(store: &ImageStore, client: &Client, name: &str) -> Result<Pus
         });
     }
     let media_type = image.descriptor.media_type().to_string();
+    let layers: Vec<String> = image
+        .manifest
+        .layers()
+        .iter()
+        .map(|l| l.digest().to_string())
+        .collect();
+    let options = PushOptions {
+        mount_from: mount_sources(store, &reference, &layers),
+        ..PushOptions::default()
+    };
     client
         .push_image(
             &reference,
             &media_type,
             &image.manifest_bytes,
             &blobs,
-            &PushOptions::default(),
+            &options,
         )
         .map_err(registry_failure)
+}
+
+/// Repositories of the same registry that local images came from and that
+/// share a layer with the image pushed (its base, typically): the registry
+/// can link those blobs instead of receiving them again.
+fn mount_sources(store: &ImageStore, target: &Reference, layers: &[String]) -> Vec<String> {
+    let mut repos: Vec<String> = Vec::new();
+    let Ok(list) = store.list() else {
+        return repos;
+    };
+    for (name, desc) in list {
+        let Ok(other) = Reference::parse(&name) else {
+            continue;
+        };
+        if other.registry() != target.registry()
+            || other.repository() == target.repository()
+            || repos.iter().any(|r| r == other.repository())
+        {
+            continue;
+        }
+        let shares = store
+            .layout()
+            .image(&desc, &PlatformSelector::host())
+            .is_ok_and(|img| {
+                img.manifest
+                    .layers()
+                    .iter()
+                    .any(|l| layers.contains(&l.digest().to_string()))
+            });
+        if shares {
+            repos.push(other.repository().to_string());
+        }
+    }
+    repos
 }
 
 /// One line: `pushed NAME sha256:… (uploaded 2, mounted 0, skipped 1)`.
