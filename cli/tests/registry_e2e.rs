@@ -399,6 +399,13 @@ fn pull_flag_re_resolves_a_moved_tag() -> R {
     );
     env.ok("root", &["build", "--pull", &plain])?;
     assert_eq!(digest("root")?.0, moved, "--pull re-resolves the tag");
+
+    // An image that was built here and never pushed is used as it is.
+    let local = format!("{host}/local-only:1");
+    env.ok("root", &["build", "-t", &local, &other])?;
+    let on_local = env.context("on-local", &format!("FROM {local}\nCOPY a.txt /c.txt\n"))?;
+    let (_, progress) = env.ok("root", &["build", "--pull", &on_local])?;
+    assert!(progress.contains("using the local image"), "{progress}");
     Ok(())
 }
 

@@ -152,19 +152,32 @@ impl LocalImages {
             return Ok(image);
         }
         let progress = &*registry.progress;
-        pull(
+        let pulled = pull(
             &self.store,
             &registry.client,
             reference,
             &registry.platform,
             progress,
-        )
-        .map_err(|e: PullError| {
-            if e.is_environment() {
-                self.environment_failure.store(true, Ordering::Relaxed);
+        );
+        match pulled {
+            Ok(_) => {}
+            // `--pull` on an image that only exists here (built, never pushed).
+            Err(PullError::Registry(strata_registry::Error::NotFound { .. }))
+                if registry.always
+                    && let Some(image) = self.local(reference)? =>
+            {
+                progress(&format!(
+                    "{reference} is not in its registry: using the local image"
+                ));
+                return Ok(image);
             }
-            e.to_string()
-        })?;
+            Err(e) => {
+                if e.is_environment() {
+                    self.environment_failure.store(true, Ordering::Relaxed);
+                }
+                return Err(e.to_string());
+            }
+        }
         self.local(reference)?
             .ok_or_else(|| format!("{reference} was pulled but is not in the local store"))
     }
