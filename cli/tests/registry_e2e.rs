@@ -86,12 +86,14 @@ impl Env {
 
 /// Copies an OCI layout's `latest` into the registry with skopeo.
 fn skopeo_push(layout: &Path, dest: &str, all: bool) -> R {
+    skopeo_push_with(layout, dest, if all { &["--all"] } else { &[] })
+}
+
+fn skopeo_push_with(layout: &Path, dest: &str, extra: &[&str]) -> R {
     let src = format!("oci:{}:latest", layout.display());
     let dst = format!("docker://{dest}");
     let mut args = vec!["copy", "--quiet", "--dest-tls-verify=false"];
-    if all {
-        args.push("--all");
-    }
+    args.extend(extra);
     args.extend([src.as_str(), dst.as_str()]);
     tool("skopeo", &args)?;
     Ok(())
@@ -442,4 +444,48 @@ fn a_corrupt_blob_fails_the_pull_and_never_enters_the_store() -> R {
     let tagged = env.strata_in("root", &["inspect", &name], "")?;
     assert!(!tagged.status.success(), "a failed pull tags nothing");
     Ok(())
+}
+
+#[test]
+fn docker_v2_schema2_base_images_build_and_push() -> R {
+    let env = Env::new()?;
+    let registry = Registry::start(None)?;
+    let host = registry.host();
+    let base = format!("{host}/hub-like:latest");
+    let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
+    skopeo_push_with(&layout, &base, &["--format", "v2s2"])?;
+    assert_eq!(
+        skopeo_raw(&base)?["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let ctx = env.context("v2", &format!("FROM {base}\nRUN echo ok > /ok\n"))?;
+    let app = format!("{host}/v2app:1");
+    env.ok("root", &["build", "-t", &app, "--push", &ctx])?;
+    let remote = skopeo_inspect(&app)?;
+    assert_eq!(remote["Layers"].as_array().map(Vec::len), Some(2));
+    let copied = env.path("v2copy");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{app}"),
+            &format!("oci:{}:x", copied.display()),
+        ],
+    )?;
+    Ok(())
+}
+
+fn skopeo_raw(reference: &str) -> Res<Value> {
+    let out = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ],
+    )?;
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
