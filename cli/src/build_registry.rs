@@ -67,7 +67,7 @@ pub fn after_export<W: Write>(
         });
         let text = serde_json::to_string_pretty(&meta)
             .map_err(|e| (EXIT_ENVIRONMENT, format!("metadata: {e}")))?;
-        std::fs::write(path, text).map_err(|e| {
+        std::fs::write(path, text + "\n").map_err(|e| {
             (
                 EXIT_ENVIRONMENT,
                 format!("cannot write {}: {e}", path.display()),
