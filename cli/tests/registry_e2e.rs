@@ -193,15 +193,26 @@ fn build_pulls_from_and_pushes_to_a_registry() -> R {
     assert_eq!(pulled.trim(), digest);
     let (inspected, _) = env.ok("fresh", &["inspect", "--format", "{{.Digest}}", &app])?;
     assert_eq!(inspected.trim(), digest);
-    let (layers, _) = env.ok(
-        "fresh",
-        &["inspect", "--format", "{{json .RootFS.Layers}}", &app],
-    )?;
-    let layers: Value = serde_json::from_str(&layers)?;
-    assert_eq!(
-        layers.as_array().map(Vec::len),
-        remote["Layers"].as_array().map(Vec::len)
-    );
+    // The pulled manifest is the registry's, byte for byte, and so are its layers.
+    let hex = digest.trim_start_matches("sha256:");
+    let pulled_manifest: Value = serde_json::from_slice(&std::fs::read(
+        env.path("fresh/store/blobs/sha256").join(hex),
+    )?)?;
+    let pulled_layers: Vec<Value> = pulled_manifest["layers"]
+        .as_array()
+        .ok_or("no layers")?
+        .iter()
+        .map(|l| l["digest"].clone())
+        .collect();
+    assert_eq!(Some(&pulled_layers), remote["Layers"].as_array());
+    for layer in &pulled_layers {
+        let hex = layer
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("sha256:");
+        assert!(env.path("fresh/store/blobs/sha256").join(hex).is_file());
+        assert!(copied.join("blobs/sha256").join(hex).is_file());
+    }
 
     // Pushing again transfers nothing.
     let (out, err) = env.ok("root", &["push", &app])?;
