@@ -197,7 +197,7 @@ fn run_inner(
         target: args.target.clone(),
         build_contexts,
         network,
-        platform: None,
+        platform: crate::build_registry::target_platform(args)?,
         images: Some(images.clone()),
     };
     let lowered = lower(&df, &src, &opts).map_err(|e| match e {
@@ -328,6 +328,7 @@ fn build_and_export(
         config: &lowered.config,
         compression,
         epoch,
+        platform: crate::build_registry::selector(args)?,
     };
     let image =
         export::write_image(&req).map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;

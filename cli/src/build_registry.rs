@@ -6,6 +6,7 @@ use std::io::Write;
 
 use strata_cache::{ImageStore, PlatformSelector};
 use strata_exporter::ImageRef;
+use strata_solver::args::Platform as SolverPlatform;
 use strata_solver::images::RegistryPull;
 
 use crate::build::{BuildArgs, EXIT_ENVIRONMENT, EXIT_USAGE};
@@ -14,18 +15,32 @@ use crate::registry_cmd;
 
 type Failure = (u8, String);
 
-/// The platform base images are chosen for and how missing ones are pulled.
-pub fn base_images(args: &BuildArgs) -> Result<(PlatformSelector, RegistryPull), Failure> {
-    let platform = registry_cmd::platform(args.platform.as_deref())?;
-    let selector = match &args.platform {
-        None => PlatformSelector::host(),
+/// `--platform` for index selection and the image config (default: the host's).
+pub fn selector(args: &BuildArgs) -> Result<PlatformSelector, Failure> {
+    match &args.platform {
+        None => Ok(PlatformSelector::host()),
         Some(p) => PlatformSelector::parse(p).ok_or_else(|| {
             (
                 EXIT_USAGE,
                 format!("--platform={p}: expected os/arch[/variant]"),
             )
-        })?,
-    };
+        }),
+    }
+}
+
+/// `--platform` for TARGETPLATFORM and friends (`None`: the host's).
+pub fn target_platform(args: &BuildArgs) -> Result<Option<SolverPlatform>, Failure> {
+    args.platform
+        .as_deref()
+        .map(SolverPlatform::parse)
+        .transpose()
+        .map_err(|e| (EXIT_USAGE, format!("--platform: {e}")))
+}
+
+/// The platform base images are chosen for and how missing ones are pulled.
+pub fn base_images(args: &BuildArgs) -> Result<(PlatformSelector, RegistryPull), Failure> {
+    let platform = registry_cmd::platform(args.platform.as_deref())?;
+    let selector = selector(args)?;
     let quiet = args.quiet;
     let pull = RegistryPull {
         client: registry_cmd::client(&args.registry),

@@ -26,6 +26,8 @@ pub struct ExportRequest<'a> {
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH: fixes every timestamp for reproducible digests.
     pub epoch: Option<i64>,
+    /// The platform the image's config names (`--platform`, else the host's).
+    pub platform: PlatformSelector,
 }
 
 /// Writes the image's blobs, config and manifest to the store.
@@ -78,7 +80,7 @@ pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
     if history.iter().filter(|h| !h.empty_layer).count() != layers.len() {
         history.clear();
     }
-    let platform = PlatformSelector::host();
+    let platform = req.platform.clone();
     let input = ImageInput {
         architecture: platform.architecture,
         os: platform.os,

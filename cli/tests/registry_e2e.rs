@@ -342,6 +342,31 @@ fn pull_chooses_the_platform_of_an_index() -> R {
         let (got, _) = env.ok(&root, &["inspect", "--format", "{{.Architecture}}", &name])?;
         assert_eq!(got.trim(), arch);
     }
+    // A build for another platform takes that platform's base and says so.
+    let ctx = env.context(
+        "cross",
+        &format!("FROM {name}\nARG TARGETARCH\nLABEL arch=$TARGETARCH\nCOPY a.txt /a.txt\n"),
+    )?;
+    env.ok(
+        "cross-root",
+        &["build", "--platform", "linux/arm64", "-t", "cross", &ctx],
+    )?;
+    let (arch, _) = env.ok(
+        "cross-root",
+        &[
+            "inspect",
+            "--format",
+            "{{.Architecture}} {{.Config.Labels.arch}}",
+            "cross",
+        ],
+    )?;
+    assert_eq!(arch.trim(), "arm64 arm64");
+    let (base, _) = env.ok(
+        "cross-root",
+        &["inspect", "--format", "{{.Architecture}}", &name],
+    )?;
+    assert_eq!(base.trim(), "arm64");
+
     let missing = env.strata_in("root-x", &["pull", "--platform", "linux/s390x", &name], "")?;
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("s390x"));
