@@ -64,7 +64,11 @@ EOF
 seconds() { # seconds CMD...: wall time of CMD
   local t0 t1
   t0=$(date +%s.%N)
-  "$@" >/dev/null 2>&1
+  if ! "$@" >"$work/last.log" 2>&1; then
+    echo "failed: $*" >&2
+    cat "$work/last.log" >&2
+    exit 1
+  fi
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l
 }
@@ -75,9 +79,11 @@ for i in $(seq "$runs"); do
   start_registry
   host=127.0.0.1:$port
   "$strata" tag bench:1 "$host/strata:$i"
-  strata_t+=("$(seconds "$strata" push "$host/strata:$i")")
-  skopeo_t+=("$(seconds skopeo copy --dest-tls-verify=false "oci:$work/layout:1" "docker://$host/skopeo:$i")")
-  again_t+=("$(seconds "$strata" push "$host/strata:$i")")
+  t=$(seconds "$strata" push "$host/strata:$i") && strata_t+=("$t")
+  t=$(seconds skopeo copy --dest-tls-verify=false "oci:$work/layout:1" "docker://$host/skopeo:$i") && skopeo_t+=("$t")
+  t=$(seconds "$strata" push "$host/strata:$i") && again_t+=("$t")
+  grep -q "uploaded 0, mounted 0, skipped 2" "$work/last.log" ||
+    { echo "the second push transferred blobs:" >&2; cat "$work/last.log" >&2; exit 1; }
 done
 
 printf '%-34s %10s   %s\n' "push of a ${size_mb} MB image" "median s" "runs"
