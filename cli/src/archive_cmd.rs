@@ -169,6 +169,12 @@ fn import_file(
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The name as `FROM` and `strata` commands spell it: `docker.io/library/`
+/// left out (archives often hold the fully qualified form).
+fn familiar(name: &str) -> String {
+    strata_registry::Reference::parse(name).map_or_else(|_| name.to_string(), |r| r.to_string())
+}
+
 /// `dir/rel` when `rel` is a plain relative path to a regular file (no `..`,
 /// no symlink that could lead out of the archive).
 fn inside(dir: &Path, rel: &str) -> Result<std::path::PathBuf, String> {
@@ -206,7 +212,11 @@ fn tag_oci(store: &ImageStore, dir: &Path) -> Result<Vec<String>, String> {
             desc.size(),
             desc.digest().clone(),
         );
-        names.push(store.tag(name, &plain).map_err(|e| e.to_string())?);
+        names.push(
+            store
+                .tag(&familiar(name), &plain)
+                .map_err(|e| e.to_string())?,
+        );
     }
     Ok(names)
 }
@@ -257,7 +267,11 @@ fn tag_docker(store: &ImageStore, dir: &Path) -> Result<Vec<String>, String> {
         );
         for tag in entry["RepoTags"].as_array().into_iter().flatten() {
             if let Some(tag) = tag.as_str() {
-                names.push(store.tag(tag, &desc).map_err(|e| e.to_string())?);
+                names.push(
+                    store
+                        .tag(&familiar(tag), &desc)
+                        .map_err(|e| e.to_string())?,
+                );
             }
         }
     }

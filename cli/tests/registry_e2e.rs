@@ -406,6 +406,23 @@ fn save_and_load_round_trip_between_roots() -> R {
     env.ok("three", &["load", "-i", &docker.display().to_string()])?;
     let id = |root: &str| env.ok(root, &["inspect", "--format", "{{.Id}}", "saved:1"]);
     assert_eq!(id("three")?.0, id("one")?.0);
+
+    // Archives written by skopeo load too, and the image builds on.
+    let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
+    let archive = env.path("skopeo-docker.tar");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker-archive:{}:from-skopeo:1", archive.display()),
+        ],
+    )?;
+    let (loaded, _) = env.ok("four", &["load", "-i", &archive.display().to_string()])?;
+    assert!(loaded.contains("from-skopeo:1"), "{loaded}");
+    let ctx = env.context("on-loaded", "FROM from-skopeo:1\nRUN echo ok > /ok\n")?;
+    env.ok("four", &["build", &ctx])?;
     Ok(())
 }
 
