@@ -423,6 +423,11 @@ fn save_and_load_round_trip_between_roots() -> R {
     assert!(loaded.contains("from-skopeo:1"), "{loaded}");
     let ctx = env.context("on-loaded", "FROM from-skopeo:1\nRUN echo ok > /ok\n")?;
     env.ok("four", &["build", &ctx])?;
+    let qualified = env.context(
+        "qualified",
+        "FROM docker.io/library/from-skopeo:1\nRUN echo ok > /ok\n",
+    )?;
+    env.ok("four", &["build", &qualified])?;
     Ok(())
 }
 

@@ -89,13 +89,20 @@ impl LocalImages {
         self.environment_failure.load(Ordering::Relaxed)
     }
 
-    /// The image tagged `reference` when every blob it needs is local.
+    /// The image tagged `reference` (or its familiar spelling, without
+    /// `docker.io/library/`) when every blob it needs is local.
     fn local(&self, reference: &str) -> Result<Option<Image>, String> {
-        let image = self
-            .store
-            .image(reference, &self.platform)
-            .map_err(|e| e.to_string())?;
-        Ok(image.filter(|i| self.complete(i)))
+        let familiar = Reference::parse(reference).map(|r| r.to_string()).ok();
+        for name in std::iter::once(reference).chain(familiar.as_deref()) {
+            let image = self
+                .store
+                .image(name, &self.platform)
+                .map_err(|e| e.to_string())?;
+            if let Some(image) = image.filter(|i| self.complete(i)) {
+                return Ok(Some(image));
+            }
+        }
+        Ok(None)
     }
 
     fn complete(&self, image: &Image) -> bool {
