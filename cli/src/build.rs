@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use strata_cache::{BuildLease, DockerIgnore, ImageStore, PlatformSelector};
+use strata_cache::{BuildLease, DockerIgnore, ImageStore};
 use strata_exporter::{Compression, CompressionKind};
 use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
 use strata_solver::args::BuildArgs as SolverBuildArgs;
@@ -87,6 +87,20 @@ pub struct BuildArgs {
     /// Print nothing but errors (and the image ID).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Always look for newer versions of tagged base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// Push every `-t` name to its registry after the export.
+    #[arg(long)]
+    pub push: bool,
+    /// Platform of base images chosen in multi-platform images (default: the host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Write `containerimage.digest` and `image.name` as JSON to this file.
+    #[arg(long = "metadata-file")]
+    pub metadata_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::registry_cmd::RegistryArgs,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -188,8 +202,11 @@ fn run_inner(
     let store = ImageStore::open(root.join("store")).map_err(|e| environment(e.to_string()))?;
     // Held for the whole build: prune leaves alone what a running build uses.
     let _lease = BuildLease::acquire(root).map_err(|e| environment(e.to_string()))?;
+    let (platform, pulls) = crate::build_registry::base_images(args)?;
     let images = Arc::new(
-        LocalImages::new(store.clone(), root, PlatformSelector::host()).map_err(environment)?,
+        LocalImages::new(store.clone(), root, platform)
+            .map_err(environment)?
+            .with_registry(pulls),
     );
     let context = Arc::new(ContextDigests::new(
         &args.context,
@@ -201,12 +218,15 @@ fn run_inner(
         target: args.target.clone(),
         build_contexts,
         network,
-        platform: None,
+        platform: crate::build_registry::target_platform(args)?,
         images: Some(images.clone()),
         context: Some(context.clone()),
     };
     let lowered = lower(&df, &src, &opts).map_err(|e| match e {
         // A base image that cannot be found fails the build, as in docker.
+        LowerError::Image { .. } if images.environment_failure() => {
+            (EXIT_ENVIRONMENT, format!("{file_name}: {e}"))
+        }
         LowerError::Image { .. } => (EXIT_STEP_FAILED, format!("{file_name}: {e}")),
         e => usage(format!("{file_name}: {e}")),
     })?;
@@ -345,6 +365,7 @@ fn build_and_export(
         compression,
         epoch,
         memo_dir: root.join("layer-blobs"),
+        platform: crate::build_registry::selector(args)?,
     };
     let image =
         export::write_image(&req).map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
@@ -361,6 +382,7 @@ fn build_and_export(
         step.line(&mut renderer, &format!("exported {}", output.describe()));
     }
     step.done(&mut renderer);
+    crate::build_registry::after_export(args, store, &image, &mut renderer)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.config_digest.as_str())
             .map_err(|e| environment(format!("cannot write {}: {e}", path.display())))?;

@@ -28,6 +28,8 @@ pub struct ExportRequest<'a> {
     pub epoch: Option<i64>,
     /// Where packed layers are remembered (`$STRATA_ROOT/layer-blobs`).
     pub memo_dir: PathBuf,
+    /// The platform the image's config names (`--platform`, else the host's).
+    pub platform: PlatformSelector,
 }
 
 /// A packed layer, remembered by snapshot.
@@ -146,7 +148,7 @@ pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
     if history.iter().filter(|h| !h.empty_layer).count() != layers.len() {
         history.clear();
     }
-    let platform = PlatformSelector::host();
+    let platform = req.platform.clone();
     let input = ImageInput {
         architecture: platform.architecture,
         os: platform.os,

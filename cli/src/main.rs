@@ -1,6 +1,8 @@
 //! The `strata` binary.
 
+mod archive_cmd;
 mod build;
+mod build_registry;
 mod cache_cmd;
 mod debug;
 mod export;
@@ -8,6 +10,7 @@ mod image_config;
 mod images_cmd;
 mod output_spec;
 mod progress;
+mod registry_cmd;
 mod timefmt;
 
 use std::process::ExitCode;
@@ -49,6 +52,21 @@ enum Command {
     Prune(cache_cmd::PruneArgs),
     /// Check the cache and store for inconsistencies (and --repair them).
     Doctor(cache_cmd::DoctorArgs),
+    /// Push an image of the local store to its registry.
+    Push(registry_cmd::PushArgs),
+    /// Pull an image from its registry into the local store.
+    Pull(registry_cmd::PullArgs),
+    /// Store credentials for a registry (password from --password-stdin).
+    Login(registry_cmd::LoginArgs),
+    /// Remove the stored credentials for a registry.
+    Logout {
+        /// Registry host (default docker.io).
+        host: Option<String>,
+    },
+    /// Write images to an archive (OCI by default, --format docker).
+    Save(archive_cmd::SaveArgs),
+    /// Read images from an OCI or docker archive into the local store.
+    Load(archive_cmd::LoadArgs),
     /// Look inside strata (e.g. `strata debug parse Dockerfile --json`).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -85,6 +103,22 @@ fn main() -> ExitCode {
         }
         Command::Tag { source, target } => {
             images_cmd_exit(|root| images_cmd::tag(root, &source, &target))
+        }
+        Command::Push(args) => images_cmd_exit(|root| {
+            registry_cmd::push_cmd(root, &args, &mut std::io::stdout(), &mut std::io::stderr())
+        }),
+        Command::Pull(args) => images_cmd_exit(|root| {
+            registry_cmd::pull_cmd(root, &args, &mut std::io::stdout(), &mut std::io::stderr())
+        }),
+        Command::Login(args) => images_cmd_exit(|_| {
+            registry_cmd::login_cmd(&args, &mut std::io::stdin(), &mut std::io::stderr())
+        }),
+        Command::Logout { host } => {
+            images_cmd_exit(|_| registry_cmd::logout_cmd(host.as_deref(), &mut std::io::stderr()))
+        }
+        Command::Save(args) => images_cmd_exit(|root| archive_cmd::save(root, &args)),
+        Command::Load(args) => {
+            images_cmd_exit(|root| archive_cmd::load(root, &args, &mut std::io::stdout()))
         }
     }
 }

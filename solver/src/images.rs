@@ -10,16 +10,40 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use oci_spec::image::ImageConfiguration;
 use strata_cache::layout::digest_of;
 use strata_cache::snapshots::{BlobRef, Hold, LayerRef, SnapshotId, Snapshots};
 use strata_cache::{Image, ImageStore, OciLayout, PlatformSelector, docker_extras, unpack_layer};
+use strata_registry::{Client, Platform, Reference};
 
 use crate::graph::ImageSource;
 use crate::image::{Healthcheck, HistoryEntry, ImageConfig};
 use crate::lower::{ImageResolver, ResolvedImage};
 use crate::ops::executor::{BaseLayers, Layer};
+use crate::pull::{PullError, pull};
+
+/// How images missing from the local store are pulled.
+pub struct RegistryPull {
+    /// The registry client.
+    pub client: Client,
+    /// The platform chosen in indexes.
+    pub platform: Platform,
+    /// Re-resolve tags even when the store has them (`--pull`).
+    pub always: bool,
+    /// Receives progress lines.
+    pub progress: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl std::fmt::Debug for RegistryPull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryPull")
+            .field("platform", &self.platform)
+            .field("always", &self.always)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The local store and the layouts named by a build, for one platform.
 #[derive(Debug)]
@@ -31,6 +55,9 @@ pub struct LocalImages {
     resolved: Mutex<HashMap<String, Image>>,
     /// Base layers in use, kept from prune.
     holds: Mutex<Vec<Hold>>,
+    registry: Option<RegistryPull>,
+    /// Set when a pull failed because of the environment (unreachable, auth).
+    environment_failure: AtomicBool,
 }
 
 impl LocalImages {
@@ -42,7 +69,122 @@ impl LocalImages {
             platform,
             resolved: Mutex::default(),
             holds: Mutex::default(),
+            registry: None,
+            environment_failure: AtomicBool::new(false),
         })
+    }
+
+    /// Pulls store references that are not local (or always, see
+    /// [`RegistryPull::always`]) from their registry.
+    pub fn with_registry(mut self, registry: RegistryPull) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Whether a pull failed because of the environment (registry
+    /// unreachable, credentials refused) rather than the image.
+    pub fn environment_failure(&self) -> bool {
+        self.environment_failure.load(Ordering::Relaxed)
+    }
+
+    /// The image tagged `reference` (or its familiar spelling, without
+    /// `docker.io/library/`) when every blob it needs is local.
+    fn local(&self, reference: &str) -> Result<Option<Image>, String> {
+        let familiar = Reference::parse(reference).map(|r| r.to_string()).ok();
+        for name in std::iter::once(reference).chain(familiar.as_deref()) {
+            let image = self
+                .store
+                .image(name, &self.platform)
+                .map_err(|e| e.to_string())?;
+            if let Some(image) = image.filter(|i| self.complete(i)) {
+                return Ok(Some(image));
+            }
+        }
+        Ok(None)
+    }
+
+    fn complete(&self, image: &Image) -> bool {
+        let content = self.store.content();
+        image
+            .manifest
+            .layers()
+            .iter()
+            .all(|l| digest_of(l).is_ok_and(|d| content.has(&d)))
+    }
+
+    /// `name@sha256:…` whose manifest and blobs are all in the content
+    /// store: tagged and returned without the network.
+    fn pinned_offline(&self, reference: &str) -> Result<Option<Image>, String> {
+        let Some(digest) = Reference::parse(reference)
+            .ok()
+            .and_then(|r| r.digest().cloned())
+        else {
+            return Ok(None);
+        };
+        let Ok(digest) = digest.as_str().parse::<strata_cache::Digest>() else {
+            return Ok(None);
+        };
+        let content = self.store.content();
+        if !content.has(&digest) {
+            return Ok(None);
+        }
+        let bytes = content.read(&digest).map_err(|e| e.to_string())?;
+        let desc = manifest_descriptor(&bytes, &digest)?;
+        let Ok(image) = self.store.layout().image(&desc, &self.platform) else {
+            return Ok(None);
+        };
+        if !self.complete(&image) {
+            return Ok(None);
+        }
+        self.store
+            .tag(reference, &desc)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(image))
+    }
+
+    fn store_image(&self, reference: &str) -> Result<Image, String> {
+        let Some(registry) = &self.registry else {
+            return self.local(reference)?.ok_or_else(|| {
+                "no such image in the local store (`strata images` lists them)".to_string()
+            });
+        };
+        if let Some(image) = self.pinned_offline(reference)? {
+            return Ok(image);
+        }
+        if !registry.always
+            && let Some(image) = self.local(reference)?
+        {
+            return Ok(image);
+        }
+        let progress = &*registry.progress;
+        let pulled = pull(
+            &self.store,
+            &registry.client,
+            reference,
+            &registry.platform,
+            progress,
+        );
+        match pulled {
+            Ok(_) => {}
+            // `--pull` on an image that only exists here (built, never pushed).
+            Err(PullError::Registry(strata_registry::Error::NotFound { .. }))
+                if registry.always
+                    && let Some(image) = self.local(reference)? =>
+            {
+                progress(&format!(
+                    "{reference} is not in its registry: using the local image"
+                ));
+                return Ok(image);
+            }
+            Err(e) => {
+                if e.is_environment() {
+                    self.environment_failure.store(true, Ordering::Relaxed);
+                }
+                return Err(e.to_string());
+            }
+        }
+        self.local(reference)?
+            .ok_or_else(|| format!("{reference} was pulled but is not in the local store"))
     }
 
     fn find(&self, source: &ImageSource) -> Result<Image, String> {
@@ -57,15 +199,7 @@ impl LocalImages {
                     .map_err(|e| e.to_string())?;
                 Ok(image)
             }
-            ImageSource::Store { reference } => self
-                .store
-                .image(reference, &self.platform)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| {
-                    "no such image in the local store (`strata images` lists them; \
-                     pulling from a registry is not available yet)"
-                        .to_string()
-                }),
+            ImageSource::Store { reference } => self.store_image(reference),
         }
     }
 
@@ -148,6 +282,30 @@ impl BaseLayers for LocalImages {
             })
             .collect()
     }
+}
+
+/// The descriptor of a manifest or index stored under `digest`, its media
+/// type read from the JSON (an index has `manifests`).
+fn manifest_descriptor(
+    bytes: &[u8],
+    digest: &strata_cache::Digest,
+) -> Result<oci_spec::image::Descriptor, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("manifest {digest}: {e}"))?;
+    let media_type = match v.get("mediaType").and_then(|m| m.as_str()) {
+        Some(m) => m.to_string(),
+        None if v.get("manifests").is_some() => oci_spec::image::MediaType::ImageIndex.to_string(),
+        None => oci_spec::image::MediaType::ImageManifest.to_string(),
+    };
+    let parsed: oci_spec::image::Digest = digest
+        .as_str()
+        .parse()
+        .map_err(|e| format!("manifest {digest}: {e}"))?;
+    Ok(oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::from(media_type.as_str()),
+        bytes.len() as u64,
+        parsed,
+    ))
 }
 
 /// The parts of an image's config a stage builds on.

@@ -14,6 +14,7 @@ pub mod images;
 pub mod lower;
 pub mod ops;
 pub mod progress;
+pub mod pull;
 pub mod schedule;
 pub mod stages;
 

@@ -4,136 +4,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
+pub use strata_fixtures::registry::{Registry, free_port};
 use strata_registry::{
     BlobSource, Descriptor, Digest, OCI_INDEX, OCI_MANIFEST, Platform, PushBlob,
 };
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
-
-/// A `docker-registry` child process; killed on drop.
-pub struct Registry {
-    child: Option<Child>,
-    pub port: u16,
-    pub storage: PathBuf,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-pub fn free_port() -> Result<u16, Box<dyn std::error::Error>> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl Registry {
-    /// Start a registry; with `htpasswd`, it requires that user and password.
-    pub fn start(htpasswd: Option<(&str, &str)>) -> Result<Registry, Box<dyn std::error::Error>> {
-        if !Path::new(REGISTRY_BIN).exists() {
-            return Err(
-                format!("{REGISTRY_BIN} is missing: apt-get install docker-registry").into(),
-            );
-        }
-        let dir = tempfile::tempdir()?;
-        let storage = dir.path().join("storage");
-        std::fs::create_dir_all(&storage)?;
-        let port = free_port()?;
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        );
-        if let Some((user, password)) = htpasswd {
-            let hash =
-                bcrypt::hash_with_result(password, 4)?.format_for_version(bcrypt::Version::TwoY);
-            let path = dir.path().join("htpasswd");
-            std::fs::write(&path, format!("{user}:{hash}\n"))?;
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
-                path.display()
-            ));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config)?;
-        let mut registry = Registry {
-            child: None,
-            port,
-            storage,
-            config: config_path,
-            _dir: dir,
-        };
-        registry.spawn()?;
-        Ok(registry)
-    }
-
-    fn spawn(&mut self) -> Result<(), Box<dyn std::error::Error>> {
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if probe_v2(self.port) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!(
-            "docker-registry did not answer /v2/ on 127.0.0.1:{} within 15 s",
-            self.port
-        )
-        .into())
-    }
-
-    /// Kill the process (storage stays).
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Start again on the same port and storage.
-    pub fn restart(&mut self) -> Result<(), Box<dyn std::error::Error>> {
-        self.kill();
-        self.spawn()
-    }
-
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Whether an HTTP server answers `GET /v2/` on this port.
-fn probe_v2(port: u16) -> bool {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1")
-}
 
 /// Pseudo-random bytes, different for every call in the process.
 pub fn random_bytes(len: usize) -> Vec<u8> {
