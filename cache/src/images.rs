@@ -152,6 +152,12 @@ impl ImageStore {
         if !self.content.has(&digest) {
             return Err(ImageStoreError::MissingManifest { name, digest });
         }
+        // Already so: nothing to write (an unchanged rebuild stays read-only).
+        if let Some(current) = self.resolve(&name)?
+            && current.digest() == manifest.digest()
+        {
+            return Ok(name);
+        }
         let mut entry = manifest.clone();
         let mut annotations = entry.annotations().clone().unwrap_or_default();
         // A descriptor resolved from another layout carries that layout's

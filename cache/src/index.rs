@@ -106,6 +106,24 @@ impl CacheIndex {
         Ok(record.filter(|r| r.layers.iter().all(|l| self.snapshots.exists(l.id()))))
     }
 
+    /// The records of `keys` that exist and whose layers are all there, read
+    /// in one transaction (a build asks for all its steps at once).
+    pub fn get_many(
+        &self,
+        keys: &[[u8; 32]],
+    ) -> Result<std::collections::HashMap<[u8; 32], CacheRecord>, CacheError> {
+        let found = self.with_db(|db| {
+            keys.iter()
+                .map(|k| Ok(read_record(db, k)?.map(|r| (*k, r))))
+                .collect::<Tx<Vec<_>>>()
+        })?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| r.layers.iter().all(|l| self.snapshots.exists(l.id())))
+            .collect())
+    }
+
     /// A cache hit ready to use: `key`'s record with a hold on each of its
     /// layers (keep them while the build reads the folders), after marking
     /// it used. `None` is a miss, including when a layer was pruned between

@@ -301,6 +301,7 @@ fn build_and_export(
     let graph = &lowered.graph;
     let target = lowered.target;
     let mut ran = Vec::new();
+    executor.prefetch(graph);
     let cache = executor.clone();
     // Progress is rendered on this thread while the scheduler runs on another.
     let (result, mut renderer) = std::thread::scope(|s| {

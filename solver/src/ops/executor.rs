@@ -76,6 +76,8 @@ pub struct StackExecutor {
     held: Mutex<HashSet<String>>,
     /// Keys reused by this build.
     used: Mutex<Vec<[u8; 32]>>,
+    /// Records read ahead for the build's steps (see [`StackExecutor::prefetch`]).
+    prefetched: Mutex<HashMap<[u8; 32], CacheRecord>>,
 }
 
 /// The hostname RUN steps see, as under BuildKit.
@@ -107,6 +109,7 @@ impl StackExecutor {
             holds: Mutex::default(),
             held: Mutex::default(),
             used: Mutex::default(),
+            prefetched: Mutex::default(),
         })
     }
 
@@ -169,11 +172,37 @@ impl StackExecutor {
         }
     }
 
+    /// Reads the records of the steps of `graph` in one go, so each step's
+    /// lookup needs no database access of its own (a miss still asks the
+    /// index again: another build may have recorded it since).
+    pub fn prefetch(&self, graph: &crate::graph::BuildGraph) {
+        let keys: Vec<[u8; 32]> = graph
+            .ids()
+            .into_iter()
+            .filter_map(|id| graph.vertex(id))
+            .filter(|v| is_step(&v.op))
+            .filter_map(|v| v.key.map(|k| k.0))
+            .collect();
+        if let (Ok(found), Ok(mut map)) = (self.index.get_many(&keys), self.prefetched.lock()) {
+            *map = found;
+        }
+    }
+
     /// The recorded stack of `key`, if every layer of it is still there;
     /// its layers are held (once each per build) and the key is marked used
     /// by [`StackExecutor::finish`].
     fn lookup(&self, key: &[u8; 32]) -> Option<Stack> {
-        let record = self.index.get(key).ok().flatten()?;
+        let ahead = self.prefetched.lock().ok().and_then(|mut m| m.remove(key));
+        let record = match ahead {
+            Some(r) => r,
+            None => self.index.get(key).ok().flatten()?,
+        };
+        // Prune orders by last use to the hour at best; a record used within
+        // the last hour needs no write.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let recently = now.saturating_sub(record.last_used) < 3600;
         let snaps = self.index.snapshots();
         {
             let mut held = self.held.lock().ok()?;
@@ -190,7 +219,7 @@ impl StackExecutor {
                 }
             }
         }
-        if let Ok(mut used) = self.used.lock() {
+        if !recently && let Ok(mut used) = self.used.lock() {
             used.push(*key);
         }
         Some(Arc::new(
