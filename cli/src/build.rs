@@ -81,8 +81,8 @@ pub struct BuildArgs {
     /// Say why each step that ran could not reuse the previous build.
     #[arg(long = "explain-cache")]
     pub explain_cache: bool,
-    /// Progress output: plain or auto.
-    #[arg(long, default_value = "auto")]
+    /// Progress output: plain, or auto/tty (plain lines for now).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty"])]
     pub progress: String,
     /// Print nothing but errors (and the image ID).
     #[arg(short, long)]
