@@ -40,8 +40,7 @@ struct Env {
 impl Env {
     fn new() -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let layout = strata_fixtures::busybox_image(&dir.path().join("busybox"))?;
-        let base = format!("busybox=oci-layout://{}:latest", layout.display());
+        let base = strata_fixtures::busybox_build_context(dir.path())?;
         Ok(Env { dir, base })
     }
 

@@ -10,8 +10,7 @@ type R = Result<(), Box<dyn std::error::Error>>;
 #[test]
 fn four_builds_sharing_a_stage_run_the_shared_step_once() -> R {
     let dir = tempfile::tempdir()?;
-    let layout = strata_fixtures::busybox_image(&dir.path().join("busybox"))?;
-    let base = format!("busybox=oci-layout://{}:latest", layout.display());
+    let base = strata_fixtures::busybox_build_context(dir.path())?;
     let root = dir.path().join("root");
     // The shared step sleeps, so all four builds reach it while it runs.
     let shared = "FROM busybox AS shared\nRUN sleep 1 && echo shared > /shared.txt\n";

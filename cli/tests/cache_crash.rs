@@ -26,8 +26,7 @@ struct Env {
 impl Env {
     fn new() -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let layout = strata_fixtures::busybox_image(&dir.path().join("busybox"))?;
-        let base = format!("busybox=oci-layout://{}:latest", layout.display());
+        let base = strata_fixtures::busybox_build_context(dir.path())?;
         let ctx = dir.path().join("ctx");
         fs::create_dir_all(ctx.join("payload"))?;
         fs::write(ctx.join("Dockerfile"), DOCKERFILE)?;

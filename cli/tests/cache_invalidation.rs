@@ -18,8 +18,7 @@ struct Env {
 impl Env {
     fn new() -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let layout = strata_fixtures::busybox_image(&dir.path().join("busybox"))?;
-        let base = format!("busybox=oci-layout://{}:latest", layout.display());
+        let base = strata_fixtures::busybox_build_context(dir.path())?;
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dockerfiles/cache-steps");
         let status = Command::new("cp")
             .args([

@@ -52,8 +52,7 @@ impl Drop for Tmpfs {
 #[test]
 fn full_disk_fails_cleanly_and_the_root_recovers() -> R {
     let dir = tempfile::tempdir()?;
-    let layout = strata_fixtures::busybox_image(&dir.path().join("busybox"))?;
-    let base = format!("busybox=oci-layout://{}:latest", layout.display());
+    let base = strata_fixtures::busybox_build_context(dir.path())?;
     let ctx = dir.path().join("ctx");
     fs::create_dir_all(&ctx)?;
     fs::write(
