@@ -8,6 +8,7 @@ use strata_cache::{BlobWriter, ContentStore, Digest};
 
 use crate::error::{ExportError, io_err};
 use crate::hash::HashWriter;
+use crate::pgzip::ParallelGzip;
 use crate::tar_writer::TarWriter;
 use crate::walk::walk_layer;
 
@@ -129,7 +130,7 @@ fn zstd_encoder<W: Write>(
 
 /// The compressor in front of the blob writer.
 enum Encoder {
-    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Gzip(ParallelGzip<BlobWriter>),
     Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
     Plain(BlobWriter),
 }
@@ -148,8 +149,7 @@ impl Encoder {
                             level,
                             range: "0-9",
                         })?;
-                // GzBuilder's header has no name and mtime 0: deterministic.
-                Encoder::Gzip(flate2::GzBuilder::new().write(blob, flate2::Compression::new(level)))
+                Encoder::Gzip(ParallelGzip::new(blob, flate2::Compression::new(level)))
             }
             CompressionKind::Zstd => {
                 let level = compression.level.unwrap_or(DEFAULT_ZSTD_LEVEL);

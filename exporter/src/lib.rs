@@ -13,6 +13,7 @@ mod hash;
 pub mod image;
 pub mod layer;
 pub mod output;
+mod pgzip;
 mod tar_writer;
 mod walk;
 

@@ -502,7 +502,7 @@ fn uncompress_to_temp(
     let blob_path = store.blob_path(digest);
     let blob = io::BufReader::new(store.open_blob(digest)?);
     let mut reader: Box<dyn Read> = if media_type.ends_with("gzip") {
-        Box::new(flate2::read::GzDecoder::new(blob))
+        Box::new(flate2::read::MultiGzDecoder::new(blob))
     } else if media_type.ends_with("zstd") {
         Box::new(zstd::stream::read::Decoder::with_buffer(blob).map_err(io_err(&blob_path))?)
     } else {

@@ -82,7 +82,7 @@ fn uncompressed(
     let mut out = Vec::new();
     match layer.media_type.as_str() {
         "application/vnd.oci.image.layer.v1.tar+gzip" => {
-            flate2::read::GzDecoder::new(blob.as_slice()).read_to_end(&mut out)?;
+            flate2::read::MultiGzDecoder::new(blob.as_slice()).read_to_end(&mut out)?;
         }
         "application/vnd.oci.image.layer.v1.tar+zstd" => {
             zstd::stream::read::Decoder::new(blob.as_slice())?.read_to_end(&mut out)?;

@@ -54,6 +54,9 @@ fn fixture_with(compression: Compression) -> Result<Fixture, Box<dyn std::error:
     fs::create_dir(&lower)?;
     fs::create_dir(&upper)?;
     two_layers(&lower, &upper)?;
+    // Over 4 MiB: gzip layers hold several members, which the real
+    // clients below must read.
+    fs::write(lower.join("big.bin"), pseudo_random(BIG))?;
     let layer_dirs = vec![lower, upper];
     let layers = write_layers(&layer_dirs, compression, &store, None)?;
     Ok(Fixture {
@@ -88,7 +91,23 @@ fn image(f: &Fixture, media_types: MediaTypes) -> Result<ImageRef, Box<dyn std::
 }
 
 /// The merged filesystem of [`two_layers`], as checked in an unpacked rootfs.
+/// Size of the fixture's incompressible file.
+const BIG: usize = 10 << 20;
+
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn assert_merged_rootfs(rootfs: &Path) -> TestResult {
+    assert_eq!(fs::read(rootfs.join("big.bin"))?, pseudo_random(BIG));
     assert_eq!(fs::read_to_string(rootfs.join("keep"))?, "keep");
     assert!(!rootfs.join("del").exists(), "whiteout hides del");
     assert!(!rootfs.join("dir/old").exists(), "opaque dir hides dir/old");
@@ -243,7 +262,7 @@ fn docker_archive_reads_with_skopeo_and_keeps_diff_ids() -> TestResult {
             let bytes = blob(&digest)?;
             let mut plain = Vec::new();
             if bytes.starts_with(&[0x1f, 0x8b]) {
-                flate2::read::GzDecoder::new(bytes.as_slice()).read_to_end(&mut plain)?;
+                flate2::read::MultiGzDecoder::new(bytes.as_slice()).read_to_end(&mut plain)?;
             } else {
                 plain = bytes;
             }
@@ -308,6 +327,7 @@ fn local_dir_and_tar_show_the_merged_filesystem() -> TestResult {
     assert_eq!(
         names,
         [
+            "big.bin",
             "dir/",
             "dir/new",
             "keep",
@@ -320,7 +340,7 @@ fn local_dir_and_tar_show_the_merged_filesystem() -> TestResult {
         ]
     );
     assert_eq!(
-        kinds[8],
+        kinds[9],
         tar::EntryType::Link,
         "top links to shared/top-link"
     );
