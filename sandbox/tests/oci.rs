@@ -4,9 +4,12 @@
 
 mod common;
 
-/// One test per check, for the runtime `$kind`.
+/// One test module per runtime, one test per check in each.
 macro_rules! oci_checks {
-    ($module:ident, $kind:expr, [$($check:ident),* $(,)?]) => {
+    ($([$module:ident, $kind:expr]),* ; $checks:tt) => {
+        $(oci_checks!(@runtime $module, $kind, $checks);)*
+    };
+    (@runtime $module:ident, $kind:expr, [$($check:ident),* $(,)?]) => {
         mod $module {
             use super::common::{TestResult, checks};
             use strata_sandbox::{OciRuntime, OciRuntimeKind};
@@ -26,31 +29,8 @@ macro_rules! oci_checks {
 }
 
 oci_checks!(
-    runc,
-    OciRuntimeKind::Runc,
-    [
-        output_lines_and_exit_code,
-        root_writes_land_in_upper,
-        no_mount_and_no_host_paths,
-        own_pid_namespace_and_hostname,
-        user_groups_and_capabilities,
-        network_modes,
-        dev_and_sys,
-        stacked_layers_and_whiteout,
-        many_long_lower_layers,
-        concurrent_runs,
-        cancellation_kills_the_tree,
-        placeholders_leave_no_trace,
-        working_directory_is_created,
-        missing_program_is_a_runtime_error,
-        symlinked_etc_does_not_escape,
-        cleanup_does_not_follow_step_symlinks,
-    ]
-);
-
-oci_checks!(
-    crun,
-    OciRuntimeKind::Crun,
+    [runc, OciRuntimeKind::Runc],
+    [crun, OciRuntimeKind::Crun];
     [
         output_lines_and_exit_code,
         root_writes_land_in_upper,
