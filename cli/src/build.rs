@@ -497,7 +497,7 @@ fn environment(message: String) -> Failure {
 
 fn runtime(name: &str) -> Result<Arc<dyn Runtime>, Failure> {
     let kind = match name {
-        "builtin" => return Ok(Arc::new(Builtin)),
+        "builtin" => return Ok(Arc::new(Builtin::default())),
         "runc" => OciRuntimeKind::Runc,
         "crun" => OciRuntimeKind::Crun,
         other => {

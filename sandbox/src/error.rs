@@ -44,6 +44,23 @@ pub enum SandboxError {
         /// The errno of the last exec attempt that mattered.
         errno: i32,
     },
+    /// The step's device cgroup could not be made, confined or removed.
+    #[error("step cgroup: {what} {path}: {source}")]
+    Cgroup {
+        /// What was being done.
+        what: &'static str,
+        /// The cgroup directory or file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Neither the cgroup v1 `devices` controller nor a cgroup2 hierarchy is mounted, so a
+    /// step could reach every device node it can make or find: steps do not run unconfined.
+    #[error(
+        "no cgroup v1 devices controller and no cgroup2 hierarchy are mounted: \
+         steps cannot be confined to the allowed devices"
+    )]
+    NoDeviceCgroup,
     /// The OCI runtime config could not be built or written.
     #[error("OCI bundle config {path}: {message}")]
     OciConfig {
@@ -79,6 +96,14 @@ pub(crate) fn errno_text(errno: i32) -> String {
 impl SandboxError {
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         SandboxError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn cgroup(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        SandboxError::Cgroup {
             what,
             path: path.into(),
             source,

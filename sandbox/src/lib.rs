@@ -9,6 +9,7 @@
 
 mod builtin;
 mod caps;
+mod cgroup;
 mod error;
 mod etc_files;
 mod oci;
@@ -19,6 +20,7 @@ mod placeholders;
 use std::path::PathBuf;
 
 pub use builtin::Builtin;
+pub use cgroup::DeviceControl;
 pub use error::SandboxError;
 pub use oci::{OciRuntime, OciRuntimeKind};
 

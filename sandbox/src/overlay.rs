@@ -1,6 +1,6 @@
 //! Mounting a [`RootFs`] as an overlay with the new mount API (`fsopen`/`fsconfig`), one
 //! `lowerdir+` per layer: unlike `lowerdir=a:b:c`, the layer paths need not fit in one page,
-//! so 120+ layers with long absolute paths work (needs Linux 6.8+).
+//! so 120+ layers with long absolute paths work (needs Linux 6.8+). The mount is `nodev`.
 
 use std::ffi::{CStr, CString, c_char};
 use std::fs;
@@ -16,6 +16,7 @@ const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 
 /// The errno of the last failed call on this thread.
 pub(crate) fn errno() -> i32 {
@@ -118,8 +119,14 @@ impl OverlayMount {
                 ptr::null::<c_char>(),
                 0,
             ))?;
-            let mnt =
-                check(libc::syscall(libc::SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0))? as libc::c_int;
+            // nodev: device nodes from layers, the context or earlier steps stay in the image
+            // as data but cannot be opened. Not nosuid: setuid programs work in a RUN.
+            let mnt = check(libc::syscall(
+                libc::SYS_fsmount,
+                fs,
+                FSMOUNT_CLOEXEC,
+                MOUNT_ATTR_NODEV,
+            ))? as libc::c_int;
             let moved = check(libc::syscall(
                 libc::SYS_move_mount,
                 mnt,

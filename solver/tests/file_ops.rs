@@ -40,7 +40,7 @@ fn executor(scratch: &Path, ctx: &Path, ignore: DockerIgnore) -> Arc<StackExecut
         tmp,
         ctx,
         ignore,
-        Arc::new(Builtin),
+        Arc::new(Builtin::default()),
         Arc::new(NoImages),
     ) {
         Ok(e) => Arc::new(e),

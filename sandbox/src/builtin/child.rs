@@ -242,6 +242,7 @@ fn run_op(op: &Op) -> Result<(), i32> {
     // SAFETY: every pointer passed is a NUL-terminated string owned by `op` or a literal.
     unsafe {
         match op {
+            Op::JoinCgroup { procs } => crate::cgroup::join(procs)?,
             Op::MakeRootPrivate => {
                 check(libc::mount(
                     ptr::null(),

@@ -1,9 +1,11 @@
-//! The builtin runtime: namespaces, an overlay root, pivot_root, capabilities, exec.
+//! The builtin runtime: a device cgroup, namespaces, an overlay root, pivot_root,
+//! capabilities, exec.
 //!
 //! Design: the parent prepares the whole setup as a list of [`plan::Op`]s with every string
 //! allocated, then calls the raw `clone` system call with the new namespaces (mount, pid,
 //! ipc, uts, and net for [`Network::None`]). The child is PID 1 of its pid namespace; it runs
-//! the ops with bare system calls (see [`child`] for why nothing else is allowed there) and
+//! the ops with bare system calls (see [`child`] for why nothing else is allowed there),
+//! the first of which moves it into the step's device cgroup ([`crate::cgroup`]), and
 //! execs the program, which stays PID 1 (as with BuildKit's runc executor). The overlay and
 //! every other mount exist only in the child's mount namespace, so they vanish with it. The
 //! parent thread waits on a pidfd, polling `cancelled`; killing PID 1 kills the whole pid
@@ -17,6 +19,7 @@ use std::fs::{self, File};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
+use crate::cgroup::{DeviceControl, StepCgroup};
 use crate::etc_files::EtcFiles;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
@@ -26,8 +29,21 @@ use child::{ChildFds, KIND_EXEC, KIND_OP, KIND_STEP, STEPS};
 use plan::{Launch, Op, cpath, cstr};
 
 /// The embedded runtime (needs root).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Builtin;
+#[derive(Debug, Clone, Default)]
+pub struct Builtin {
+    /// Where steps' device allow-list is enforced; detected at each run when `None`.
+    devices: Option<DeviceControl>,
+}
+
+impl Builtin {
+    /// A runtime that confines steps' devices with `devices` instead of what the host
+    /// offers first (see [`DeviceControl::detect`]).
+    pub fn with_device_control(devices: DeviceControl) -> Self {
+        Builtin {
+            devices: Some(devices),
+        }
+    }
+}
 
 impl Runtime for Builtin {
     fn run(
@@ -42,13 +58,24 @@ impl Runtime for Builtin {
             .prefix("strata-sandbox-")
             .tempdir()
             .map_err(|e| SandboxError::io("create state dir in", std::env::temp_dir(), e))?;
+        let devices = match &self.devices {
+            Some(devices) => devices.clone(),
+            None => DeviceControl::detect()?,
+        };
+        let cgroup = StepCgroup::create(&devices)?;
         let placeholders = Placeholders::survey(&root.upper);
-        let ops = build_ops(state.path(), root, spec)?;
+        let mut ops = vec![Op::JoinCgroup {
+            procs: cgroup.procs().to_owned(),
+        }];
+        ops.extend(build_ops(state.path(), root, spec)?);
         let launch = build_launch(spec)?;
         let status = spawn_and_wait(&ops, &launch, spec, output, cancelled);
+        let removed = cgroup.remove();
         // Cleanup runs even when the run failed, so placeholders never reach a layer.
         placeholders.remove_created(root)?;
-        status
+        let code = status?;
+        removed?;
+        Ok(code)
     }
 }
 

@@ -10,6 +10,8 @@ use crate::overlay::OverlayMount;
 
 /// One setup step. Paths are absolute host paths until [`Op::PivotRoot`], root paths after.
 pub(crate) enum Op {
+    /// Move this process into the step's device cgroup (its `cgroup.procs`).
+    JoinCgroup { procs: CString },
     /// Make every mount of the new mount namespace private, so nothing propagates to the host.
     MakeRootPrivate,
     /// Mount the overlay root.
@@ -63,6 +65,7 @@ impl Op {
     pub(crate) fn describe(&self) -> String {
         let s = |c: &CString| c.to_string_lossy().into_owned();
         match self {
+            Op::JoinCgroup { procs } => format!("join the step cgroup {}", s(procs)),
             Op::MakeRootPrivate => "make / private".into(),
             Op::Overlay(overlay) => overlay.describe(),
             Op::Mkdir { path, .. } => format!("mkdir {}", s(path)),

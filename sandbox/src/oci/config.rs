@@ -1,13 +1,14 @@
 //! The OCI runtime `config.json` for a step: same namespaces, mounts, capabilities and
-//! credentials as the builtin runtime, and no cgroup resources.
+//! credentials as the builtin runtime, and the device allow-list as the only cgroup resource.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, Capability, Linux, LinuxCapabilities, LinuxNamespace, LinuxNamespaceType, Mount,
-    Process, Root, Spec, User,
+    Capabilities, Capability, Linux, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
+    LinuxNamespace, LinuxNamespaceType, LinuxResources, Mount, Process, Root, Spec, User,
 };
 
+use crate::cgroup::ALLOWED_DEVICES;
 use crate::etc_files::EtcFiles;
 use crate::{Network, ProcessSpec, caps};
 
@@ -58,8 +59,30 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// Deny every device, then allow the list (runc adds its own defaults after these).
+fn device_rules() -> Vec<LinuxDeviceCgroup> {
+    let mut deny_all = LinuxDeviceCgroup::default();
+    deny_all.set_allow(false);
+    deny_all.set_access(Some("rwm".into()));
+    let allowed = ALLOWED_DEVICES.iter().map(|device| {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(LinuxDeviceType::C));
+        rule.set_major(Some(device.major.into()));
+        rule.set_minor(device.minor.map(i64::from));
+        rule.set_access(Some("rwm".into()));
+        rule
+    });
+    std::iter::once(deny_all).chain(allowed).collect()
+}
+
 /// The config for running `spec` with the root at `rootfs` (relative to the bundle).
-pub(crate) fn build(spec: &ProcessSpec, etc: &EtcFiles) -> Result<Spec, String> {
+/// `cgroups_path`, when given, is the container's cgroup (runc makes it).
+pub(crate) fn build(
+    spec: &ProcessSpec,
+    etc: &EtcFiles,
+    cgroups_path: Option<&str>,
+) -> Result<Spec, String> {
     let all = docker_caps()?;
     let kept = if spec.uid == 0 {
         all.clone()
@@ -160,7 +183,10 @@ pub(crate) fn build(spec: &ProcessSpec, etc: &EtcFiles) -> Result<Spec, String> 
         })
         .collect();
     let mut linux = Linux::default();
-    linux.set_resources(None);
+    let mut resources = LinuxResources::default();
+    resources.set_devices(Some(device_rules()));
+    linux.set_resources(Some(resources));
+    linux.set_cgroups_path(cgroups_path.map(PathBuf::from));
     linux.set_namespaces(Some(namespaces));
     linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
     linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));

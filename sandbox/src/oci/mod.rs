@@ -5,10 +5,18 @@
 //! calls on prepared data run), so it is never visible on the host and disappears with the
 //! runtime. For crun, the same step detaches `/sys/fs/cgroup/unified`: on cgroup v1 hybrid
 //! hosts crun refuses to start while a cgroup2 mount holding a controller is present.
+//!
+//! Devices: the config carries the allow-list as `linux.resources.devices`. runc applies
+//! it to the cgroup it makes for the container, `strata/<container id>`, adding its own
+//! defaults (among them `mknod` of any device, which the `nodev` root makes harmless); runc
+//! cannot run below a cgroup of ours, since it writes those defaults and a v1 child cannot
+//! allow more than its parent. crun runs without a cgroup manager (see above) and would
+//! apply nothing, so the crun process joins the step's device cgroup ([`crate::cgroup`]) in
+//! `pre_exec`, before it execs, and everything it forks inherits it.
 
 mod config;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CStr, OsStr, OsString};
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -16,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::cgroup::{self, DeviceControl, StepCgroup};
 use crate::etc_files::EtcFiles;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
@@ -45,6 +54,8 @@ impl OciRuntimeKind {
 pub struct OciRuntime {
     kind: OciRuntimeKind,
     binary: PathBuf,
+    /// Where steps' device allow-list is enforced; detected at each run when `None`.
+    devices: Option<DeviceControl>,
 }
 
 impl OciRuntime {
@@ -55,7 +66,11 @@ impl OciRuntime {
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
-            .map(|binary| OciRuntime { kind, binary })
+            .map(|binary| OciRuntime {
+                kind,
+                binary,
+                devices: None,
+            })
             .ok_or_else(|| SandboxError::OciRuntime {
                 runtime: name.into(),
                 message: "not found in PATH".into(),
@@ -64,7 +79,18 @@ impl OciRuntime {
 
     /// Uses the given binary, which must behave like `kind`.
     pub fn with_binary(kind: OciRuntimeKind, binary: PathBuf) -> Self {
-        OciRuntime { kind, binary }
+        OciRuntime {
+            kind,
+            binary,
+            devices: None,
+        }
+    }
+
+    /// Confines crun's steps' devices with `devices` instead of what the host offers first
+    /// (see [`DeviceControl::detect`]). runc makes and confines its own cgroup.
+    pub fn with_device_control(mut self, devices: DeviceControl) -> Self {
+        self.devices = Some(devices);
+        self
     }
 
     /// The runtime's binary.
@@ -157,9 +183,16 @@ impl Bundle {
     }
 }
 
-/// Runs in the forked runtime process before exec: private mount namespace, crun's cgroup
-/// workaround, the overlay root. System calls only.
-fn enter_private_root(overlay: &OverlayMount, hide_unified: bool) -> std::io::Result<()> {
+/// Runs in the forked runtime process before exec: the step's device cgroup (crun), a private
+/// mount namespace, crun's cgroup workaround, the overlay root. System calls only.
+fn enter_private_root(
+    procs: Option<&CStr>,
+    overlay: &OverlayMount,
+    hide_unified: bool,
+) -> std::io::Result<()> {
+    if let Some(procs) = procs {
+        cgroup::join(procs).map_err(std::io::Error::from_raw_os_error)?;
+    }
     // SAFETY: unshare, mount and umount2 with literal paths; no allocation.
     unsafe {
         if libc::unshare(libc::CLONE_NEWNS) < 0 {
@@ -202,9 +235,13 @@ impl Runtime for OciRuntime {
         let bundle = Bundle::create()?;
         let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname)?;
         let config_path = bundle.path("config.json");
-        let config = config::build(spec, &etc).map_err(|message| SandboxError::OciConfig {
-            path: config_path.clone(),
-            message,
+        let runc_cgroup =
+            (self.kind == OciRuntimeKind::Runc).then(|| format!("/strata/{}", bundle.id));
+        let config = config::build(spec, &etc, runc_cgroup.as_deref()).map_err(|message| {
+            SandboxError::OciConfig {
+                path: config_path.clone(),
+                message,
+            }
         })?;
         config
             .save(&config_path)
@@ -228,10 +265,16 @@ impl Runtime for OciRuntime {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let hide_unified = self.kind == OciRuntimeKind::Crun;
-        // SAFETY: the closure only makes system calls on the prepared overlay strings.
+        let crun = self.kind == OciRuntimeKind::Crun;
+        let cgroup = match (crun, &self.devices) {
+            (false, _) => None,
+            (true, Some(devices)) => Some(StepCgroup::create(devices)?),
+            (true, None) => Some(StepCgroup::create(&DeviceControl::detect()?)?),
+        };
+        let procs = cgroup.as_ref().map(|c| c.procs().to_owned());
+        // SAFETY: the closure only makes system calls on the prepared strings.
         unsafe {
-            cmd.pre_exec(move || enter_private_root(&overlay, hide_unified));
+            cmd.pre_exec(move || enter_private_root(procs.as_deref(), &overlay, crun));
         }
         let result = self.run_to_end(cmd, &state, &bundle.id, output, cancelled);
         // The runtime deletes the container when `run` ends; this covers a killed runtime.
@@ -248,7 +291,9 @@ impl Runtime for OciRuntime {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        let removed = cgroup.map_or(Ok(()), StepCgroup::remove);
         placeholders.remove_created(root)?;
+        removed?;
         match result? {
             // A failure before the process ran (bad config, missing program) is logged by
             // the runtime; a failing process is not an error.

@@ -2,6 +2,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod checks;
+pub mod device_checks;
+pub mod loop_device;
 
 use std::fs;
 use std::os::unix::fs::symlink;

@@ -1,0 +1,310 @@
+//! The device cgroup of a step: every process of the step runs in its own cgroup,
+//! `strata/strata-<pid>-<n>`, that allows only [`ALLOWED_DEVICES`]. On hosts with the cgroup v1
+//! `devices` controller the rules are written to it ([`v1`]); on pure cgroup v2 hosts a
+//! `BPF_PROG_TYPE_CGROUP_DEVICE` program holding the same list is attached ([`bpf`]). The
+//! cgroup is removed, after killing anything left in it, when the step ends.
+
+mod bpf;
+mod v1;
+
+use std::ffi::{CStr, CString};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::SandboxError;
+use crate::builtin::plan::cpath;
+use crate::overlay::{check, errno};
+
+/// A character device a step may make (`mknod`), read and write: runc's default list
+/// without its `c *:* m` and `b *:* m` entries, so that no other node can even be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AllowedDevice {
+    pub(crate) major: u32,
+    /// `None` for every minor number.
+    pub(crate) minor: Option<u32>,
+}
+
+const fn char_device(major: u32, minor: u32) -> AllowedDevice {
+    AllowedDevice {
+        major,
+        minor: Some(minor),
+    }
+}
+
+/// null, zero, full, random, urandom, tty, console, ptmx, the pty slaves, tun.
+pub(crate) const ALLOWED_DEVICES: [AllowedDevice; 10] = [
+    char_device(1, 3),
+    char_device(1, 5),
+    char_device(1, 7),
+    char_device(1, 8),
+    char_device(1, 9),
+    char_device(5, 0),
+    char_device(5, 1),
+    char_device(5, 2),
+    AllowedDevice {
+        major: 136,
+        minor: None,
+    },
+    char_device(10, 200),
+];
+
+/// Where a step's device allow-list is enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceControl {
+    /// The cgroup v1 hierarchy of the `devices` controller, mounted at this path.
+    V1Devices(PathBuf),
+    /// A cgroup2 hierarchy mounted at this path; a BPF device program holds the list.
+    V2Bpf(PathBuf),
+}
+
+impl DeviceControl {
+    /// The v1 `devices` controller where it is mounted (hybrid and v1 hosts), else cgroup2.
+    pub fn detect() -> Result<Self, SandboxError> {
+        let table = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| SandboxError::io("read", "/proc/self/mountinfo", e))?;
+        let mounts = cgroup_mounts(&table);
+        let v1 = mounts
+            .iter()
+            .find(|m| m.fstype == "cgroup" && m.options.split(',').any(|o| o == "devices"));
+        let v2 = || {
+            let all = mounts.iter().filter(|m| m.fstype == "cgroup2");
+            // The unified hierarchy of a pure v2 host sits at /sys/fs/cgroup.
+            all.clone()
+                .find(|m| m.mount_point == Path::new("/sys/fs/cgroup"))
+                .or_else(|| all.clone().next())
+        };
+        match (v1, v2()) {
+            (Some(m), _) => Ok(DeviceControl::V1Devices(m.mount_point.clone())),
+            (None, Some(m)) => Ok(DeviceControl::V2Bpf(m.mount_point.clone())),
+            (None, None) => Err(SandboxError::NoDeviceCgroup),
+        }
+    }
+
+    fn hierarchy(&self) -> &Path {
+        match self {
+            DeviceControl::V1Devices(path) | DeviceControl::V2Bpf(path) => path,
+        }
+    }
+}
+
+struct CgroupMount {
+    mount_point: PathBuf,
+    fstype: String,
+    options: String,
+}
+
+/// The cgroup and cgroup2 mounts of a `/proc/self/mountinfo` text.
+fn cgroup_mounts(table: &str) -> Vec<CgroupMount> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = unescape(left.split(' ').nth(4)?);
+            let mut right = right.split(' ');
+            let fstype = right.next()?.to_string();
+            let options = right.nth(1)?.to_string();
+            Some(CgroupMount {
+                mount_point,
+                fstype,
+                options,
+            })
+        })
+        .filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+        .collect()
+}
+
+/// A mountinfo path with its `\ooo` octal escapes (space, tab, newline, backslash) decoded.
+fn unescape(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// Numbers this process's step cgroups.
+static NEXT_STEP: AtomicU64 = AtomicU64::new(0);
+
+/// A step's cgroup, confined to [`ALLOWED_DEVICES`]; removed on [`StepCgroup::remove`] or drop.
+pub(crate) struct StepCgroup {
+    dir: PathBuf,
+    procs: CString,
+    removed: bool,
+}
+
+impl StepCgroup {
+    /// Creates `strata/strata-<pid>-<n>` in `control`'s hierarchy with the allow-list applied.
+    pub(crate) fn create(control: &DeviceControl) -> Result<Self, SandboxError> {
+        let parent = control.hierarchy().join("strata");
+        match fs::create_dir(&parent) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(SandboxError::cgroup("create", &parent, e));
+            }
+            _ => {}
+        }
+        let n = NEXT_STEP.fetch_add(1, Ordering::Relaxed);
+        let dir = parent.join(format!("strata-{}-{n}", std::process::id()));
+        fs::create_dir(&dir).map_err(|e| SandboxError::cgroup("create", &dir, e))?;
+        let mut cgroup = StepCgroup {
+            procs: cpath(&dir.join("cgroup.procs"))?,
+            dir,
+            removed: false,
+        };
+        let applied = match control {
+            DeviceControl::V1Devices(_) => v1::apply(&cgroup.dir),
+            DeviceControl::V2Bpf(_) => bpf::attach(&cgroup.dir),
+        };
+        if let Err(e) = applied {
+            cgroup.removed = true;
+            let _ = fs::remove_dir(&cgroup.dir);
+            return Err(e);
+        }
+        Ok(cgroup)
+    }
+
+    /// The cgroup's `cgroup.procs`, for [`join`].
+    pub(crate) fn procs(&self) -> &CStr {
+        &self.procs
+    }
+
+    /// Kills what is left in the cgroup (and in any cgroup a runtime made below it) and
+    /// removes them all.
+    pub(crate) fn remove(mut self) -> Result<(), SandboxError> {
+        self.removed = true;
+        remove_tree(&self.dir)
+    }
+}
+
+impl Drop for StepCgroup {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = remove_tree(&self.dir);
+        }
+    }
+}
+
+/// How long a cgroup may stay busy with exiting processes before removal gives up.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn remove_tree(dir: &Path) -> Result<(), SandboxError> {
+    let start = Instant::now();
+    loop {
+        kill_all(dir);
+        match remove_dirs(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < REMOVE_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(SandboxError::cgroup("remove", dir, e)),
+        }
+    }
+}
+
+/// SIGKILLs every process in `dir` and the cgroups below it. The step's own processes are
+/// normally gone already (its pid namespace died with its init); this is for stragglers.
+fn kill_all(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                kill_all(&entry.path());
+            }
+        }
+    }
+    // cgroup v2 (Linux 5.14+) kills the whole subtree at once.
+    if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs
+        .lines()
+        .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+    {
+        // SAFETY: kill has no memory effects; the pid was in the step's cgroup just now.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Removes `dir` and the cgroups below it, deepest first (cgroup files go with their dir).
+fn remove_dirs(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_dirs(&entry.path())?;
+        }
+    }
+    fs::remove_dir(dir)
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs` (`0` names the
+/// writer), so that it and everything it forks are confined. Only system calls: safe between
+/// fork and exec.
+pub(crate) fn join(procs: &CStr) -> Result<(), i32> {
+    // SAFETY: open of a NUL-terminated path; write of a one-byte literal; close of our fd.
+    unsafe {
+        let fd = check(libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) as libc::c_long)?
+            as libc::c_int;
+        let written = libc::write(fd, c"0".as_ptr().cast(), 1);
+        let err = errno();
+        libc::close(fd);
+        if written != 1 {
+            return Err(if written < 0 { err } else { libc::EIO });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 20 0:22 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+30 25 0:27 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+31 25 0:28 / /sys/fs/cgroup/cpu\\040set rw,relatime - cgroup cgroup rw,cpuset
+35 25 0:32 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_v1_devices_and_cgroup2_mounts() {
+        let mounts = cgroup_mounts(HYBRID);
+        let points: Vec<_> = mounts.iter().map(|m| m.mount_point.clone()).collect();
+        assert_eq!(
+            points,
+            [
+                PathBuf::from("/sys/fs/cgroup/devices"),
+                PathBuf::from("/sys/fs/cgroup/cpu set"),
+                PathBuf::from("/sys/fs/cgroup/unified"),
+            ]
+        );
+        assert_eq!(mounts[0].options, "rw,devices");
+        assert_eq!(mounts[2].fstype, "cgroup2");
+    }
+
+    #[test]
+    fn allow_list_is_runcs_without_wildcard_mknod() {
+        assert!(ALLOWED_DEVICES.contains(&char_device(1, 3)));
+        assert!(!ALLOWED_DEVICES.iter().any(|d| d.major == 7));
+        assert_eq!(
+            ALLOWED_DEVICES.iter().filter(|d| d.minor.is_none()).count(),
+            1
+        );
+    }
+}

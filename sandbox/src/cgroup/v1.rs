@@ -1,0 +1,39 @@
+//! The cgroup v1 `devices` controller: deny everything, then allow the list.
+
+use std::fs;
+use std::path::Path;
+
+use super::ALLOWED_DEVICES;
+use crate::SandboxError;
+
+/// Writes the allow-list to the fresh cgroup `dir` (one rule per write, as the kernel reads
+/// them).
+pub(super) fn apply(dir: &Path) -> Result<(), SandboxError> {
+    let deny = dir.join("devices.deny");
+    fs::write(&deny, "a").map_err(|e| SandboxError::cgroup("write a to", &deny, e))?;
+    let allow = dir.join("devices.allow");
+    for device in ALLOWED_DEVICES {
+        fs::write(&allow, rule(device.major, device.minor))
+            .map_err(|e| SandboxError::cgroup("write a rule to", &allow, e))?;
+    }
+    Ok(())
+}
+
+/// `c MAJOR:MINOR rwm`, `*` for any minor.
+fn rule(major: u32, minor: Option<u32>) -> String {
+    match minor {
+        Some(minor) => format!("c {major}:{minor} rwm"),
+        None => format!("c {major}:* rwm"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_read_like_devices_allow() {
+        assert_eq!(rule(1, Some(3)), "c 1:3 rwm");
+        assert_eq!(rule(136, None), "c 136:* rwm");
+    }
+}
