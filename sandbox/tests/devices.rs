@@ -78,3 +78,49 @@ device_checks!(
         step_cgroup_is_removed,
     ]
 );
+
+/// A step whose device cgroup cannot be made does not run: here the "hierarchy" is a plain
+/// directory, so neither the v1 rules nor the BPF filter can be applied.
+#[test]
+fn no_device_cgroup_no_step() -> common::TestResult {
+    use strata_sandbox::{Builtin, DeviceControl, OciRuntime, OciRuntimeKind, Runtime};
+    let not_cgroups = tempfile::tempdir()?;
+    let fake = not_cgroups.path().to_path_buf();
+    let runtimes: Vec<(&str, Box<dyn Runtime>)> = vec![
+        (
+            "builtin v1",
+            Box::new(Builtin::with_device_control(DeviceControl::V1Devices(
+                fake.clone(),
+            ))),
+        ),
+        (
+            "builtin v2",
+            Box::new(Builtin::with_device_control(DeviceControl::V2Bpf(
+                fake.clone(),
+            ))),
+        ),
+        (
+            "crun v1",
+            Box::new(
+                OciRuntime::new(OciRuntimeKind::Crun)?
+                    .with_device_control(DeviceControl::V1Devices(fake.clone())),
+            ),
+        ),
+    ];
+    for (name, rt) in runtimes {
+        let (_dir, root) = common::busybox_root()?;
+        let err = common::run(rt.as_ref(), &root, &common::sh("touch /ran"))
+            .err()
+            .ok_or_else(|| format!("{name}: the step ran without its device cgroup"))?;
+        assert!(
+            matches!(err, strata_sandbox::SandboxError::Cgroup { .. }),
+            "{name}: {err}"
+        );
+        assert!(
+            err.to_string().starts_with("step cgroup: "),
+            "{name}: {err}"
+        );
+        assert!(!root.upper.join("ran").exists(), "{name}: the step ran");
+    }
+    Ok(())
+}

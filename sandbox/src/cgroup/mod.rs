@@ -83,11 +83,41 @@ impl DeviceControl {
         }
     }
 
-    fn hierarchy(&self) -> &Path {
-        match self {
-            DeviceControl::V1Devices(path) | DeviceControl::V2Bpf(path) => path,
-        }
+    /// The cgroup this process is in, in this hierarchy: steps' cgroups go below it, so they
+    /// never get more than the build itself (a v1 child cannot allow what its parent denies,
+    /// and every BPF filter on the path must allow).
+    fn own_cgroup(&self) -> Result<PathBuf, SandboxError> {
+        let table = fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| SandboxError::io("read", "/proc/self/cgroup", e))?;
+        let (hierarchy, wanted) = match self {
+            DeviceControl::V1Devices(path) => (path, "devices"),
+            DeviceControl::V2Bpf(path) => (path, ""),
+        };
+        let own = own_path(&table, wanted).ok_or_else(|| {
+            let what = if wanted.is_empty() { "cgroup2" } else { wanted };
+            SandboxError::cgroup(
+                "find this process's cgroup in",
+                "/proc/self/cgroup",
+                io::Error::new(io::ErrorKind::NotFound, format!("no {what} line")),
+            )
+        })?;
+        Ok(hierarchy.join(own.trim_start_matches('/')))
     }
+}
+
+/// The path of the `/proc/self/cgroup` line for the v1 hierarchy holding `controller`, or
+/// for the cgroup2 hierarchy when `controller` is empty.
+fn own_path<'a>(table: &'a str, controller: &str) -> Option<&'a str> {
+    table.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if controller.is_empty() {
+            controllers.is_empty()
+        } else {
+            controllers.split(',').any(|c| c == controller)
+        };
+        matches.then_some(path)
+    })
 }
 
 struct CgroupMount {
@@ -151,9 +181,10 @@ pub(crate) struct StepCgroup {
 }
 
 impl StepCgroup {
-    /// Creates `strata/strata-<pid>-<n>` in `control`'s hierarchy with the allow-list applied.
+    /// Creates `strata/strata-<pid>-<n>` below this process's cgroup in `control`'s hierarchy,
+    /// with the allow-list applied.
     pub(crate) fn create(control: &DeviceControl) -> Result<Self, SandboxError> {
-        let parent = control.hierarchy().join("strata");
+        let parent = control.own_cgroup()?.join("strata");
         match fs::create_dir(&parent) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
                 return Err(SandboxError::cgroup("create", &parent, e));
@@ -162,9 +193,10 @@ impl StepCgroup {
         }
         let n = NEXT_STEP.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("strata-{}-{n}", std::process::id()));
+        let procs = cpath(&dir.join("cgroup.procs"))?;
         fs::create_dir(&dir).map_err(|e| SandboxError::cgroup("create", &dir, e))?;
         let mut cgroup = StepCgroup {
-            procs: cpath(&dir.join("cgroup.procs"))?,
+            procs,
             dir,
             removed: false,
         };
@@ -185,18 +217,17 @@ impl StepCgroup {
         &self.procs
     }
 
-    /// Kills what is left in the cgroup (and in any cgroup a runtime made below it) and
-    /// removes them all.
+    /// Kills what is left in the cgroup and removes it.
     pub(crate) fn remove(mut self) -> Result<(), SandboxError> {
         self.removed = true;
-        remove_tree(&self.dir)
+        remove(&self.dir)
     }
 }
 
 impl Drop for StepCgroup {
     fn drop(&mut self) {
         if !self.removed {
-            let _ = remove_tree(&self.dir);
+            let _ = remove(&self.dir);
         }
     }
 }
@@ -204,11 +235,11 @@ impl Drop for StepCgroup {
 /// How long a cgroup may stay busy with exiting processes before removal gives up.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn remove_tree(dir: &Path) -> Result<(), SandboxError> {
+fn remove(dir: &Path) -> Result<(), SandboxError> {
     let start = Instant::now();
     loop {
         kill_all(dir);
-        match remove_dirs(dir) {
+        match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < REMOVE_TIMEOUT => {
@@ -219,18 +250,16 @@ fn remove_tree(dir: &Path) -> Result<(), SandboxError> {
     }
 }
 
-/// SIGKILLs every process in `dir` and the cgroups below it. The step's own processes are
-/// normally gone already (its pid namespace died with its init); this is for stragglers.
+/// SIGKILLs every process in the cgroup `dir`. The step's processes are normally gone
+/// already (its pid namespace died with its init); this is for stragglers.
 fn kill_all(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                kill_all(&entry.path());
-            }
-        }
-    }
-    // cgroup v2 (Linux 5.14+) kills the whole subtree at once.
-    if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+    use std::io::Write;
+    // cgroup v2 (Linux 5.14+) kills them all at once; v1 has no cgroup.kill.
+    let killed = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+        .and_then(|mut file| file.write_all(b"1"));
+    if killed.is_ok() {
         return;
     }
     let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
@@ -241,16 +270,6 @@ fn kill_all(dir: &Path) {
         // SAFETY: kill has no memory effects; the pid was in the step's cgroup just now.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-}
-
-/// Removes `dir` and the cgroups below it, deepest first (cgroup files go with their dir).
-fn remove_dirs(dir: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(dir)?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_dirs(&entry.path())?;
-        }
-    }
-    fs::remove_dir(dir)
 }
 
 /// Moves the calling process into the cgroup whose `cgroup.procs` is `procs` (`0` names the
@@ -296,6 +315,15 @@ mod tests {
         );
         assert_eq!(mounts[0].options, "rw,devices");
         assert_eq!(mounts[2].fstype, "cgroup2");
+    }
+
+    #[test]
+    fn own_cgroup_lines() {
+        let table = "5:devices:/a/b\n4:cpu,cpuacct:/c\n0::/d\n";
+        assert_eq!(own_path(table, "devices"), Some("/a/b"));
+        assert_eq!(own_path(table, "cpuacct"), Some("/c"));
+        assert_eq!(own_path(table, ""), Some("/d"));
+        assert_eq!(own_path("5:devices:/a\n", ""), None);
     }
 
     #[test]

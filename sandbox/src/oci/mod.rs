@@ -7,7 +7,8 @@
 //! hosts crun refuses to start while a cgroup2 mount holding a controller is present.
 //!
 //! Devices: the config carries the allow-list as `linux.resources.devices`. runc applies
-//! it to the cgroup it makes for the container, `strata/<container id>`, adding its own
+//! it to the cgroup it makes for the container, `strata/<container id>` below its own
+//! (a relative `cgroupsPath`), adding its own
 //! defaults (among them `mknod` of any device, which the `nodev` root makes harmless); runc
 //! cannot run below a cgroup of ours, since it writes those defaults and a v1 child cannot
 //! allow more than its parent. crun runs without a cgroup manager (see above) and would
@@ -236,7 +237,7 @@ impl Runtime for OciRuntime {
         let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname)?;
         let config_path = bundle.path("config.json");
         let runc_cgroup =
-            (self.kind == OciRuntimeKind::Runc).then(|| format!("/strata/{}", bundle.id));
+            (self.kind == OciRuntimeKind::Runc).then(|| format!("strata/{}", bundle.id));
         let config = config::build(spec, &etc, runc_cgroup.as_deref()).map_err(|message| {
             SandboxError::OciConfig {
                 path: config_path.clone(),
