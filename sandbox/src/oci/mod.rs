@@ -7,13 +7,14 @@
 //! hosts crun refuses to start while a cgroup2 mount holding a controller is present.
 //!
 //! Devices: the config carries the allow-list as `linux.resources.devices`. runc applies
-//! it to the cgroup it makes for the container, `strata/<container id>` below its own
-//! (a relative `cgroupsPath`), adding its own
-//! defaults (among them `mknod` of any device, which the `nodev` root makes harmless); runc
-//! cannot run below a cgroup of ours, since it writes those defaults and a v1 child cannot
-//! allow more than its parent. crun runs without a cgroup manager (see above) and would
-//! apply nothing, so the crun process joins the step's device cgroup ([`crate::cgroup`]) in
-//! `pre_exec`, before it execs, and everything it forks inherits it.
+//! it to the cgroup it makes for the container (`strata/<container id>` below its own, a
+//! relative `cgroupsPath`) and adds its defaults, among them `mknod` of any device, which
+//! the `nodev` root makes harmless. runc cannot run below a cgroup of ours: it writes those
+//! defaults, and a v1 child cannot allow more than its parent. crun runs without a cgroup
+//! manager (see above) and would apply nothing, so the crun process joins the step's device
+//! cgroup ([`crate::cgroup`]) in `pre_exec`, before it execs, and everything it forks
+//! inherits it. That cgroup is what keeps the layers' device nodes closed under crun, which
+//! bind-remounts the root it is given without `nodev`.
 
 mod config;
 
