@@ -9,6 +9,7 @@
 
 mod builtin;
 mod caps;
+mod docker_paths;
 mod error;
 mod etc_files;
 mod oci;
