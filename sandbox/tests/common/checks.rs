@@ -510,19 +510,38 @@ fn host_shows(path: &Path) -> Result<&'static str, std::io::Error> {
     }
 }
 
+/// The names in each masked folder of the host.
+fn host_listings() -> Vec<(&'static str, BTreeSet<std::ffi::OsString>)> {
+    MASKED_PATHS
+        .iter()
+        .filter_map(|p| {
+            let names = fs::read_dir(p).ok()?.flatten().map(|e| e.file_name());
+            Some((*p, names.collect()))
+        })
+        .collect()
+}
+
 /// Every masked path that shows something on the host shows nothing in the
-/// step (one that is absent on the host may be absent or empty).
+/// step (one that is absent on the host may be absent or empty); the step's
+/// attempt to create a file in each masked folder leaves the host's alone.
 pub fn masked_paths_show_nothing(rt: &dyn Runtime) -> TestResult {
     let (_dir, root) = busybox_root()?;
+    let before = host_listings();
     let script = format!(
         "for p in {}; do \
-           if [ -d $p ]; then echo \"$p $(ls -A $p | head -n 1 | wc -l)\"; \
+           if [ -d $p ]; then touch $p/strata-canary 2>/dev/null; \
+             echo \"$p $(ls -A $p | head -n 1 | wc -l)\"; \
            elif [ -e $p ]; then echo \"$p $(head -c 1 $p | wc -c)\"; \
            else echo \"$p absent\"; fi; \
          done",
         MASKED_PATHS.join(" ")
     );
     let ran = run(rt, &root, &sh(&script))?;
+    assert_eq!(
+        before,
+        host_listings(),
+        "a masked folder of the host changed"
+    );
     assert_eq!(ran.code, 0, "stderr: {:?}", ran.stderr);
     let mut problems = Vec::new();
     let mut shown_on_host = 0;
