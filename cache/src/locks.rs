@@ -50,6 +50,11 @@ pub struct KeyLock {
 }
 
 impl KeyLock {
+    /// The file that holds `key`'s lock in the cache at `root`.
+    pub fn path(root: &Path, key: &[u8; 32]) -> PathBuf {
+        root.join("locks").join(hex::encode(key))
+    }
+
     /// Waits until no other process or thread holds `key`'s lock, then
     /// takes it.
     pub fn acquire(root: &Path, key: &[u8; 32]) -> Result<KeyLock, CacheError> {

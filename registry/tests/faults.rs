@@ -355,12 +355,15 @@ fn too_many_requests_waits_for_retry_after() -> TestResult {
         &img.blobs,
         &PushOptions::default(),
     )?;
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&seen);
+    // When each request reached the proxy; the first one gets a 429.
+    let seen: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let log = Arc::clone(&seen);
     let proxy = Proxy::start(
         registry.port,
         Arc::new(move |_: &Head| {
-            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            log.push(Instant::now());
+            if log.len() == 1 {
                 Action::Respond(
                     429,
                     vec![("Retry-After".to_string(), "1".to_string())],
@@ -371,9 +374,22 @@ fn too_many_requests_waits_for_retry_after() -> TestResult {
             }
         }),
     )?;
+    // A backoff far shorter than Retry-After, so only honouring the header
+    // makes the client wait a whole second.
+    let fast = Client::new(ClientConfig {
+        auth: AuthSource::Anonymous,
+        backoff_base: Duration::from_millis(20),
+        ..ClientConfig::default()
+    });
     let via_proxy = Reference::parse(&format!("{}/app:1", proxy.host()))?;
-    let resolved = client().resolve(&via_proxy, &platform)?;
+    let resolved = fast.resolve(&via_proxy, &platform)?;
     assert_eq!(resolved.manifest_digest, img.manifest_digest);
-    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    let times = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(times.len(), 2, "one 429, then one retry");
+    let waited = times[1] - times[0];
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(5),
+        "the retry came {waited:?} after a 429 with Retry-After: 1"
+    );
     Ok(())
 }

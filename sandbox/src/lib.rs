@@ -10,6 +10,7 @@
 mod builtin;
 mod caps;
 mod cgroup;
+mod docker_paths;
 mod error;
 mod etc_files;
 mod oci;

@@ -123,3 +123,15 @@ fn symlinked_etc_does_not_escape() -> TestResult {
 fn cleanup_does_not_follow_step_symlinks() -> TestResult {
     checks::cleanup_does_not_follow_step_symlinks(&Builtin::default())
 }
+
+// Docker's read-only and masked paths.
+
+#[test]
+fn read_only_proc_and_sys_paths() -> TestResult {
+    checks::read_only_proc_and_sys_paths(&Builtin::default())
+}
+
+#[test]
+fn masked_paths_show_nothing() -> TestResult {
+    checks::masked_paths_show_nothing(&Builtin::default())
+}

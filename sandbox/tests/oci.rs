@@ -48,5 +48,8 @@ oci_checks!(
         missing_program_is_a_runtime_error,
         symlinked_etc_does_not_escape,
         cleanup_does_not_follow_step_symlinks,
+        // Docker's read-only and masked paths.
+        read_only_proc_and_sys_paths,
+        masked_paths_show_nothing,
     ]
 );

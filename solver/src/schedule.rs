@@ -31,6 +31,15 @@ pub enum OpError {
     /// The build was cancelled because another step failed.
     #[error("cancelled")]
     Cancelled,
+    /// A step's cache key lock could not be taken; the step does not run
+    /// unlocked, since another build could then run and record it too.
+    #[error("cannot take the cache key lock {}: {reason}", path.display())]
+    KeyLock {
+        /// The lock file (`<root>/locks/<hex key>`).
+        path: std::path::PathBuf,
+        /// Why it failed.
+        reason: String,
+    },
     /// The op needs a component strata does not have (yet), e.g. a runtime.
     #[error("{0}")]
     Unavailable(String),

@@ -10,11 +10,11 @@ use strata_solver::graph::{
     CopyOp, CopySource, EdgeRole, ExecOp, Input, MkdirOp, NetworkMode, Selection,
 };
 
-use strata_cache::DockerIgnore;
+use strata_cache::{DockerIgnore, KeyLock};
 use strata_sandbox::Builtin;
 use strata_solver::lower::{LowerOptions, lower};
 use strata_solver::ops::{BaseLayers, Layer, StackExecutor};
-use strata_solver::{BuildGraph, Op, ProgressSink, ScheduleError, Scheduler};
+use strata_solver::{BuildGraph, Op, OpError, ProgressSink, ScheduleError, Scheduler};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
@@ -203,5 +203,47 @@ fn lowered_scratch_build_runs() -> R {
     let top = stack.last().ok_or("no layer")?;
     assert_eq!(fs::read_to_string(top.dir.join("app/copied.txt"))?, "A\n");
     assert_eq!(l.config.working_dir, "/app");
+    Ok(())
+}
+
+/// A step whose key lock cannot be taken (here `locks` is a file, not a
+/// folder) fails naming the lock, rather than running unlocked.
+#[test]
+fn key_lock_failure_fails_the_step_naming_the_lock() -> R {
+    let layers = tempfile::tempdir()?;
+    let mut g = BuildGraph::new();
+    let s = g.add(Op::SourceScratch, "[1/2] FROM scratch", vec![])?;
+    let w = g.add(
+        Op::Mkdir(MkdirOp {
+            path: "/app".into(),
+            owner: String::new(),
+        }),
+        "[2/2] WORKDIR /app",
+        vec![on(s, EdgeRole::Parent)],
+    )?;
+    g.compute_keys()?;
+    let key = g
+        .vertex(w)
+        .and_then(|v| v.key)
+        .ok_or("WORKDIR has no key")?;
+    let exec = executor(layers.path(), layers.path(), DockerIgnore::default());
+    let root = layers.path().join("root");
+    let locks = root.join("locks");
+    if locks.is_dir() {
+        fs::remove_dir_all(&locks)?;
+    }
+    fs::write(&locks, "not a folder")?;
+    match Scheduler::new(1, ProgressSink::discard()).run(&g, &[w], exec) {
+        Err(ScheduleError::StepFailed {
+            name,
+            error: OpError::KeyLock { path, reason },
+            ..
+        }) => {
+            assert_eq!(name, "[2/2] WORKDIR /app");
+            assert_eq!(path, KeyLock::path(&root, &key.0));
+            assert!(reason.contains("locks"), "{reason}");
+        }
+        other => return Err(format!("expected a key lock failure, got {other:?}").into()),
+    }
     Ok(())
 }

@@ -105,6 +105,32 @@ fn run_env_and_build_context_and_target() -> R {
     Ok(())
 }
 
+/// A child stage (`FROM base AS other`) inherits its parent's ENV but not its
+/// ARGs: Docker scopes an ARG to the stage that declares it.
+#[test]
+fn child_stage_does_not_inherit_parent_args() -> R {
+    let src = "FROM scratch AS base\nARG V=1\nENV E=2\n\nFROM base AS other\nENV SEEN=\"[$V]\"\nWORKDIR /w$V\nRUN echo $V $E\n";
+    let l = lower_src(src, &LowerOptions::default())?;
+    let run = l.graph.vertex(l.target).ok_or("no vertex")?;
+    assert_eq!(run.name, "[other 3/3] RUN echo $V $E");
+    let Op::Exec(e) = &run.op else {
+        return Err(format!("expected exec, got {:?}", run.op).into());
+    };
+    assert!(e.env.contains(&"E=2".to_string()), "{:?}", e.env);
+    assert!(
+        !e.env.iter().any(|kv| kv.starts_with("V=")),
+        "the parent's ARG reached the child's RUN: {:?}",
+        e.env
+    );
+    assert!(
+        l.config.env.contains(&"SEEN=[]".to_string()),
+        "the parent's ARG expanded in the child: {:?}",
+        l.config.env
+    );
+    assert_eq!(l.config.working_dir, "/w");
+    Ok(())
+}
+
 /// A resolver that knows one image, as the local store would report it.
 #[derive(Debug)]
 struct OneImage;

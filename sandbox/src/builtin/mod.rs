@@ -20,6 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use crate::cgroup::{DeviceControl, StepCgroup};
+use crate::docker_paths;
 use crate::etc_files::EtcFiles;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
@@ -169,29 +170,20 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
             path: at(link)?,
         });
     }
-    // Docker's read-only and masked /proc paths.
-    for rel in [
-        "proc/bus",
-        "proc/fs",
-        "proc/irq",
-        "proc/sys",
-        "proc/sysrq-trigger",
-    ] {
+    // Docker's read-only and masked paths (the masked folders after /sys is
+    // mounted, since two of them are under it).
+    for path in docker_paths::READONLY {
+        let rel = path.trim_start_matches('/');
         ops.push(Op::BindReadOnly {
             source: at(rel)?,
             target: at(rel)?,
             optional: true,
         });
     }
-    for rel in [
-        "proc/kcore",
-        "proc/keys",
-        "proc/timer_list",
-        "proc/sched_debug",
-    ] {
+    for path in docker_paths::MASKED_FILES {
         ops.push(Op::BindReadOnly {
             source: at("dev/null")?,
-            target: at(rel)?,
+            target: at(path.trim_start_matches('/'))?,
             optional: true,
         });
     }
@@ -203,10 +195,10 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
         data: None,
         optional: false,
     });
-    for rel in ["proc/acpi", "proc/scsi", "sys/firmware"] {
+    for path in docker_paths::MASKED_DIRS {
         ops.push(Op::Mount {
             source: some("tmpfs")?,
-            target: at(rel)?,
+            target: at(path.trim_start_matches('/'))?,
             fstype: some("tmpfs")?,
             flags: libc::MS_RDONLY | nosuid_nodev_noexec,
             data: None,

@@ -9,32 +9,9 @@ use oci_spec::runtime::{
 };
 
 use crate::cgroup::ALLOWED_DEVICES;
+use crate::docker_paths;
 use crate::etc_files::EtcFiles;
 use crate::{Network, ProcessSpec, caps};
-
-/// Paths Docker hides from containers.
-const MASKED_PATHS: [&str; 11] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-/// Paths Docker makes read-only.
-const READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 fn docker_caps() -> Result<Capabilities, String> {
     caps::DOCKER_DEFAULT
@@ -188,8 +165,11 @@ pub(crate) fn build(
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(cgroups_path.map(PathBuf::from));
     linux.set_namespaces(Some(namespaces));
-    linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
-    linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));
+    let masked = docker_paths::MASKED_FILES
+        .iter()
+        .chain(&docker_paths::MASKED_DIRS);
+    linux.set_masked_paths(Some(masked.map(|p| p.to_string()).collect()));
+    linux.set_readonly_paths(Some(strings(&docker_paths::READONLY)));
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
     linux.set_devices(None);

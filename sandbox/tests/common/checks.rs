@@ -422,3 +422,154 @@ pub fn cleanup_does_not_follow_step_symlinks(rt: &dyn Runtime) -> TestResult {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Docker's read-only and masked /proc and /sys paths. Listed here on their
+// own (not taken from the crate) so that dropping one from the runtimes fails.
+// ---------------------------------------------------------------------------
+
+/// Paths Docker mounts read-only (plus /sys, which is mounted read-only).
+const READ_ONLY_PATHS: [&str; 6] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/sys",
+];
+
+/// Paths Docker masks: files read as empty, folders list nothing.
+const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// A global (not namespaced), harmless sysctl: the host canary.
+const CANARY_SYSCTL: &str = "/proc/sys/kernel/printk_ratelimit";
+
+/// Every read-only path refuses a write (opening its first file for writing
+/// with truncation, which writes nothing), and a real write to a global
+/// sysctl fails and leaves the host's value alone.
+pub fn read_only_proc_and_sys_paths(rt: &dyn Runtime) -> TestResult {
+    let (_dir, root) = busybox_root()?;
+    let before = fs::read_to_string(CANARY_SYSCTL)?;
+    let value: u64 = before.trim().parse()?;
+    let script = format!(
+        "for p in {}; do \
+           if [ ! -e $p ]; then echo \"$p: absent\"; continue; fi; \
+           t=$(find $p -type f 2>/dev/null | head -n 1); \
+           msg=$( {{ : > ${{t:-$p/no-file}}; }} 2>&1 ); echo \"$p: ${{msg##*: }}\"; \
+         done; \
+         msg=$( {{ echo {} > {CANARY_SYSCTL}; }} 2>&1 ); echo \"canary: ${{msg##*: }}\"",
+        READ_ONLY_PATHS.join(" "),
+        value + 1,
+    );
+    let ran = run(rt, &root, &sh(&script));
+    let after = fs::read_to_string(CANARY_SYSCTL)?;
+    if after != before {
+        // Put the host back before failing.
+        fs::write(CANARY_SYSCTL, &before)?;
+    }
+    assert_eq!(after, before, "a step changed the host's {CANARY_SYSCTL}");
+    let ran = ran?;
+    // A path the host's kernel lacks (e.g. /proc/sysrq-trigger without
+    // CONFIG_MAGIC_SYSRQ) has nothing to protect, and is absent in the step too.
+    let expected: Vec<String> = READ_ONLY_PATHS
+        .iter()
+        .map(|p| match Path::new(p).exists() {
+            true => format!("{p}: Read-only file system"),
+            false => format!("{p}: absent"),
+        })
+        .chain(["canary: Read-only file system".to_string()])
+        .collect();
+    assert_eq!(ran.stdout, expected, "stderr: {:?}", ran.stderr);
+    Ok(())
+}
+
+/// What a path shows on the host: absent, empty, or with something in it.
+fn host_shows(path: &Path) -> Result<&'static str, std::io::Error> {
+    use std::io::Read;
+    let shows = |any: bool| if any { "1" } else { "0" };
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("absent"),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => Ok(shows(fs::read_dir(path)?.next().is_some())),
+        Ok(_) => {
+            let mut byte = [0u8; 1];
+            Ok(shows(fs::File::open(path)?.read(&mut byte)? > 0))
+        }
+    }
+}
+
+/// The names in each masked folder of the host.
+fn host_listings() -> Vec<(&'static str, BTreeSet<std::ffi::OsString>)> {
+    MASKED_PATHS
+        .iter()
+        .filter_map(|p| {
+            let names = fs::read_dir(p).ok()?.flatten().map(|e| e.file_name());
+            Some((*p, names.collect()))
+        })
+        .collect()
+}
+
+/// Every masked path that shows something on the host shows nothing in the
+/// step (one that is absent on the host may be absent or empty); the step's
+/// attempt to create a file in each masked folder leaves the host's alone.
+pub fn masked_paths_show_nothing(rt: &dyn Runtime) -> TestResult {
+    let (_dir, root) = busybox_root()?;
+    let before = host_listings();
+    let script = format!(
+        "for p in {}; do \
+           if [ -d $p ]; then touch $p/strata-canary 2>/dev/null; \
+             echo \"$p $(ls -A $p | head -n 1 | wc -l)\"; \
+           elif [ -e $p ]; then echo \"$p $(head -c 1 $p | wc -c)\"; \
+           else echo \"$p absent\"; fi; \
+         done",
+        MASKED_PATHS.join(" ")
+    );
+    let ran = run(rt, &root, &sh(&script))?;
+    assert_eq!(
+        before,
+        host_listings(),
+        "a masked folder of the host changed"
+    );
+    assert_eq!(ran.code, 0, "stderr: {:?}", ran.stderr);
+    let mut problems = Vec::new();
+    let mut shown_on_host = 0;
+    for path in MASKED_PATHS {
+        let host = host_shows(Path::new(path))?;
+        shown_on_host += usize::from(host == "1");
+        let inside = ran
+            .stdout
+            .iter()
+            .find_map(|l| l.strip_prefix(path)?.strip_prefix(' '))
+            .unwrap_or("<no line>");
+        let ok = match host {
+            "absent" => inside == "absent" || inside == "0",
+            _ => inside == "0",
+        };
+        if !ok {
+            problems.push(format!("{path}: host {host}, step {inside}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "masked paths show something in the step:\n{}",
+        problems.join("\n")
+    );
+    assert!(
+        shown_on_host >= 2,
+        "only {shown_on_host} of Docker's masked paths show anything on this host; \
+         the check cannot tell masking apart"
+    );
+    Ok(())
+}

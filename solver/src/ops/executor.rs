@@ -70,6 +70,9 @@ pub struct StackExecutor {
     /// The key lock of each vertex between its cache miss and its record,
     /// so two builds needing the same step run it once.
     locks: Mutex<HashMap<VertexId, KeyLock>>,
+    /// Steps whose key lock could not be taken: [`Executor::cached`] can only
+    /// report a miss, so the error waits here for [`Executor::execute`].
+    lock_failures: Mutex<HashMap<VertexId, OpError>>,
     /// Snapshots this build uses, kept from prune until it ends.
     holds: Mutex<Vec<Hold>>,
     /// The names of the snapshots held.
@@ -106,6 +109,7 @@ impl StackExecutor {
             images,
             no_cache: HashSet::new(),
             locks: Mutex::default(),
+            lock_failures: Mutex::default(),
             holds: Mutex::default(),
             held: Mutex::default(),
             used: Mutex::default(),
@@ -369,17 +373,37 @@ impl Executor for StackExecutor {
         // A miss: the key lock is held from here until the result is
         // recorded (or the step fails), so a concurrent build that needs the
         // same step waits, then hits; look again once it is ours.
-        let lock = KeyLock::acquire(&self.root, &key).ok();
+        let lock = match KeyLock::acquire(&self.root, &key) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let error = OpError::KeyLock {
+                    path: KeyLock::path(&self.root, &key),
+                    reason: e.to_string(),
+                };
+                // A poisoned map is still usable; the error must not be lost.
+                let mut failures = self.lock_failures.lock().unwrap_or_else(|p| p.into_inner());
+                failures.insert(id, error);
+                return None;
+            }
+        };
         if use_cache && let Some(stack) = self.lookup(&key) {
             return Some(stack);
         }
-        if let (Some(lock), Ok(mut locks)) = (lock, self.locks.lock()) {
-            locks.insert(id, lock);
-        }
+        // As above: a poisoned map must not drop the lock.
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.insert(id, lock);
         None
     }
 
     fn execute(&self, job: Job<Stack>) -> Result<Stack, OpError> {
+        let lock_failure = self
+            .lock_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job.id);
+        if let Some(error) = lock_failure {
+            return Err(error);
+        }
         let input = |role: EdgeRole| {
             job.vertex
                 .inputs
