@@ -8,6 +8,7 @@
 //! overlayfs, the cache index, context hashing, pruning and the remote cache
 //! come next.
 
+pub mod base_layers;
 mod cache_error;
 pub mod compression;
 pub mod context_hash;
@@ -23,6 +24,7 @@ pub mod snapshots;
 pub mod store;
 pub mod unpack;
 pub mod usage;
+pub mod xattrs;
 
 pub use cache_error::CacheError;
 pub use compression::{Compression, decompress};
@@ -37,5 +39,7 @@ pub use snapshots::{
     BlobRef, Hold, LayerRef, PreparedSnapshot, SnapshotId, SnapshotMeta, Snapshots,
 };
 pub use store::{BlobWriter, ContentStore, Digest, StoreError};
-pub use unpack::{UnpackError, UnpackStats, extract_archive, unpack_layer};
+pub use unpack::{
+    UnpackError, UnpackStats, extract_archive, layer_diff_id, unpack_layer, unpack_verified_layer,
+};
 pub use usage::{PruneOptions, PruneReport, Usage, UsageLine, prune, usage};
