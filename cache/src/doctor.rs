@@ -56,10 +56,18 @@ pub fn doctor(root: &Path, deep: bool) -> Result<Report, CacheError> {
     let content = ContentStore::open(root.join("store"))?;
     check_metadata(snaps, &content, deep, &mut report)?;
     for (path, size) in snaps.leftovers()? {
-        report.reclaimable.push(format!(
-            "{} ({size} bytes) is left over from an interrupted build",
-            path.display()
-        ));
+        let base = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("l-"));
+        let why = if base {
+            "is a base layer without verified metadata (an interrupted unpack, or an older strata's)"
+        } else {
+            "is left over from an interrupted build"
+        };
+        report
+            .reclaimable
+            .push(format!("{} ({size} bytes) {why}", path.display()));
     }
     check_store(&root.join("store"), deep, &mut report)?;
     Ok(report)

@@ -628,7 +628,9 @@ impl Snapshots {
         })
     }
 
-    /// Holds every layer of a stack; `None` when one of them is missing.
+    /// Holds every layer of a stack; `None` when one of them is missing,
+    /// or when a base layer's folder now holds another diffID than the
+    /// stack was built on (its short name was reused after a prune).
     pub fn hold_layers(&self, layers: &[LayerRef]) -> Result<Option<Vec<Hold>>, CacheError> {
         let mut holds = Vec::with_capacity(layers.len());
         for layer in layers {
@@ -636,6 +638,13 @@ impl Snapshots {
                 Ok(h) => holds.push(h),
                 Err(CacheError::NotFound(_)) => return Ok(None),
                 Err(e) => return Err(e),
+            }
+            if let LayerRef::Base { id, blob } = layer
+                && !self
+                    .base_meta(id)
+                    .is_ok_and(|meta| meta.diff_id == blob.diff_id)
+            {
+                return Ok(None);
             }
         }
         Ok(Some(holds))

@@ -204,3 +204,33 @@ fn doctor_deep_rehashes_the_recorded_blobs() -> R {
     );
     Ok(())
 }
+
+#[test]
+fn a_short_name_holding_another_diff_id_is_not_reused() -> R {
+    let root = Root::new()?;
+    let p = pair()?;
+    let diff_id = sha256(&p.genuine);
+    let genuine = root.layer(&gzip(&p.genuine)?, &diff_id)?;
+    // A snapshot of another diffID sharing the first 16 hex digits (a
+    // forger's 2^64 search), made by unpacking the forged tar under it.
+    let short = SnapshotId::for_diff_id(&diff_id)?;
+    let other = format!("{}{}", &diff_id[..7 + 16], "0".repeat(48));
+    assert_ne!(other, diff_id);
+    let prepared = root.snaps.prepare()?;
+    strata_cache::unpack_layer(p.forged.as_slice(), prepared.path())?;
+    let meta = strata_cache::snapshots::BaseMeta {
+        diff_id: other,
+        blobs: Vec::new(),
+        tree: String::new(),
+        size: 0,
+        created: 0,
+    };
+    drop(root.snaps.commit_base(prepared, &short, &meta)?);
+
+    let (id, _hold) = base_layer(&root.snaps, &root.content, &genuine)?;
+    assert_eq!(id, SnapshotId::for_diff_id_long(&diff_id)?);
+    assert_eq!(id.as_str().len(), 2 + 64);
+    assert!(!root.snaps.path(&id).join("POISONED").exists());
+    assert_eq!(root.snaps.base_meta(&id)?.diff_id, diff_id);
+    Ok(())
+}

@@ -135,6 +135,28 @@ fn record_with_a_missing_layer_is_a_miss() -> R {
 }
 
 #[test]
+fn a_base_layer_that_lost_its_identity_is_a_miss() -> R {
+    let root = tempfile::tempdir()?;
+    let index = CacheIndex::open(root.path())?;
+    let base = base_layer(root.path())?;
+    step(&index, &key(1), std::slice::from_ref(&base), b"one")?;
+    assert!(index.lookup(&key(1))?.is_some());
+    let snaps = index.snapshots();
+    let meta_path = snaps.dir().join(format!("{}.json", base.id()));
+
+    // The folder now holds another diffID with the same short name.
+    let mut meta = snaps.base_meta(base.id())?;
+    meta.diff_id = format!("sha256:{}{}", "1".repeat(16), "f".repeat(48));
+    fs::write(&meta_path, serde_json::to_vec(&meta)?)?;
+    assert!(index.lookup(&key(1))?.is_none());
+
+    // Or its metadata is gone: the folder is unverified.
+    fs::remove_file(&meta_path)?;
+    assert!(index.lookup(&key(1))?.is_none());
+    Ok(())
+}
+
+#[test]
 fn deleted_index_is_rebuilt_from_metadata() -> R {
     let root = tempfile::tempdir()?;
     let index = CacheIndex::open(root.path())?;
