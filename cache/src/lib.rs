@@ -3,7 +3,8 @@
 //! It owns the content store (`blobs/sha256/<hex>`, written atomically and
 //! verified, [`store`]), OCI image layouts and the local image store
 //! ([`layout`], [`images`]), safe layer unpacking into snapshot directories
-//! ([`unpack`], [`compression`]), and `.dockerignore` matching with Docker's
+//! ([`unpack`], [`compression`]) under verified diffIDs ([`base_layers`]),
+//! and `.dockerignore` matching with Docker's
 //! exact semantics ([`dockerignore`], on [`pattern`]). Snapshots stacked with
 //! overlayfs, the cache index, context hashing, pruning and the remote cache
 //! come next.
