@@ -52,6 +52,19 @@ pub enum CacheError {
         /// The key being committed.
         wanted: String,
     },
+    /// The content store failed.
+    #[error("content store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Two diffIDs share the hex digits that name their base layer snapshot.
+    #[error("base layer snapshot {path} holds diffID {existing}, not {wanted}")]
+    DiffIdCollision {
+        /// The snapshot folder.
+        path: PathBuf,
+        /// The diffID its metadata records.
+        existing: String,
+        /// The diffID being committed.
+        wanted: String,
+    },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {

@@ -3,8 +3,10 @@
 //! Inconsistencies (problems) are things a crash cannot leave behind: a
 //! cache record naming a missing snapshot, unreadable or orphaned snapshot
 //! metadata, a blob that does not hash to its name, a tagged image naming a
-//! missing blob. Leftovers of killed builds (unlocked `tmp-*` entries, step
-//! folders whose commit never wrote metadata) are only reclaimable space.
+//! missing blob, and with `--deep` a base layer snapshot whose content or
+//! blobs no longer match its identity (see [`crate::base_layers::verify`]).
+//! Leftovers of killed builds (unlocked `tmp-*` entries, snapshot folders
+//! whose commit never wrote metadata) are only reclaimable space.
 
 use std::collections::HashSet;
 use std::fs;
@@ -13,9 +15,11 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::base_layers;
 use crate::cache_error::{CacheError, io_err};
 use crate::index::CacheIndex;
-use crate::snapshots::{SnapshotId, Snapshots};
+use crate::snapshots::{LayerRef, SnapshotId, Snapshots};
+use crate::store::ContentStore;
 
 /// What doctor found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -26,7 +30,8 @@ pub struct Report {
     pub reclaimable: Vec<String>,
 }
 
-/// Checks the root; with `deep`, also hashes every blob.
+/// Checks the root; with `deep`, also hashes every blob and re-verifies
+/// every base layer snapshot.
 pub fn doctor(root: &Path, deep: bool) -> Result<Report, CacheError> {
     let mut report = Report::default();
     let index = CacheIndex::open(root)?;
@@ -48,19 +53,34 @@ pub fn doctor(root: &Path, deep: bool) -> Result<Report, CacheError> {
             }
         }
     }
-    check_metadata(snaps, &mut report)?;
+    let content = ContentStore::open(root.join("store"))?;
+    check_metadata(snaps, &content, deep, &mut report)?;
     for (path, size) in snaps.leftovers()? {
-        report.reclaimable.push(format!(
-            "{} ({size} bytes) is left over from an interrupted build",
-            path.display()
-        ));
+        let base = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("l-"));
+        let why = if base {
+            "is a base layer without verified metadata (an interrupted unpack, or an older strata's)"
+        } else {
+            "is left over from an interrupted build"
+        };
+        report
+            .reclaimable
+            .push(format!("{} ({size} bytes) {why}", path.display()));
     }
     check_store(&root.join("store"), deep, &mut report)?;
     Ok(report)
 }
 
-/// Every `s-….json` must parse, match its name and sit beside its folder.
-fn check_metadata(snaps: &Snapshots, report: &mut Report) -> Result<(), CacheError> {
+/// Every snapshot's metadata must parse, match its name and sit beside its
+/// folder; base layers are re-verified (see [`base_layers::verify`]).
+fn check_metadata(
+    snaps: &Snapshots,
+    content: &ContentStore,
+    deep: bool,
+    report: &mut Report,
+) -> Result<(), CacheError> {
     for (id, meta_path) in metadata_files(snaps)? {
         let dir = snaps.path(&id);
         if !dir.is_dir() {
@@ -68,6 +88,12 @@ fn check_metadata(snaps: &Snapshots, report: &mut Report) -> Result<(), CacheErr
                 "{} describes a snapshot folder that does not exist",
                 meta_path.display()
             ));
+            continue;
+        }
+        if !id.is_step() {
+            report
+                .problems
+                .extend(base_layers::verify(snaps, content, &id, deep));
             continue;
         }
         match snaps.meta(&id) {
@@ -85,7 +111,7 @@ fn check_metadata(snaps: &Snapshots, report: &mut Report) -> Result<(), CacheErr
     Ok(())
 }
 
-/// The `s-….json` files of the snapshots folder.
+/// The metadata files (`s-….json`, `l-….json`) of the snapshots folder.
 fn metadata_files(snaps: &Snapshots) -> Result<Vec<(SnapshotId, std::path::PathBuf)>, CacheError> {
     let dir = snaps.dir();
     let mut out = Vec::new();
@@ -95,9 +121,7 @@ fn metadata_files(snaps: &Snapshots) -> Result<Vec<(SnapshotId, std::path::PathB
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
             continue;
         };
-        if let Ok(id) = SnapshotId::parse(stem)
-            && id.is_step()
-        {
+        if let Ok(id) = SnapshotId::parse(stem) {
             out.push((id, entry.path()));
         }
     }
@@ -216,21 +240,44 @@ fn descriptors(doc: &serde_json::Value, field: &str) -> Vec<String> {
 
 /// Fixes what can be fixed: removes leftovers, cache records naming
 /// missing snapshots, orphaned or unreadable snapshot metadata (and the
-/// snapshot it described), with `deep` corrupt blobs; then re-adds index
-/// records from snapshot metadata. Returns what was done, one sentence each.
+/// snapshot it described), base layer snapshots that fail verification
+/// (with `deep`: also a changed tree or blob) and the step snapshots built
+/// on them, with `deep` corrupt blobs; then re-adds index records from
+/// snapshot metadata. Returns what was done, one sentence each.
 pub fn repair(root: &Path, deep: bool) -> Result<Vec<String>, CacheError> {
     let mut done = Vec::new();
     let index = CacheIndex::open(root)?;
     let snaps = index.snapshots();
+    let content = ContentStore::open(root.join("store"))?;
     let (count, bytes) = snaps.remove_leftovers()?;
     if count > 0 {
         done.push(format!("removed {count} leftovers ({bytes} bytes)"));
     }
+    let mut bad_bases = Vec::new();
     for (id, meta_path) in metadata_files(snaps)? {
         let dir = snaps.path(&id);
-        let bad = match snaps.meta(&id) {
-            Ok(meta) => !meta.key.starts_with(&id.as_str()[2..]) || meta.key.len() != 64,
-            Err(_) => true,
+        let bad = if !id.is_step() {
+            let problems = if dir.is_dir() {
+                base_layers::verify(snaps, &content, &id, deep)
+            } else {
+                Vec::new()
+            };
+            if !problems.is_empty() {
+                if snaps.remove(&id)? {
+                    done.push(format!(
+                        "removed {id}, to be unpacked again when needed: {}",
+                        problems.join("; ")
+                    ));
+                }
+                bad_bases.push(id);
+                continue;
+            }
+            false
+        } else {
+            match snaps.meta(&id) {
+                Ok(meta) => !meta.key.starts_with(&id.as_str()[2..]) || meta.key.len() != 64,
+                Err(_) => true,
+            }
         };
         if !dir.is_dir() {
             match fs::remove_file(&meta_path) {
@@ -244,6 +291,7 @@ pub fn repair(root: &Path, deep: bool) -> Result<Vec<String>, CacheError> {
             ));
         }
     }
+    remove_built_on(snaps, &bad_bases, &mut done)?;
     for (key, record) in index.iter()? {
         if !record.layers.iter().all(|l| snaps.exists(l.id())) && index.remove(&key)? {
             done.push(format!(
@@ -263,4 +311,30 @@ pub fn repair(root: &Path, deep: bool) -> Result<Vec<String>, CacheError> {
         }
     }
     Ok(done)
+}
+
+/// Removes the step snapshots whose parents include one of `bases`: they
+/// were built on content that did not match its identity.
+fn remove_built_on(
+    snaps: &Snapshots,
+    bases: &[SnapshotId],
+    done: &mut Vec<String>,
+) -> Result<(), CacheError> {
+    if bases.is_empty() {
+        return Ok(());
+    }
+    for id in snaps.list()?.into_iter().filter(SnapshotId::is_step) {
+        let Ok(meta) = snaps.meta(&id) else { continue };
+        let on = meta
+            .parents
+            .iter()
+            .map(LayerRef::id)
+            .find(|p| bases.contains(p));
+        if let Some(base) = on
+            && snaps.remove(&id)?
+        {
+            done.push(format!("removed snapshot {id}: it was built on {base}"));
+        }
+    }
+    Ok(())
 }

@@ -3,11 +3,13 @@
 //! It owns the content store (`blobs/sha256/<hex>`, written atomically and
 //! verified, [`store`]), OCI image layouts and the local image store
 //! ([`layout`], [`images`]), safe layer unpacking into snapshot directories
-//! ([`unpack`], [`compression`]), and `.dockerignore` matching with Docker's
+//! ([`unpack`], [`compression`]) under verified diffIDs ([`base_layers`]),
+//! and `.dockerignore` matching with Docker's
 //! exact semantics ([`dockerignore`], on [`pattern`]). Snapshots stacked with
 //! overlayfs, the cache index, context hashing, pruning and the remote cache
 //! come next.
 
+pub mod base_layers;
 mod cache_error;
 pub mod compression;
 pub mod context_hash;
@@ -23,6 +25,7 @@ pub mod snapshots;
 pub mod store;
 pub mod unpack;
 pub mod usage;
+pub mod xattrs;
 
 pub use cache_error::CacheError;
 pub use compression::{Compression, decompress};
@@ -37,5 +40,7 @@ pub use snapshots::{
     BlobRef, Hold, LayerRef, PreparedSnapshot, SnapshotId, SnapshotMeta, Snapshots,
 };
 pub use store::{BlobWriter, ContentStore, Digest, StoreError};
-pub use unpack::{UnpackError, UnpackStats, extract_archive, unpack_layer};
+pub use unpack::{
+    UnpackError, UnpackStats, extract_archive, layer_diff_id, unpack_layer, unpack_verified_layer,
+};
 pub use usage::{PruneOptions, PruneReport, Usage, UsageLine, prune, usage};

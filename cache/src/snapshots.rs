@@ -7,7 +7,15 @@
 //!   creation time). The metadata is written after the folder is in place
 //!   and is the source of truth the index is rebuilt from; a folder without
 //!   it is an interrupted commit.
-//! - `l-<16 hex of a diff ID>`: a base-image layer, unpacked by the solver.
+//! - `l-<16 hex of a diff ID>`: a base-image layer, with `l-….json` beside
+//!   it ([`BaseMeta`]: the whole diffID, the blobs verified to have it, a
+//!   digest of the unpacked tree), written last like a step's. A base folder
+//!   without metadata is unverified (an interrupted unpack, or one by a
+//!   strata that did not check diffIDs) and is never used, only removed.
+//!   Two diffIDs sharing 16 hex digits is improbable by chance but a
+//!   forger can search for one (2^64 work), so the metadata, not the name,
+//!   is the identity: on such a collision the second diffID gets the
+//!   `l-<64 hex>` name (see [`crate::base_layers`]).
 //! - `tmp-*`: work in progress (prepared snapshots, overlay work folders,
 //!   metadata being written, snapshots being deleted). Whatever is not
 //!   locked by a live process is garbage left by a killed one.
@@ -64,6 +72,12 @@ impl SnapshotId {
     pub fn for_diff_id(diff_id: &str) -> Result<SnapshotId, CacheError> {
         let hex = diff_id.trim_start_matches("sha256:");
         SnapshotId::parse(&format!("l-{}", &hex[..hex.len().min(16)]))
+    }
+
+    /// The long base layer folder name, `l-<all hex digits>`, used when the
+    /// short one holds another diffID.
+    pub fn for_diff_id_long(diff_id: &str) -> Result<SnapshotId, CacheError> {
+        SnapshotId::parse(&format!("l-{}", diff_id.trim_start_matches("sha256:")))
     }
 
     /// The folder name.
@@ -143,6 +157,23 @@ pub struct SnapshotMeta {
     pub key: String,
     /// The layers below this one, bottom first.
     pub parents: Vec<LayerRef>,
+    /// Bytes of the regular files in the folder (hard links counted once).
+    pub size: u64,
+    /// Commit time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// What `l-….json` records about a base layer snapshot: its identity and
+/// how it was established.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseMeta {
+    /// The `sha256:` diffID the unpacked stream was verified to have.
+    pub diff_id: String,
+    /// `sha256:` digests of the blobs verified to decompress to `diff_id`.
+    pub blobs: Vec<String>,
+    /// Hex digest of the unpacked tree as committed
+    /// ([`crate::context_hash::snapshot_digest`]), for `doctor --deep`.
+    pub tree: String,
     /// Bytes of the regular files in the folder (hard links counted once).
     pub size: u64,
     /// Commit time, seconds since the Unix epoch.
@@ -304,7 +335,7 @@ impl Snapshots {
         self.dir.join(id.as_str())
     }
 
-    fn meta_path(&self, id: &SnapshotId) -> PathBuf {
+    pub(crate) fn meta_path(&self, id: &SnapshotId) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
@@ -402,7 +433,7 @@ impl Snapshots {
                 size,
                 created: now_secs(),
             };
-            self.write_meta(&id, &meta)
+            self.write_json(&id, &meta)
         };
         match (finish(), lock) {
             (Ok(()), Some(lock)) => Ok((id.clone(), Hold { id, _lock: lock })),
@@ -415,21 +446,24 @@ impl Snapshots {
         }
     }
 
-    /// Makes `prepared`, a base-image layer unpacked into it, durable as
-    /// `l-<16 hex of diff_id>` (no metadata: its blob is in the content
-    /// store and cache records name it). When another build unpacked the
-    /// same layer first, ours is discarded and theirs returned.
+    /// Makes `prepared`, a base-image layer unpacked into it and verified,
+    /// durable as `id` with `meta` beside it (written last, as for steps),
+    /// and returns a hold on it with its metadata. When another build
+    /// committed the same diffID first, ours is discarded and theirs
+    /// returned; [`CacheError::DiffIdCollision`] when `id` holds another
+    /// diffID.
     pub fn commit_base(
         &self,
         mut prepared: PreparedSnapshot,
-        diff_id: &str,
-    ) -> Result<(SnapshotId, Hold), CacheError> {
-        let id = SnapshotId::for_diff_id(diff_id)?;
-        let dest = self.path(&id);
+        id: &SnapshotId,
+        meta: &BaseMeta,
+    ) -> Result<(Hold, BaseMeta), CacheError> {
+        let dest = self.path(id);
         match &prepared.lock {
             Some(lock) => rustix::fs::syncfs(lock).map_err(rio_err(&prepared.path))?,
             None => return Err(CacheError::NotFound(prepared.path.clone())),
         }
+        let started = Instant::now();
         loop {
             match renameat_with(
                 rustix::fs::CWD,
@@ -438,26 +472,73 @@ impl Snapshots {
                 &dest,
                 RenameFlags::NOREPLACE,
             ) {
-                Ok(()) => {
-                    sync_dir(&self.dir)?;
-                    let lock = prepared.lock.take();
-                    return match lock {
-                        Some(lock) => Ok((id.clone(), Hold { id, _lock: lock })),
-                        None => Err(CacheError::NotFound(dest)),
-                    };
-                }
+                Ok(()) => break,
                 Err(e) if e == rustix::io::Errno::EXIST || e == rustix::io::Errno::NOTEMPTY => {
-                    match self.hold(&id) {
-                        Ok(hold) => {
-                            prepared.discard();
-                            return Ok((id, hold));
-                        }
-                        // Pruned meanwhile: try again.
-                        Err(CacheError::NotFound(_)) => {}
-                        Err(e) => return Err(e),
+                    if let Some(found) = self.existing_base(id, &meta.diff_id)? {
+                        prepared.discard();
+                        return Ok(found);
                     }
+                    if started.elapsed() > COMMIT_WAIT {
+                        return Err(CacheError::Io {
+                            path: dest,
+                            source: io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "another build is still committing this base layer",
+                            ),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => return Err(rio_err(&dest)(e)),
+            }
+        }
+        let lock = prepared.lock.take();
+        let finish = || -> Result<(), CacheError> {
+            sync_dir(&self.dir)?;
+            self.write_json(id, meta)
+        };
+        match (finish(), lock) {
+            (Ok(()), Some(lock)) => Ok((
+                Hold {
+                    id: id.clone(),
+                    _lock: lock,
+                },
+                meta.clone(),
+            )),
+            (Err(e), lock) => {
+                drop(lock);
+                let _ = self.remove(id);
+                Err(e)
+            }
+            (Ok(()), None) => Err(CacheError::NotFound(dest)),
+        }
+    }
+
+    /// What to do about an existing base folder `id` while committing
+    /// `diff_id`: a hold on it and its metadata when complete; `None` after
+    /// clearing an unverified leftover, or while a live process is still
+    /// committing it.
+    fn existing_base(
+        &self,
+        id: &SnapshotId,
+        diff_id: &str,
+    ) -> Result<Option<(Hold, BaseMeta)>, CacheError> {
+        match self.base_meta(id) {
+            Ok(meta) if meta.diff_id == diff_id => match self.hold(id) {
+                Ok(h) => Ok(Some((h, meta))),
+                Err(CacheError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
+            Ok(meta) => Err(CacheError::DiffIdCollision {
+                path: self.path(id),
+                existing: meta.diff_id,
+                wanted: diff_id.to_string(),
+            }),
+            Err(_) => {
+                if let Some(lock) = try_exclusive(&self.path(id))? {
+                    self.delete_locked(id, lock)?;
+                }
+                Ok(None)
             }
         }
     }
@@ -487,7 +568,12 @@ impl Snapshots {
         }
     }
 
-    fn write_meta(&self, id: &SnapshotId, meta: &SnapshotMeta) -> Result<(), CacheError> {
+    /// Writes the metadata of `id` atomically (temp file, fsync, rename).
+    pub(crate) fn write_json(
+        &self,
+        id: &SnapshotId,
+        meta: &impl Serialize,
+    ) -> Result<(), CacheError> {
         let path = self.meta_path(id);
         let bytes = serde_json::to_vec_pretty(meta).map_err(|source| CacheError::Json {
             path: path.clone(),
@@ -511,8 +597,16 @@ impl Snapshots {
         serde_json::from_slice(&bytes).map_err(|source| CacheError::Json { path, source })
     }
 
+    /// The metadata of base layer snapshot `id`.
+    pub fn base_meta(&self, id: &SnapshotId) -> Result<BaseMeta, CacheError> {
+        let path = self.meta_path(id);
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&bytes).map_err(|source| CacheError::Json { path, source })
+    }
+
     /// Holds snapshot `id` (see [`Hold`]); [`CacheError::NotFound`] when it
-    /// does not exist or was removed meanwhile. Waits only while a prune is
+    /// does not exist, has no metadata yet (or ever: an unverified base
+    /// layer) or was removed meanwhile. Waits only while a prune is
     /// deleting it.
     pub fn hold(&self, id: &SnapshotId) -> Result<Hold, CacheError> {
         let path = self.path(id);
@@ -524,7 +618,7 @@ impl Snapshots {
             Err(e) => return Err(io_err(&path)(e)),
         };
         crate::locks::lock(&lock, &path, FlockOperation::LockShared)?;
-        let complete = !id.is_step() || self.meta_path(id).is_file();
+        let complete = self.meta_path(id).is_file();
         if !same_inode(&lock, &path)? || !complete {
             return Err(CacheError::NotFound(path));
         }
@@ -534,7 +628,9 @@ impl Snapshots {
         })
     }
 
-    /// Holds every layer of a stack; `None` when one of them is missing.
+    /// Holds every layer of a stack; `None` when one of them is missing,
+    /// or when a base layer's folder now holds another diffID than the
+    /// stack was built on (its short name was reused after a prune).
     pub fn hold_layers(&self, layers: &[LayerRef]) -> Result<Option<Vec<Hold>>, CacheError> {
         let mut holds = Vec::with_capacity(layers.len());
         for layer in layers {
@@ -543,14 +639,20 @@ impl Snapshots {
                 Err(CacheError::NotFound(_)) => return Ok(None),
                 Err(e) => return Err(e),
             }
+            if let LayerRef::Base { id, blob } = layer
+                && !self
+                    .base_meta(id)
+                    .is_ok_and(|meta| meta.diff_id == blob.diff_id)
+            {
+                return Ok(None);
+            }
         }
         Ok(Some(holds))
     }
 
-    /// True when the layer's folder exists (and, for a step snapshot, its
-    /// metadata).
+    /// True when the layer's folder and its metadata exist.
     pub fn exists(&self, id: &SnapshotId) -> bool {
-        self.path(id).is_dir() && (!id.is_step() || self.meta_path(id).is_file())
+        self.path(id).is_dir() && self.meta_path(id).is_file()
     }
 
     /// Removes snapshot `id` unless it is held; false when it is held or
@@ -615,8 +717,9 @@ impl Snapshots {
         Ok(out)
     }
 
-    /// Garbage nobody uses: unlocked `tmp-*` entries and step folders
-    /// without metadata (interrupted commits), with their sizes.
+    /// Garbage nobody uses: unlocked `tmp-*` entries and snapshot folders
+    /// without metadata (interrupted commits, base layers no one verified),
+    /// with their sizes.
     pub fn leftovers(&self) -> Result<Vec<(PathBuf, u64)>, CacheError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
@@ -625,8 +728,7 @@ impl Snapshots {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let garbage = name.starts_with("tmp-")
-                || SnapshotId::parse(name)
-                    .is_ok_and(|id| id.is_step() && !self.meta_path(&id).is_file());
+                || SnapshotId::parse(name).is_ok_and(|id| !self.meta_path(&id).is_file());
             if garbage && try_exclusive(&path)?.is_some() {
                 let size = match fs::symlink_metadata(&path) {
                     Ok(m) if m.is_dir() => dir_size(&path).unwrap_or(0),

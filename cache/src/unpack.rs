@@ -30,6 +30,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
+use sha2::{Digest as _, Sha256};
 
 use crate::compression::decompress;
 use crate::scoped_path;
@@ -105,6 +106,15 @@ pub enum UnpackError {
         /// The tar type byte.
         kind: u8,
     },
+    /// The uncompressed layer does not hash to the diffID it was unpacked
+    /// for (see [`unpack_verified_layer`]).
+    #[error("its content has diffID {actual}, not the claimed {claimed}")]
+    DiffIdMismatch {
+        /// The diffID the image config claims.
+        claimed: String,
+        /// The sha256 of the uncompressed stream.
+        actual: String,
+    },
 }
 
 /// How entries are interpreted.
@@ -124,6 +134,66 @@ enum Flavor {
 pub fn unpack_layer(reader: impl Read + Send, dest: &Path) -> Result<UnpackStats, UnpackError> {
     let reader = decompress(reader).map_err(UnpackError::Read)?;
     Unpacker::new(dest, Flavor::Layer)?.run(reader)
+}
+
+/// Unpacks a layer as [`unpack_layer`] does, hashing the uncompressed stream
+/// in the same pass, and fails with [`UnpackError::DiffIdMismatch`] unless
+/// its sha256 is `diff_id`. The digest covers the whole stream: whatever
+/// follows the tar's end-of-archive blocks is read and hashed too, as it is
+/// part of the diffID. On any error, what was written to `dest` is the
+/// caller's to discard.
+pub fn unpack_verified_layer(
+    reader: impl Read + Send,
+    dest: &Path,
+    diff_id: &str,
+) -> Result<UnpackStats, UnpackError> {
+    let mut hashed = Sha256Reader::new(decompress(reader).map_err(UnpackError::Read)?);
+    let stats = Unpacker::new(dest, Flavor::Layer)?.run(&mut hashed)?;
+    io::copy(&mut hashed, &mut io::sink()).map_err(UnpackError::Read)?;
+    let actual = hashed.diff_id();
+    if actual != diff_id {
+        return Err(UnpackError::DiffIdMismatch {
+            claimed: diff_id.to_string(),
+            actual,
+        });
+    }
+    Ok(stats)
+}
+
+/// The diffID of a (possibly compressed) layer: `sha256:` and the hex
+/// sha256 of its whole uncompressed stream. Nothing is unpacked.
+pub fn layer_diff_id(reader: impl Read + Send) -> io::Result<String> {
+    let mut hashed = Sha256Reader::new(decompress(reader)?);
+    io::copy(&mut hashed, &mut io::sink())?;
+    Ok(hashed.diff_id())
+}
+
+/// A reader that hashes what passes through it.
+struct Sha256Reader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Sha256Reader<R> {
+    fn new(inner: R) -> Self {
+        Sha256Reader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// `sha256:<hex>` of everything read so far.
+    fn diff_id(self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Extracts a (possibly compressed) tar archive into `dest` as Dockerfile

@@ -90,14 +90,14 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     }
 }
 
-/// A snapshot's size: from its metadata for steps, by walking otherwise.
+/// A snapshot's size: from its metadata, by walking when it has none.
 fn snapshot_size(snaps: &Snapshots, id: &SnapshotId) -> u64 {
-    if id.is_step()
-        && let Ok(meta) = snaps.meta(id)
-    {
-        return meta.size;
-    }
-    dir_size(&snaps.path(id)).unwrap_or(0)
+    let recorded = if id.is_step() {
+        snaps.meta(id).map(|m| m.size)
+    } else {
+        snaps.base_meta(id).map(|m| m.size)
+    };
+    recorded.unwrap_or_else(|_| dir_size(&snaps.path(id)).unwrap_or(0))
 }
 
 /// Digests of the blobs of base layers that cache records name.

@@ -6,7 +6,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_cache::{BlobRef, CacheIndex, CacheRecord, LayerRef, SnapshotId, Snapshots};
+use strata_cache::snapshots::BaseMeta;
+use strata_cache::{BlobRef, CacheError, CacheIndex, CacheRecord, LayerRef, SnapshotId, Snapshots};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
@@ -20,16 +21,33 @@ fn key(n: u8) -> [u8; 32] {
 fn base_layer(root: &Path) -> Result<LayerRef, Box<dyn std::error::Error>> {
     let diff_id = format!("sha256:{}", "1".repeat(64));
     let id = SnapshotId::for_diff_id(&diff_id)?;
-    fs::create_dir_all(root.join("snapshots").join(id.as_str()).join("etc"))?;
+    let snapshots = root.join("snapshots");
+    fs::create_dir_all(snapshots.join(id.as_str()).join("etc"))?;
+    let digest = format!("sha256:{}", "2".repeat(64));
+    let meta = base_meta(&diff_id, &digest);
+    fs::write(
+        snapshots.join(format!("{id}.json")),
+        serde_json::to_vec(&meta)?,
+    )?;
     Ok(LayerRef::Base {
         id,
         blob: BlobRef {
-            digest: format!("sha256:{}", "2".repeat(64)),
+            digest,
             diff_id,
             size: 10,
             media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
         },
     })
+}
+
+fn base_meta(diff_id: &str, blob: &str) -> BaseMeta {
+    BaseMeta {
+        diff_id: diff_id.to_string(),
+        blobs: vec![blob.to_string()],
+        tree: "0".repeat(64),
+        size: 5,
+        created: 1,
+    }
 }
 
 /// Commits a step writing `content` to `file`, stacked on `parents`, and
@@ -113,6 +131,28 @@ fn record_with_a_missing_layer_is_a_miss() -> R {
     fs::remove_dir_all(index.snapshots().path(base.id()))?;
     assert_eq!(index.get(&key(3))?, None);
     assert_ne!(r2, r3);
+    Ok(())
+}
+
+#[test]
+fn a_base_layer_that_lost_its_identity_is_a_miss() -> R {
+    let root = tempfile::tempdir()?;
+    let index = CacheIndex::open(root.path())?;
+    let base = base_layer(root.path())?;
+    step(&index, &key(1), std::slice::from_ref(&base), b"one")?;
+    assert!(index.lookup(&key(1))?.is_some());
+    let snaps = index.snapshots();
+    let meta_path = snaps.dir().join(format!("{}.json", base.id()));
+
+    // The folder now holds another diffID with the same short name.
+    let mut meta = snaps.base_meta(base.id())?;
+    meta.diff_id = format!("sha256:{}{}", "1".repeat(16), "f".repeat(48));
+    fs::write(&meta_path, serde_json::to_vec(&meta)?)?;
+    assert!(index.lookup(&key(1))?.is_none());
+
+    // Or its metadata is gone: the folder is unverified.
+    fs::remove_file(&meta_path)?;
+    assert!(index.lookup(&key(1))?.is_none());
     Ok(())
 }
 
@@ -236,13 +276,53 @@ fn base_layers_commit_once_and_prepared_folders_are_0755() -> R {
     fs::write(first.path().join("f"), b"first")?;
     let second = snaps.prepare()?;
     let second_path = second.path().to_path_buf();
-    let (a, _ha) = snaps.commit_base(first, &diff_id)?;
-    let (b, _hb) = snaps.commit_base(second, &diff_id)?;
-    assert_eq!(a.as_str(), "l-abababababababab");
-    assert_eq!(a, b);
-    assert_eq!(fs::read(snaps.path(&a).join("f"))?, b"first");
+    let id = SnapshotId::for_diff_id(&diff_id)?;
+    assert_eq!(id.as_str(), "l-abababababababab");
+    let meta = base_meta(&diff_id, "sha256:first");
+    let (_ha, a) = snaps.commit_base(first, &id, &meta)?;
+    assert_eq!(a, meta);
+    // The second commit gets the first's snapshot and metadata.
+    let (hb, b) = snaps.commit_base(second, &id, &base_meta(&diff_id, "sha256:second"))?;
+    assert_eq!(b, meta);
+    assert_eq!(hb.id(), &id);
+    assert_eq!(fs::read(snaps.path(&id).join("f"))?, b"first");
     assert!(!second_path.exists());
-    assert_eq!(snaps.list()?, vec![a]);
+    assert_eq!(snaps.list()?, vec![id.clone()]);
+    assert_eq!(snaps.base_meta(&id)?, meta);
+
+    // Another diffID with the same first 16 hex digits is not taken for it.
+    let other = format!("sha256:{}{}", "ab".repeat(8), "cd".repeat(24));
+    let third = snaps.prepare()?;
+    match snaps.commit_base(third, &id, &base_meta(&other, "sha256:third")) {
+        Err(CacheError::DiffIdCollision {
+            existing, wanted, ..
+        }) => assert_eq!((existing, wanted), (diff_id, other)),
+        r => panic!("committed over another diffID: {r:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn unverified_base_folders_are_never_held_and_get_replaced() -> R {
+    let root = tempfile::tempdir()?;
+    let snaps = Snapshots::open(root.path().join("snapshots"))?;
+    let diff_id = format!("sha256:{}", "cd".repeat(32));
+    let id = SnapshotId::for_diff_id(&diff_id)?;
+    // As an older strata (or an unpack killed before its metadata) left it.
+    fs::create_dir_all(snaps.path(&id))?;
+    fs::write(snaps.path(&id).join("POISONED"), b"x")?;
+    assert!(matches!(snaps.hold(&id), Err(CacheError::NotFound(_))));
+    assert!(!snaps.exists(&id));
+    assert_eq!(snaps.leftovers()?.len(), 1);
+
+    let fresh = snaps.prepare()?;
+    fs::write(fresh.path().join("f"), b"verified")?;
+    let meta = base_meta(&diff_id, "sha256:blob");
+    let (_hold, got) = snaps.commit_base(fresh, &id, &meta)?;
+    assert_eq!(got, meta);
+    assert!(!snaps.path(&id).join("POISONED").exists());
+    assert_eq!(fs::read(snaps.path(&id).join("f"))?, b"verified");
+    assert!(snaps.leftovers()?.is_empty());
     Ok(())
 }
 

@@ -451,3 +451,40 @@ fn very_deep_trees_do_not_exhaust_the_stack() -> TestResult {
     assert_eq!(hasher.files_read(), 1);
     Ok(())
 }
+
+#[test]
+fn snapshot_digest_covers_owners_xattrs_and_the_root() -> TestResult {
+    use strata_cache::context_hash::snapshot_digest;
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("snap");
+    fs::create_dir_all(root.join("etc"))?;
+    fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n")?;
+    symlink("etc/passwd", root.join("link"))?;
+    let first = snapshot_digest(&root)?;
+    assert_eq!(snapshot_digest(&root)?, first, "not deterministic");
+    assert_eq!(first.entries, 4, "root, etc, etc/passwd, link");
+
+    let mut seen = vec![first.digest];
+    let mut changed = |what: &str| -> TestResult {
+        let d = snapshot_digest(&root)?.digest;
+        assert!(!seen.contains(&d), "{what} left the digest unchanged");
+        seen.push(d);
+        Ok(())
+    };
+    std::os::unix::fs::lchown(root.join("etc/passwd"), Some(1000), Some(1000))?;
+    changed("chown")?;
+    rustix::fs::lsetxattr(
+        root.join("etc"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )?;
+    changed("an opaque marker")?;
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o700))?;
+    changed("the root's mode")?;
+    fs::write(root.join("POISONED"), "")?;
+    changed("a new empty file")?;
+    fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh!\n")?;
+    changed("new content")?;
+    Ok(())
+}

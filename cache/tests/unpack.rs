@@ -6,7 +6,9 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use strata_cache::{UnpackError, extract_archive, unpack_layer};
+use strata_cache::{
+    UnpackError, extract_archive, layer_diff_id, unpack_layer, unpack_verified_layer,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -542,5 +544,65 @@ fn names_that_are_not_utf8_are_kept_byte_for_byte() -> TestResult {
     let whiteout = fs::symlink_metadata(arena.dest.join(OsStr::from_bytes(b"gon\xe9")))?;
     assert!(whiteout.file_type().is_char_device());
     assert_eq!(fs::read_dir(&arena.dest)?.count(), 2);
+    Ok(())
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+#[test]
+fn verified_unpack_accepts_the_right_diff_id() -> TestResult {
+    let tar = build(&[
+        E::Dir("etc/", 0o755),
+        E::File("etc/hostname", b"box\n", 0o644),
+    ])?;
+    let arena = Arena::new()?;
+    let stats = unpack_verified_layer(gzip(&tar)?.as_slice(), &arena.dest, &sha256(&tar))?;
+    assert_eq!(stats.files, 1);
+    assert_eq!(fs::read(arena.dest.join("etc/hostname"))?, b"box\n");
+    assert_eq!(layer_diff_id(gzip(&tar)?.as_slice())?, sha256(&tar));
+    Ok(())
+}
+
+#[test]
+fn verified_unpack_refuses_another_diff_id() -> TestResult {
+    let genuine = build(&[E::File("a", b"genuine", 0o644)])?;
+    let forged = build(&[
+        E::File("a", b"genuine", 0o644),
+        E::File("POISONED", b"x", 0o644),
+    ])?;
+    let arena = Arena::new()?;
+    match unpack_verified_layer(gzip(&forged)?.as_slice(), &arena.dest, &sha256(&genuine)) {
+        Err(UnpackError::DiffIdMismatch { claimed, actual }) => {
+            assert_eq!(claimed, sha256(&genuine));
+            assert_eq!(actual, sha256(&forged));
+        }
+        other => panic!("forged layer accepted: {other:?}"),
+    }
+    arena.assert_outside_untouched()
+}
+
+#[test]
+fn verified_unpack_hashes_what_follows_the_end_of_the_archive() -> TestResult {
+    // tar readers stop at the end-of-archive blocks; the diffID covers the
+    // whole stream, so bytes after them change it.
+    let mut stream = build(&[E::File("a", b"content", 0o644)])?;
+    let tar_only = sha256(&stream);
+    stream.extend_from_slice(&[0u8; 4096]);
+    stream.extend_from_slice(b"trailing bytes after the end-of-archive blocks");
+    let whole = sha256(&stream);
+    assert_ne!(tar_only, whole);
+
+    let arena = Arena::new()?;
+    match unpack_verified_layer(stream.as_slice(), &arena.dest, &tar_only) {
+        Err(UnpackError::DiffIdMismatch { actual, .. }) => assert_eq!(actual, whole),
+        other => panic!("trailing data was not hashed: {other:?}"),
+    }
+    let arena = Arena::new()?;
+    unpack_verified_layer(gzip(&stream)?.as_slice(), &arena.dest, &whole)?;
+    assert_eq!(fs::read(arena.dest.join("a"))?, b"content");
+    assert_eq!(layer_diff_id(stream.as_slice())?, whole);
     Ok(())
 }

@@ -28,7 +28,9 @@ pub struct PruneArgs {
 /// `strata doctor` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DoctorArgs {
-    /// Also hash every blob of the content store.
+    /// Also hash every blob of the content store and re-verify every base layer
+    /// snapshot (its content against the digest recorded when it was unpacked,
+    /// its blobs against its diffID).
     #[arg(long)]
     pub deep: bool,
     /// Fix what can be fixed: remove leftovers, drop dangling records, rebuild the index.

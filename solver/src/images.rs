@@ -5,7 +5,9 @@
 //! An image from a layout is imported into the content store first, so a
 //! build never reads a layout again after it was resolved. Unpacked layers
 //! are snapshots (`snapshots/l-…`) named by their diff ID, shared by every
-//! build of the root, committed only once complete.
+//! build of the root, committed only once complete and verified (see
+//! [`strata_cache::base_layers`]: a layer whose content does not have the
+//! diffID its config claims is refused).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,9 +15,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oci_spec::image::ImageConfiguration;
+use strata_cache::base_layers::{BaseLayerError, base_layer};
 use strata_cache::layout::digest_of;
-use strata_cache::snapshots::{BlobRef, Hold, LayerRef, SnapshotId, Snapshots};
-use strata_cache::{Image, ImageStore, OciLayout, PlatformSelector, docker_extras, unpack_layer};
+use strata_cache::snapshots::{BlobRef, Hold, LayerRef, Snapshots};
+use strata_cache::{Image, ImageStore, OciLayout, PlatformSelector, docker_extras};
 use strata_registry::{Client, Platform, Reference};
 
 use crate::graph::ImageSource;
@@ -203,33 +206,17 @@ impl LocalImages {
         }
     }
 
-    /// Unpacks one layer blob into its shared snapshot, once per root;
-    /// the snapshot is held (safe from prune) for this process's life.
-    fn unpack(&self, blob: BlobRef) -> Result<Layer, String> {
-        let id = SnapshotId::for_diff_id(&blob.diff_id).map_err(|e| e.to_string())?;
-        let hold = match self.snapshots.hold(&id) {
-            Ok(hold) if self.snapshots.exists(&id) => hold,
-            _ => {
-                let prepared = self.snapshots.prepare().map_err(|e| e.to_string())?;
-                let digest = blob
-                    .digest
-                    .parse()
-                    .map_err(|e: strata_cache::store::DigestParseError| e.to_string())?;
-                let file = self
-                    .store
-                    .content()
-                    .open_blob(&digest)
-                    .map_err(|e| e.to_string())?;
-                unpack_layer(std::io::BufReader::new(file), prepared.path())
-                    .map_err(|e| format!("layer {}: {e}", blob.digest))?;
-                let (committed, hold) = self
-                    .snapshots
-                    .commit_base(prepared, &blob.diff_id)
-                    .map_err(|e| e.to_string())?;
-                debug_assert_eq!(committed, id);
-                hold
-            }
-        };
+    /// Unpacks one layer blob of image `image` (its manifest digest) into
+    /// its shared snapshot, once per root; the snapshot is held (safe from
+    /// prune) for this process's life.
+    fn unpack(&self, image: &str, blob: BlobRef) -> Result<Layer, ImageLayerError> {
+        let (id, hold) =
+            base_layer(&self.snapshots, self.store.content(), &blob).map_err(|source| {
+                ImageLayerError {
+                    image: image.to_string(),
+                    source: Box::new(source),
+                }
+            })?;
         if let Ok(mut holds) = self.holds.lock() {
             holds.push(hold);
         }
@@ -238,6 +225,17 @@ impl LocalImages {
             snapshot: LayerRef::Base { id, blob },
         })
     }
+}
+
+/// A layer of a base image could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("image {image}: {source}")]
+pub struct ImageLayerError {
+    /// The image's manifest digest.
+    image: String,
+    /// What went wrong with the layer.
+    #[source]
+    source: Box<BaseLayerError>,
 }
 
 impl ImageResolver for LocalImages {
@@ -273,12 +271,13 @@ impl BaseLayers for LocalImages {
             .iter()
             .zip(diff_ids)
             .map(|(desc, diff_id)| {
-                self.unpack(BlobRef {
+                let blob = BlobRef {
                     digest: digest_of(desc).map_err(|e| e.to_string())?.to_string(),
                     diff_id: diff_id.clone(),
                     size: desc.size(),
                     media_type: desc.media_type().to_string(),
-                })
+                };
+                self.unpack(digest, blob).map_err(|e| e.to_string())
             })
             .collect()
     }

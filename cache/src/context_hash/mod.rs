@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use tree::TreeDigest;
+pub use tree::{TreeDigest, snapshot_digest};
 
 /// How long before the moment a file was hashed its last change must lie
 /// for the cached digest to be trusted (see [`Stamp::trusted_at`]).
@@ -76,6 +76,12 @@ pub enum ContextHashError {
     /// (or was replaced by something else while being opened).
     #[error("{path} is not a regular file")]
     NotRegular {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A snapshot to digest is not a directory.
+    #[error("{path} is not a directory")]
+    NotADirectory {
         /// The path.
         path: PathBuf,
     },
@@ -193,6 +199,19 @@ impl ContextHasher {
         ContextHasher {
             cache_file: cache_file.to_path_buf(),
             entries: Mutex::new(persist::load(cache_file)),
+            dirty: AtomicBool::new(false),
+            racy_window: DEFAULT_RACY_WINDOW,
+            files_read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+        }
+    }
+
+    /// A hasher that remembers nothing between calls (and is never saved):
+    /// every file is read.
+    fn uncached() -> ContextHasher {
+        ContextHasher {
+            cache_file: PathBuf::new(),
+            entries: Mutex::default(),
             dirty: AtomicBool::new(false),
             racy_window: DEFAULT_RACY_WINDOW,
             files_read: AtomicU64::new(0),

@@ -19,11 +19,13 @@ use rayon::prelude::*;
 
 use super::{ContextHashError, ContextHasher};
 
-/// The digest of a selection of context files, and what it covered.
+/// The digest of a selection of context files (or of a whole snapshot, see
+/// [`snapshot_digest`]), and what it covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeDigest {
     /// blake3 over the sorted entries (relative path, type, mode bits,
-    /// content digest / symlink target / device number).
+    /// content digest / symlink target / device number; for a snapshot also
+    /// owner and extended attributes).
     pub digest: [u8; 32],
     /// Number of entries (files, directories, symlinks, others).
     pub entries: u64,
@@ -55,12 +57,53 @@ struct TreeEntry {
     mode: u32,
     size: u64,
     payload: Payload,
+    /// Owner and extended attributes: recorded for snapshots only.
+    owner: Option<Owner>,
 }
 
-/// The two questions the walk asks of `.dockerignore` (or any filter).
+/// What a snapshot's entry adds: `(uid, gid)` and its xattrs.
+#[derive(Debug)]
+struct Owner {
+    ids: (u32, u32),
+    xattrs: crate::xattrs::Xattrs,
+}
+
+/// The two questions the walk asks of `.dockerignore` (or any filter), and
+/// whether ownership and xattrs count (snapshots) or not (contexts).
 struct Filter<'a> {
     excluded: &'a (dyn Fn(&str) -> bool + Sync),
     descend: &'a (dyn Fn(&str) -> bool + Sync),
+    owners: bool,
+}
+
+/// The digest of everything under the snapshot folder `root`, the folder
+/// itself included: what [`ContextHasher::digest_tree`] covers plus each
+/// entry's owner and extended attributes (overlayfs's opaque marker,
+/// capabilities), every file read afresh. It tells whether a base layer
+/// snapshot still holds what was unpacked into it.
+pub fn snapshot_digest(root: &Path) -> Result<TreeDigest, ContextHashError> {
+    let hasher = ContextHasher::uncached();
+    let none = |_: &str| false;
+    let filter = Filter {
+        excluded: &none,
+        descend: &none,
+        owners: true,
+    };
+    let meta = stat(root)?;
+    let mut entries = Vec::new();
+    match hasher.visit(root.to_path_buf(), Vec::new(), &meta, false, &filter)? {
+        Visit::Dir { entry, abs, rel } => {
+            entries.extend(entry);
+            entries.extend(hasher.walk(abs, rel, &filter)?);
+        }
+        Visit::Leaf(_) | Visit::Skip => {
+            return Err(ContextHashError::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
+    }
+    entries.par_sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(encode(&entries, true))
 }
 
 impl ContextHasher {
@@ -92,7 +135,11 @@ impl ContextHasher {
         excluded: &(dyn Fn(&str) -> bool + Sync),
         descend: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<TreeDigest, ContextHashError> {
-        let filter = Filter { excluded, descend };
+        let filter = Filter {
+            excluded,
+            descend,
+            owners: false,
+        };
         // Absolute, so that cache entries are shared by every build of this
         // context whatever the working directory.
         let root = fs::canonicalize(root).map_err(|source| ContextHashError::Stat {
@@ -124,7 +171,7 @@ impl ContextHasher {
         }
         entries.par_sort_unstable_by(|a, b| a.path.cmp(&b.path));
         entries.dedup_by(|a, b| a.path == b.path);
-        Ok(encode(&entries))
+        Ok(encode(&entries, false))
     }
 
     /// Everything below the directory `dir` (relative path `rel`).
@@ -231,6 +278,18 @@ impl ContextHasher {
     ) -> Result<Visit, ContextHashError> {
         let ft = meta.file_type();
         let mode = meta.mode() & 0o7777;
+        let owner = if filter.owners && !excluded {
+            let xattrs = crate::xattrs::list(&abs).map_err(|source| ContextHashError::Read {
+                path: abs.clone(),
+                source,
+            })?;
+            Some(Owner {
+                ids: (meta.uid(), meta.gid()),
+                xattrs,
+            })
+        } else {
+            None
+        };
         if ft.is_dir() {
             if excluded && !(filter.descend)(&String::from_utf8_lossy(&rel)) {
                 return Ok(Visit::Skip);
@@ -241,6 +300,7 @@ impl ContextHasher {
                 mode,
                 size: 0,
                 payload: Payload::Nothing,
+                owner,
             });
             return Ok(Visit::Dir { entry, abs, rel });
         }
@@ -275,6 +335,7 @@ impl ContextHasher {
             mode,
             size,
             payload,
+            owner,
         }))
     }
 }
@@ -363,10 +424,16 @@ fn check_ancestors(root: &Path, sel: &str, components: &[&str]) -> Result<(), Co
 }
 
 /// One blake3 over the sorted entries. Every variable-length field is
-/// length-prefixed, so no two different lists encode the same.
-fn encode(entries: &[TreeEntry]) -> TreeDigest {
+/// length-prefixed, so no two different lists encode the same. A snapshot's
+/// digest (`owners`) has its own prefix and adds owners and xattrs; a
+/// context's is unchanged by them.
+fn encode(entries: &[TreeEntry], owners: bool) -> TreeDigest {
     let mut h = blake3::Hasher::new();
-    h.update(b"strata context tree v1\0");
+    if owners {
+        h.update(b"strata snapshot tree v1\0");
+    } else {
+        h.update(b"strata context tree v1\0");
+    }
     let mut bytes = 0;
     for e in entries {
         h.update(&(e.path.len() as u64).to_le_bytes());
@@ -385,6 +452,25 @@ fn encode(entries: &[TreeEntry]) -> TreeDigest {
                 h.update(&d.to_le_bytes());
             }
             Payload::Nothing => {}
+        }
+        if owners {
+            match &e.owner {
+                Some(o) => {
+                    h.update(&[1]);
+                    h.update(&o.ids.0.to_le_bytes());
+                    h.update(&o.ids.1.to_le_bytes());
+                    h.update(&(o.xattrs.len() as u64).to_le_bytes());
+                    for (name, value) in &o.xattrs {
+                        h.update(&(name.len() as u64).to_le_bytes());
+                        h.update(name);
+                        h.update(&(value.len() as u64).to_le_bytes());
+                        h.update(value);
+                    }
+                }
+                None => {
+                    h.update(&[0]);
+                }
+            }
         }
         bytes += e.size;
     }
