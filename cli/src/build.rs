@@ -10,16 +10,17 @@ use std::sync::{Arc, mpsc};
 use strata_cache::{BuildLease, DockerIgnore, ImageStore};
 use strata_exporter::{Compression, CompressionKind};
 use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
-use strata_solver::args::BuildArgs as SolverBuildArgs;
+use strata_solver::dockerfile::{
+    BuildArgs as SolverBuildArgs, LowerError, LowerOptions, dockerfile_path, lower,
+    parse_build_context, read_ignore,
+};
 use strata_solver::explain;
 use strata_solver::graph::NetworkMode;
 use strata_solver::images::LocalImages;
-use strata_solver::lower::{LowerError, LowerOptions, lower};
 use strata_solver::ops::StackExecutor;
 use strata_solver::ops::context::ContextDigests;
 use strata_solver::ops::view::private_mount_namespace;
 use strata_solver::progress::ProgressEvent;
-use strata_solver::stages::parse_build_context;
 use strata_solver::{Op, OpError, ProgressSink, ScheduleError, Scheduler};
 
 use crate::export::{self, ExportRequest};
@@ -166,7 +167,8 @@ fn run_inner(
         )));
     }
     let (file_name, src) = read_dockerfile(args, stdin)?;
-    let ignore = read_ignore(args)?;
+    let ignore =
+        read_ignore(&args.context, args.file.as_deref()).map_err(|e| usage(e.to_string()))?;
     let df = match strata_parser::parse(&src) {
         Ok(df) => df,
         Err(e) => {
@@ -273,7 +275,7 @@ fn run_inner(
 fn build_and_export(
     args: &BuildArgs,
     root: &Path,
-    lowered: &strata_solver::lower::Lowered,
+    lowered: &strata_solver::dockerfile::Lowered,
     store: &ImageStore,
     images: Arc<LocalImages>,
     runtime: Arc<dyn Runtime>,
@@ -401,7 +403,7 @@ fn build_and_export(
 fn explain_cache<W: Write>(
     args: &BuildArgs,
     root: &Path,
-    lowered: &strata_solver::lower::Lowered,
+    lowered: &strata_solver::dockerfile::Lowered,
     ran: &[strata_solver::VertexId],
     renderer: &mut PlainRenderer<W>,
 ) {
@@ -434,19 +436,13 @@ fn explain_cache<W: Write>(
             if matches!(v.op, Op::SourceImage(_) | Op::SourceScratch) {
                 continue;
             }
-            let pos = v
-                .name
-                .strip_prefix('[')
-                .and_then(|r| r.split_once("] "))
-                .map(|(p, _)| p);
-            let Some(summary) = pos.and_then(|p| now.get(p)) else {
+            let Some(pos) = v.origin.as_ref().map(|o| o.position()) else {
                 continue;
             };
-            let why = explain::reason(
-                pos.and_then(|p| before.get(p)),
-                summary,
-                no_cache.contains(&id),
-            );
+            let Some(summary) = now.get(&pos) else {
+                continue;
+            };
+            let why = explain::reason(before.get(&pos), summary, no_cache.contains(&id));
             step.line(renderer, &format!("{}: {why}", v.name));
         }
         step.done(renderer);
@@ -458,7 +454,7 @@ fn explain_cache<W: Write>(
 /// The vertices `--no-cache` or `--no-cache-filter` say must run.
 fn no_cache_vertices(
     args: &BuildArgs,
-    lowered: &strata_solver::lower::Lowered,
+    lowered: &strata_solver::dockerfile::Lowered,
 ) -> Result<Vec<strata_solver::VertexId>, Failure> {
     if args.no_cache {
         return Ok(lowered.graph.ids());
@@ -552,38 +548,12 @@ fn read_dockerfile(args: &BuildArgs, stdin: &mut dyn Read) -> Result<(String, St
             Ok(("-".to_string(), src))
         }
         other => {
-            let path = other
-                .clone()
-                .unwrap_or_else(|| args.context.join("Dockerfile"));
+            let path = dockerfile_path(&args.context, other.as_deref());
             let src = std::fs::read_to_string(&path)
                 .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
             Ok((path.display().to_string(), src))
         }
     }
-}
-
-/// The context's ignore file: `<Dockerfile>.dockerignore` beside the
-/// Dockerfile wins over `CONTEXT/.dockerignore`, as in BuildKit.
-fn read_ignore(args: &BuildArgs) -> Result<DockerIgnore, Failure> {
-    let beside_dockerfile = args
-        .file
-        .as_ref()
-        .filter(|p| *p != Path::new("-"))
-        .map(|p| {
-            let mut name = p.as_os_str().to_owned();
-            name.push(".dockerignore");
-            PathBuf::from(name)
-        });
-    let path = beside_dockerfile
-        .into_iter()
-        .chain(std::iter::once(args.context.join(".dockerignore")))
-        .find(|p| p.is_file());
-    let Some(path) = path else {
-        return Ok(DockerIgnore::default());
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    DockerIgnore::parse(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

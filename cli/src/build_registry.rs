@@ -6,8 +6,8 @@ use std::io::Write;
 
 use strata_cache::{ImageStore, PlatformSelector};
 use strata_exporter::ImageRef;
-use strata_solver::args::Platform as SolverPlatform;
 use strata_solver::images::RegistryPull;
+use strata_solver::platform::Platform as SolverPlatform;
 
 use crate::build::{BuildArgs, EXIT_ENVIRONMENT, EXIT_USAGE};
 use crate::progress::PlainRenderer;

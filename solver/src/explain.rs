@@ -12,14 +12,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{BuildGraph, EdgeRole, Op, VertexId};
+use crate::graph::{BuildGraph, EdgeRole, Op, Vertex, VertexId};
 
 /// One step as the explanation sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepSummary {
     /// Its cache key.
     pub key: String,
-    /// The instruction (its progress name without the `[stage k/n]` prefix).
+    /// The instruction, as written.
     pub instruction: String,
     /// The key of the step it builds on, and that step's instruction.
     pub parent: Option<(String, String)>,
@@ -40,11 +40,12 @@ pub struct StepSummary {
 /// The steps of one build, by position (`stage k/n`).
 pub type Summary = BTreeMap<String, StepSummary>;
 
-/// `[build 2/4] RUN make` → (`build 2/4`, `RUN make`).
-fn split_name(name: &str) -> (String, String) {
-    match name.strip_prefix('[').and_then(|r| r.split_once("] ")) {
-        Some((pos, ins)) => (pos.to_string(), ins.to_string()),
-        None => (name.to_string(), name.to_string()),
+/// A vertex's place (`build 2/4`) and instruction; internal vertices,
+/// which have no origin, go by their name.
+fn place(v: &Vertex) -> (String, String) {
+    match &v.origin {
+        Some(o) => (o.position(), o.instruction.clone()),
+        None => (v.name.clone(), v.name.clone()),
     }
 }
 
@@ -53,7 +54,7 @@ pub fn summarize(graph: &BuildGraph, ids: &[VertexId]) -> Summary {
     let mut out = Summary::new();
     for &id in ids {
         let Some(v) = graph.vertex(id) else { continue };
-        let (pos, instruction) = split_name(&v.name);
+        let (pos, instruction) = place(v);
         let key_of = |role: EdgeRole| {
             v.inputs
                 .iter()
@@ -63,12 +64,8 @@ pub fn summarize(graph: &BuildGraph, ids: &[VertexId]) -> Summary {
         let mut s = StepSummary {
             key: v.key.map(|k| k.to_hex()).unwrap_or_default(),
             instruction,
-            parent: key_of(EdgeRole::Parent).map(|p| {
-                (
-                    p.key.map(|k| k.to_hex()).unwrap_or_default(),
-                    split_name(&p.name).1,
-                )
-            }),
+            parent: key_of(EdgeRole::Parent)
+                .map(|p| (p.key.map(|k| k.to_hex()).unwrap_or_default(), place(p).1)),
             copy_from: key_of(EdgeRole::CopyFrom)
                 .map(|p| p.key.map(|k| k.to_hex()).unwrap_or_default()),
             ..StepSummary::default()

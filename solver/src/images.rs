@@ -20,9 +20,9 @@ use strata_registry::{Client, Platform, Reference};
 
 use crate::graph::ImageSource;
 use crate::image::{Healthcheck, HistoryEntry, ImageConfig};
-use crate::lower::{ImageResolver, ResolvedImage};
 use crate::ops::executor::{BaseLayers, Layer};
 use crate::pull::{PullError, pull};
+use crate::sources::{ImageResolver, ResolvedImage};
 
 /// How images missing from the local store are pulled.
 pub struct RegistryPull {

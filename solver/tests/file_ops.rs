@@ -12,7 +12,7 @@ use strata_solver::graph::{
 
 use strata_cache::DockerIgnore;
 use strata_sandbox::Builtin;
-use strata_solver::lower::{LowerOptions, lower};
+use strata_solver::dockerfile::{LowerOptions, lower};
 use strata_solver::ops::{BaseLayers, Layer, StackExecutor};
 use strata_solver::{BuildGraph, Op, ProgressSink, ScheduleError, Scheduler};
 

@@ -2,18 +2,16 @@
 
 use std::sync::Arc;
 
-use strata_solver::args::BuildArgs;
+use strata_solver::dockerfile::{
+    BuildArgs, LowerError, LowerOptions, Lowered, lower, parse_build_context,
+};
 use strata_solver::graph::{ImageSource, Op, SourceImageOp};
 use strata_solver::image::ImageConfig;
-use strata_solver::lower::{ImageResolver, LowerError, LowerOptions, ResolvedImage, lower};
-use strata_solver::stages::parse_build_context;
+use strata_solver::sources::{ImageResolver, ResolvedImage};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
-fn lower_src(
-    src: &str,
-    opts: &LowerOptions,
-) -> Result<strata_solver::lower::Lowered, Box<dyn std::error::Error>> {
+fn lower_src(src: &str, opts: &LowerOptions) -> Result<Lowered, Box<dyn std::error::Error>> {
     let df = strata_parser::parse(src).map_err(|e| format!("{e:?}"))?;
     Ok(lower(&df, src, opts)?)
 }

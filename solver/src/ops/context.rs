@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use strata_cache::{ContextHasher, DockerIgnore};
 
-use crate::lower::ContextFiles;
 use crate::ops::copy::selection_digest;
+use crate::sources::ContextFiles;
 
 /// The main build context of one build.
 pub struct ContextDigests {
