@@ -5,23 +5,15 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 
-use strata_cache::{BuildLease, DockerIgnore, ImageStore};
 use strata_exporter::{Compression, CompressionKind};
-use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
 use strata_solver::dockerfile::{
-    BuildArgs as SolverBuildArgs, LowerError, LowerOptions, dockerfile_path, lower,
-    parse_build_context, read_ignore,
+    BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context,
 };
-use strata_solver::explain;
 use strata_solver::graph::NetworkMode;
-use strata_solver::images::LocalImages;
-use strata_solver::ops::StackExecutor;
-use strata_solver::ops::context::ContextDigests;
-use strata_solver::ops::view::private_mount_namespace;
-use strata_solver::progress::ProgressEvent;
-use strata_solver::{Op, OpError, ProgressSink, ScheduleError, Scheduler};
+use strata_solver::platform::Platform;
+use strata_solver::{BuildRequest, ChannelSink, OpError, RuntimeChoice, SolveError, solve};
 
 use crate::export::{self, ExportRequest};
 use crate::output_spec::OutputSpec;
@@ -138,7 +130,12 @@ fn nix_is_root() -> bool {
 
 /// Runs a build with state under `root` (see [`strata_root`]); writes
 /// progress and errors to `err`, returns the exit code.
-pub fn run(args: &BuildArgs, root: &Path, stdin: &mut dyn Read, err: &mut dyn Write) -> u8 {
+pub fn run(
+    args: &BuildArgs,
+    root: &Path,
+    stdin: &mut dyn Read,
+    err: &mut (dyn Write + Send),
+) -> u8 {
     match run_inner(args, root, stdin, err) {
         Ok(code) => code,
         Err((code, message)) => {
@@ -154,28 +151,12 @@ fn usage(message: impl Into<String>) -> Failure {
     (EXIT_USAGE, message.into())
 }
 
-fn run_inner(
+/// The build the flags ask for.
+fn request(
     args: &BuildArgs,
     root: &Path,
-    stdin: &mut dyn Read,
-    err: &mut dyn Write,
-) -> Result<u8, Failure> {
-    if !args.context.is_dir() {
-        return Err(usage(format!(
-            "build context {} is not a directory",
-            args.context.display()
-        )));
-    }
-    let (file_name, src) = read_dockerfile(args, stdin)?;
-    let ignore =
-        read_ignore(&args.context, args.file.as_deref()).map_err(|e| usage(e.to_string()))?;
-    let df = match strata_parser::parse(&src) {
-        Ok(df) => df,
-        Err(e) => {
-            let _ = write!(err, "{}", strata_parser::render(&e, &file_name, &src));
-            return Ok(EXIT_USAGE);
-        }
-    };
+    (file_name, src): (String, String),
+) -> Result<BuildRequest, Failure> {
     let network = match args.network.as_str() {
         "default" => NetworkMode::Default,
         "none" => NetworkMode::None,
@@ -186,190 +167,112 @@ fn run_inner(
             )));
         }
     };
+    let build_contexts = args
+        .build_contexts
+        .iter()
+        .map(|c| parse_build_context(c).map_err(|e| usage(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(Platform::parse)
+        .transpose()
+        .map_err(|e| usage(format!("--platform: {e}")))?;
+    Ok(BuildRequest {
+        dockerfile: src.into_bytes(),
+        dockerfile_name: file_name,
+        dockerfile_path: args.file.clone(),
+        context: args.context.clone(),
+        build_args: SolverBuildArgs::parse(&args.build_args).map_err(|e| usage(e.to_string()))?,
+        target: args.target.clone(),
+        platform,
+        build_contexts,
+        network,
+        runtime: runtime(&args.runtime)?,
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        registry: crate::registry_cmd::client(&args.registry),
+        pull: args.pull,
+        root: root.to_path_buf(),
+        explain: args.explain_cache && !args.quiet,
+    })
+}
+
+fn run_inner(
+    args: &BuildArgs,
+    root: &Path,
+    stdin: &mut dyn Read,
+    err: &mut (dyn Write + Send),
+) -> Result<u8, Failure> {
+    if !args.context.is_dir() {
+        return Err(usage(format!(
+            "build context {} is not a directory",
+            args.context.display()
+        )));
+    }
+    let (file_name, src) = read_dockerfile(args, stdin)?;
     let outputs = args
         .outputs
         .iter()
         .map(|o| OutputSpec::parse(o).map_err(usage))
         .collect::<Result<Vec<_>, _>>()?;
     let compression = compression(args)?;
-    let runtime = runtime(&args.runtime)?;
     let epoch = source_date_epoch()?;
-    let build_contexts = args
-        .build_contexts
-        .iter()
-        .map(|c| parse_build_context(c).map_err(|e| usage(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let req = request(args, root, (file_name.clone(), src.clone()))?;
 
-    private_mount_namespace().map_err(environment)?;
-    let store = ImageStore::open(root.join("store")).map_err(|e| environment(e.to_string()))?;
-    // Held for the whole build: prune leaves alone what a running build uses.
-    let _lease = BuildLease::acquire(root).map_err(|e| environment(e.to_string()))?;
-    let (platform, pulls) = crate::build_registry::base_images(args)?;
-    let images = Arc::new(
-        LocalImages::new(store.clone(), root, platform)
-            .map_err(environment)?
-            .with_registry(pulls),
-    );
-    let context = Arc::new(ContextDigests::new(
-        &args.context,
-        ignore.clone(),
-        &root.join("context-hash.bin"),
-    ));
-    let opts = LowerOptions {
-        build_args: SolverBuildArgs::parse(&args.build_args).map_err(|e| usage(e.to_string()))?,
-        target: args.target.clone(),
-        build_contexts,
-        network,
-        platform: crate::build_registry::target_platform(args)?,
-        images: Some(images.clone()),
-        context: Some(context.clone()),
-    };
-    let lowered = lower(&df, &src, &opts).map_err(|e| match e {
-        // A base image that cannot be found fails the build, as in docker.
-        LowerError::Image { .. } if images.environment_failure() => {
-            (EXIT_ENVIRONMENT, format!("{file_name}: {e}"))
-        }
-        LowerError::Image { .. } => (EXIT_STEP_FAILED, format!("{file_name}: {e}")),
-        e => usage(format!("{file_name}: {e}")),
-    })?;
-    context.save();
-    let unused = opts.build_args.unconsumed();
-    if !unused.is_empty() && !args.quiet {
-        let _ = writeln!(
-            err,
-            "[Warning] One or more build-args [{}] were not consumed",
-            unused.join(" ")
-        );
-    }
-
-    let scratch = root.join("tmp").join(format!(
-        "build-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    ));
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| environment(format!("cannot create {}: {e}", scratch.display())))?;
-    let result = build_and_export(
-        args,
-        root,
-        &lowered,
-        &store,
-        images,
-        runtime,
-        ignore,
-        &scratch,
-        compression,
-        epoch,
-        &outputs,
-        err,
-    );
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
-}
-
-/// Runs the graph and exports its target; `scratch` holds the build's own
-/// layers until they are packed.
-#[allow(clippy::too_many_arguments)]
-fn build_and_export(
-    args: &BuildArgs,
-    root: &Path,
-    lowered: &strata_solver::dockerfile::Lowered,
-    store: &ImageStore,
-    images: Arc<LocalImages>,
-    runtime: Arc<dyn Runtime>,
-    ignore: DockerIgnore,
-    scratch: &Path,
-    compression: Compression,
-    epoch: Option<i64>,
-    outputs: &[OutputSpec],
-    err: &mut dyn Write,
-) -> Result<u8, Failure> {
     let (tx, rx) = mpsc::channel();
     // With -q nothing sends: the receiver must not wait on a live sender.
     let sink = if args.quiet {
         drop(tx);
-        ProgressSink::discard()
+        ChannelSink::discard()
     } else {
-        ProgressSink::new(tx)
+        ChannelSink::new(tx)
     };
-    let no_cache = no_cache_vertices(args, lowered)?;
-    let executor = Arc::new(
-        StackExecutor::new(root, scratch, &args.context, ignore, runtime, images)
-            .map_err(|e| environment(e.to_string()))?
-            .with_no_cache(no_cache),
-    );
-    let graph = &lowered.graph;
-    let target = lowered.target;
-    let mut ran = Vec::new();
-    executor.prefetch(graph);
-    let cache = executor.clone();
-    // Progress is rendered on this thread while the scheduler runs on another.
-    let (result, mut renderer) = std::thread::scope(|s| {
-        let handle = s.spawn(move || {
-            Scheduler::with_available_parallelism(sink).run(graph, &[target], executor)
+    // Progress is rendered on its own thread while the build runs on this one.
+    let (result, renderer) = std::thread::scope(|s| {
+        let render = s.spawn(move || {
+            let mut renderer = PlainRenderer::new(&mut *err);
+            for event in rx {
+                let _ = renderer.render(&event);
+            }
+            renderer
         });
-        let mut renderer = PlainRenderer::new(&mut *err);
-        for event in rx {
-            if let ProgressEvent::VertexStarted { vertex, .. } = &event {
-                ran.push(*vertex);
-            }
-            let _ = renderer.render(&event);
-        }
-        (handle.join(), renderer)
+        let result = solve(req, &sink);
+        drop(sink);
+        (result, render.join())
     });
-    let outputs_by_vertex = match result {
-        Ok(Ok(out)) => out,
-        Ok(Err(ScheduleError::StepFailed {
-            name,
-            error: OpError::Unavailable(why),
-            ..
-        })) => {
-            return Err((
-                EXIT_ENVIRONMENT,
-                format!("failed to solve: step {name}: {why}"),
-            ));
-        }
-        Ok(Err(ScheduleError::StepFailed { name, error, .. }))
-            if is_disk_full(&error.to_string()) =>
-        {
-            return Err(disk_full(root, &format!("step {name}: {error}")));
-        }
-        Ok(Err(ScheduleError::StepFailed {
-            name,
-            error,
-            last_lines,
-            ..
-        })) => {
-            for line in &last_lines {
-                let _ = renderer.note(&format!("  > {line}"));
-            }
-            return Err((
-                EXIT_STEP_FAILED,
-                format!("failed to solve: step {name}: {error}"),
-            ));
-        }
-        Ok(Err(e)) => return Err((EXIT_ENVIRONMENT, e.to_string())),
-        Err(_) => return Err((EXIT_ENVIRONMENT, "the scheduler thread panicked".into())),
+    let Ok(mut renderer) = renderer else {
+        return Err((EXIT_ENVIRONMENT, "the progress thread panicked".into()));
     };
-    let stack = outputs_by_vertex
-        .get(&target)
-        .ok_or_else(|| environment("the target step produced no filesystem".into()))?;
-    cache.finish();
-    explain_cache(args, root, lowered, &ran, &mut renderer);
+    let solved = match result {
+        Ok(solved) => solved,
+        Err(SolveError::Parse(e)) => {
+            let text = strata_parser::render(&e, &file_name, &src);
+            let _ = renderer.note(text.trim_end_matches('\n'));
+            return Ok(EXIT_USAGE);
+        }
+        Err(e) => return Err(failure(root, e, &mut renderer)),
+    };
+    if let Some(lines) = &solved.explain {
+        let step = renderer.begin("explaining the cache", false);
+        for line in lines {
+            step.line(&mut renderer, line);
+        }
+        step.done(&mut renderer);
+    }
 
     let quiet = args.quiet;
     let step = renderer.begin("exporting to image", quiet);
     let req = ExportRequest {
-        store,
-        stack,
-        config: &lowered.config,
+        store: &solved.store,
+        stack: &solved.stack,
+        config: &solved.config,
         compression,
         epoch,
         memo_dir: root.join("layer-blobs"),
-        platform: crate::build_registry::selector(args)?,
+        platform: solved.platform.clone(),
     };
+    let store = &solved.store;
     let image =
         export::write_image(&req).map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
     step.line(
@@ -379,8 +282,8 @@ fn build_and_export(
     for name in export::tag(store, &image, &args.tags).map_err(|e| (EXIT_STEP_FAILED, e))? {
         step.line(&mut renderer, &format!("naming to {name}"));
     }
-    for output in outputs {
-        export::write_output(store, &image, stack, &args.tags, output)
+    for output in &outputs {
+        export::write_output(store, &image, &solved.stack, &args.tags, output)
             .map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
         step.line(&mut renderer, &format!("exported {}", output.describe()));
     }
@@ -397,81 +300,42 @@ fn build_and_export(
     Ok(EXIT_OK)
 }
 
-/// Says why each step that ran could not reuse the previous build of the
-/// same Dockerfile, context and target (`--explain-cache`), and saves this
-/// build's summary for the next one.
-fn explain_cache<W: Write>(
-    args: &BuildArgs,
-    root: &Path,
-    lowered: &strata_solver::dockerfile::Lowered,
-    ran: &[strata_solver::VertexId],
-    renderer: &mut PlainRenderer<W>,
-) {
-    let ids = lowered.graph.ancestors(&[lowered.target]);
-    let now = explain::summarize(&lowered.graph, &ids);
-    let identity = format!(
-        "{}\0{}\0{}",
-        args.context
-            .canonicalize()
-            .unwrap_or_else(|_| args.context.clone())
-            .display(),
-        args.file
-            .as_ref()
-            .map(|f| f.display().to_string())
-            .unwrap_or_default(),
-        args.target.as_deref().unwrap_or_default()
-    );
-    let path = root.join("explain").join(format!(
-        "{}.json",
-        &blake3::hash(identity.as_bytes()).to_hex()[..32]
-    ));
-    if args.explain_cache && !args.quiet {
-        let before = explain::load(&path);
-        let no_cache = no_cache_vertices(args, lowered).unwrap_or_default();
-        let step = renderer.begin("explaining the cache", false);
-        for &id in ran {
-            let Some(v) = lowered.graph.vertex(id) else {
-                continue;
-            };
-            if matches!(v.op, Op::SourceImage(_) | Op::SourceScratch) {
-                continue;
-            }
-            let Some(pos) = v.origin.as_ref().map(|o| o.position()) else {
-                continue;
-            };
-            let Some(summary) = now.get(&pos) else {
-                continue;
-            };
-            let why = explain::reason(before.get(&pos), summary, no_cache.contains(&id));
-            step.line(renderer, &format!("{}: {why}", v.name));
+/// The exit code and message of a failed build; a failed step's last lines
+/// of output are shown first.
+fn failure<W: Write>(root: &Path, e: SolveError, renderer: &mut PlainRenderer<W>) -> Failure {
+    match e {
+        SolveError::ContextNotDir(_)
+        | SolveError::NotUtf8(_)
+        | SolveError::Parse(_)
+        | SolveError::Ignore(_)
+        | SolveError::Lower { .. }
+        | SolveError::NoCacheFilter(_) => usage(e.to_string()),
+        SolveError::BaseImage { environment, .. } => (
+            if environment {
+                EXIT_ENVIRONMENT
+            } else {
+                EXIT_STEP_FAILED
+            },
+            e.to_string(),
+        ),
+        SolveError::Step(ref step) if matches!(step.error, OpError::Unavailable(_)) => {
+            (EXIT_ENVIRONMENT, e.to_string())
         }
-        step.done(renderer);
+        SolveError::Step(ref step) if is_disk_full(&step.error.to_string()) => {
+            disk_full(root, &format!("step {}: {}", step.name, step.error))
+        }
+        SolveError::Step(ref step) => {
+            for line in &step.last_lines {
+                let _ = renderer.note(&format!("  > {line}"));
+            }
+            (EXIT_STEP_FAILED, e.to_string())
+        }
+        SolveError::Runtime(_)
+        | SolveError::State(_)
+        | SolveError::Schedule(_)
+        | SolveError::Panicked
+        | SolveError::NoOutput => environment(e.to_string()),
     }
-    // The next build compares with this one; losing it only loses an explanation.
-    let _ = explain::save(&path, &now);
-}
-
-/// The vertices `--no-cache` or `--no-cache-filter` say must run.
-fn no_cache_vertices(
-    args: &BuildArgs,
-    lowered: &strata_solver::dockerfile::Lowered,
-) -> Result<Vec<strata_solver::VertexId>, Failure> {
-    if args.no_cache {
-        return Ok(lowered.graph.ids());
-    }
-    let mut out = Vec::new();
-    for wanted in &args.no_cache_filter {
-        let stage = lowered
-            .stages
-            .iter()
-            .find(|(name, _)| {
-                name.as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
-            })
-            .ok_or_else(|| usage(format!("--no-cache-filter: no stage named {wanted}")))?;
-        out.extend(stage.1.iter().copied());
-    }
-    Ok(out)
 }
 
 /// ENOSPC, as the io errors that reach a step's message spell it.
@@ -491,19 +355,15 @@ fn environment(message: String) -> Failure {
     (EXIT_ENVIRONMENT, message)
 }
 
-fn runtime(name: &str) -> Result<Arc<dyn Runtime>, Failure> {
-    let kind = match name {
-        "builtin" => return Ok(Arc::new(Builtin)),
-        "runc" => OciRuntimeKind::Runc,
-        "crun" => OciRuntimeKind::Crun,
-        other => {
-            return Err(usage(format!(
-                "--runtime={other}: expected builtin, runc or crun"
-            )));
-        }
-    };
-    let rt = OciRuntime::new(kind).map_err(|e| environment(e.to_string()))?;
-    Ok(Arc::new(rt))
+fn runtime(name: &str) -> Result<RuntimeChoice, Failure> {
+    match name {
+        "builtin" => Ok(RuntimeChoice::Builtin),
+        "runc" => Ok(RuntimeChoice::Runc),
+        "crun" => Ok(RuntimeChoice::Crun),
+        other => Err(usage(format!(
+            "--runtime={other}: expected builtin, runc or crun"
+        ))),
+    }
 }
 
 fn compression(args: &BuildArgs) -> Result<Compression, Failure> {

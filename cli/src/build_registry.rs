@@ -1,59 +1,16 @@
-//! What `strata build` does with registries: pull base images that are not
-//! local (`--pull`, `--platform`, `--insecure-registry`), then `--push` the
-//! tags and write `--metadata-file`.
+//! What `strata build` does after the export: `--push` the tags and write
+//! `--metadata-file`.
 
 use std::io::Write;
 
-use strata_cache::{ImageStore, PlatformSelector};
+use strata_cache::ImageStore;
 use strata_exporter::ImageRef;
-use strata_solver::images::RegistryPull;
-use strata_solver::platform::Platform as SolverPlatform;
 
 use crate::build::{BuildArgs, EXIT_ENVIRONMENT, EXIT_USAGE};
 use crate::progress::PlainRenderer;
 use crate::registry_cmd;
 
 type Failure = (u8, String);
-
-/// `--platform` for index selection and the image config (default: the host's).
-pub fn selector(args: &BuildArgs) -> Result<PlatformSelector, Failure> {
-    match &args.platform {
-        None => Ok(PlatformSelector::host()),
-        Some(p) => PlatformSelector::parse(p).ok_or_else(|| {
-            (
-                EXIT_USAGE,
-                format!("--platform={p}: expected os/arch[/variant]"),
-            )
-        }),
-    }
-}
-
-/// `--platform` for TARGETPLATFORM and friends (`None`: the host's).
-pub fn target_platform(args: &BuildArgs) -> Result<Option<SolverPlatform>, Failure> {
-    args.platform
-        .as_deref()
-        .map(SolverPlatform::parse)
-        .transpose()
-        .map_err(|e| (EXIT_USAGE, format!("--platform: {e}")))
-}
-
-/// The platform base images are chosen for and how missing ones are pulled.
-pub fn base_images(args: &BuildArgs) -> Result<(PlatformSelector, RegistryPull), Failure> {
-    let platform = registry_cmd::platform(args.platform.as_deref())?;
-    let selector = selector(args)?;
-    let quiet = args.quiet;
-    let pull = RegistryPull {
-        client: registry_cmd::client(&args.registry),
-        platform,
-        always: args.pull,
-        progress: Box::new(move |line| {
-            if !quiet {
-                eprintln!("{line}");
-            }
-        }),
-    };
-    Ok((selector, pull))
-}
 
 /// `--push` every tag, then `--metadata-file`.
 pub fn after_export<W: Write>(

@@ -107,6 +107,12 @@ impl<W: Write> PlainRenderer<W> {
                 let (n, _) = self.step(*vertex);
                 writeln!(self.out, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
             }
+            ProgressEvent::Message(text) => writeln!(self.out, "{text}"),
+            ProgressEvent::UnusedBuildArgs(names) => writeln!(
+                self.out,
+                "[Warning] One or more build-args [{}] were not consumed",
+                names.join(" ")
+            ),
             ProgressEvent::VertexFailed { vertex, error, .. } => {
                 let (n, _) = self.step(*vertex);
                 writeln!(self.out, "#{n} ERROR: {error}")
@@ -128,7 +134,7 @@ mod tests {
     use std::time::Duration;
     use strata_solver::graph::{EdgeRole, Input};
     use strata_solver::schedule::Job;
-    use strata_solver::{BuildGraph, Executor, Op, OpError, ProgressSink, Scheduler};
+    use strata_solver::{BuildGraph, ChannelSink, Executor, Op, OpError, Scheduler};
 
     /// Produces real vertex ids and events through the scheduler.
     struct Echo;
@@ -154,7 +160,7 @@ mod tests {
             }],
         )?;
         let (tx, rx) = mpsc::channel();
-        Scheduler::new(1, ProgressSink::new(tx)).run(&g, &[t], Arc::new(Echo))?;
+        Scheduler::new(1, ChannelSink::new(tx)).run(&g, &[t], Arc::new(Echo))?;
         let mut r = PlainRenderer::new(Vec::new());
         for e in rx.try_iter() {
             r.render(&e)?;

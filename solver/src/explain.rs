@@ -8,7 +8,7 @@
 //! difference a user can act on.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -158,6 +158,31 @@ pub fn reason(before: Option<&StepSummary>, now: &StepSummary, no_cache: bool) -
         return "its command, user, workdir or network changed".into();
     }
     "its definition changed".into()
+}
+
+/// Where the summary of the builds of one (context, Dockerfile as named
+/// with `-f`, target) is kept under the state root.
+pub fn summary_path(
+    root: &Path,
+    context: &Path,
+    dockerfile: Option<&Path>,
+    target: Option<&str>,
+) -> PathBuf {
+    let identity = format!(
+        "{}\0{}\0{}",
+        context
+            .canonicalize()
+            .unwrap_or_else(|_| context.to_path_buf())
+            .display(),
+        dockerfile
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        target.unwrap_or_default()
+    );
+    root.join("explain").join(format!(
+        "{}.json",
+        &blake3::hash(identity.as_bytes()).to_hex()[..32]
+    ))
 }
 
 /// The saved summary of the previous build with this identity, if any.

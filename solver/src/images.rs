@@ -81,6 +81,15 @@ impl LocalImages {
         self
     }
 
+    /// The holds on the base layers unpacked so far (see
+    /// [`StackExecutor::take_holds`](crate::ops::StackExecutor::take_holds)).
+    pub fn take_holds(&self) -> Vec<Hold> {
+        self.holds
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default()
+    }
+
     /// Whether a pull failed because of the environment (registry
     /// unreachable, credentials refused) rather than the image.
     pub fn environment_failure(&self) -> bool {

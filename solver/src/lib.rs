@@ -18,8 +18,10 @@ pub mod platform;
 pub mod progress;
 pub mod pull;
 pub mod schedule;
+pub mod solve;
 pub mod sources;
 
 pub use graph::{BuildGraph, CacheKey, Op, Origin, Vertex, VertexId};
-pub use progress::{ProgressEvent, ProgressSink};
+pub use progress::{ChannelSink, ProgressEvent, ProgressSink};
 pub use schedule::{Executor, OpError, ScheduleError, Scheduler};
+pub use solve::{BuildRequest, RuntimeChoice, SolveError, Solved, StepFailure, solve};

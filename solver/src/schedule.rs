@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::graph::{BuildGraph, GraphError, Vertex, VertexId};
-use crate::progress::{ProgressEvent, ProgressSink, Stream, VertexLog};
+use crate::progress::{ChannelSink, ProgressEvent, ProgressSink, Stream, VertexLog};
 
 /// How many output lines a failure report keeps.
 const TAIL_LINES: usize = 10;
@@ -153,12 +153,12 @@ pub trait Executor: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     parallelism: usize,
-    sink: ProgressSink,
+    sink: ChannelSink,
 }
 
 impl Scheduler {
     /// Runs at most `parallelism` vertices at once (at least one), reporting to `sink`.
-    pub fn new(parallelism: usize, sink: ProgressSink) -> Self {
+    pub fn new(parallelism: usize, sink: ChannelSink) -> Self {
         Self {
             parallelism: parallelism.max(1),
             sink,
@@ -166,7 +166,7 @@ impl Scheduler {
     }
 
     /// As many vertices at once as the machine has cores.
-    pub fn with_available_parallelism(sink: ProgressSink) -> Self {
+    pub fn with_available_parallelism(sink: ChannelSink) -> Self {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self::new(n, sink)
     }
@@ -299,7 +299,7 @@ async fn run_one<E: Executor>(
     job: Job<E::Output>,
     executor: Arc<E>,
     permits: Arc<Semaphore>,
-    sink: ProgressSink,
+    sink: ChannelSink,
 ) -> Finished<E::Output> {
     let id = job.id;
     // The semaphore is never closed, so acquiring only fails if it were.

@@ -14,7 +14,7 @@ use strata_cache::DockerIgnore;
 use strata_sandbox::Builtin;
 use strata_solver::dockerfile::{LowerOptions, lower};
 use strata_solver::ops::{BaseLayers, Layer, StackExecutor};
-use strata_solver::{BuildGraph, Op, ProgressSink, ScheduleError, Scheduler};
+use strata_solver::{BuildGraph, ChannelSink, Op, ScheduleError, Scheduler};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
@@ -100,7 +100,7 @@ fn copy_workdir_and_copy_from() -> R {
     g.compute_keys()?;
 
     let exec = executor(layers.path(), ctx.path(), DockerIgnore::default());
-    let out = Scheduler::new(2, ProgressSink::discard()).run(&g, &[f], exec)?;
+    let out = Scheduler::new(2, ChannelSink::discard()).run(&g, &[f], exec)?;
     let stack = out.get(&f).ok_or("no output for the final vertex")?;
     assert_eq!(stack.len(), 2, "WORKDIR layer + COPY layer: {stack:?}");
     let top = stack.last().ok_or("empty stack")?;
@@ -127,7 +127,7 @@ fn run_on_scratch_fails_naming_the_step_and_the_missing_shell() -> R {
     )?;
     g.compute_keys()?;
     let exec = executor(layers.path(), layers.path(), DockerIgnore::default());
-    match Scheduler::new(1, ProgressSink::discard()).run(&g, &[r], exec) {
+    match Scheduler::new(1, ChannelSink::discard()).run(&g, &[r], exec) {
         Err(ScheduleError::StepFailed { name, error, .. }) => {
             assert_eq!(name, "[2/2] RUN true");
             let error = error.to_string();
@@ -159,7 +159,7 @@ fn dockerignore_filters_directory_copies_and_refuses_ignored_sources() -> R {
     )?;
     g.compute_keys()?;
     let exec = executor(layers.path(), ctx.path(), ignore.clone());
-    let out = Scheduler::new(2, ProgressSink::discard()).run(&g, &[c], exec)?;
+    let out = Scheduler::new(2, ChannelSink::discard()).run(&g, &[c], exec)?;
     let top = &out.get(&c).and_then(|s| s.last()).ok_or("no layer")?.dir;
     assert!(top.join("app/main.sh").is_file());
     assert!(
@@ -177,7 +177,7 @@ fn dockerignore_filters_directory_copies_and_refuses_ignored_sources() -> R {
     )?;
     g.compute_keys()?;
     let exec = executor(layers.path(), ctx.path(), ignore);
-    let err = Scheduler::new(2, ProgressSink::discard())
+    let err = Scheduler::new(2, ChannelSink::discard())
         .run(&g, &[c], exec)
         .err()
         .ok_or("copying an ignored file must fail")?;
@@ -198,7 +198,7 @@ fn lowered_scratch_build_runs() -> R {
     let df = strata_parser::parse(src).map_err(|e| format!("{e:?}"))?;
     let l = lower(&df, src, &LowerOptions::default())?;
     let exec = executor(layers.path(), ctx.path(), DockerIgnore::default());
-    let out = Scheduler::new(2, ProgressSink::discard()).run(&l.graph, &[l.target], exec)?;
+    let out = Scheduler::new(2, ChannelSink::discard()).run(&l.graph, &[l.target], exec)?;
     let stack = out.get(&l.target).ok_or("no output")?;
     let top = stack.last().ok_or("no layer")?;
     assert_eq!(fs::read_to_string(top.dir.join("app/copied.txt"))?, "A\n");

@@ -166,6 +166,15 @@ impl StackExecutor {
         Ok(Arc::new(stack))
     }
 
+    /// The holds on every snapshot this build used, for whoever reads the
+    /// layers after the build (the export) to keep them from prune.
+    pub fn take_holds(&self) -> Vec<Hold> {
+        self.holds
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default()
+    }
+
     fn keep(&self, holds: Vec<Hold>) {
         if let Ok(mut all) = self.holds.lock() {
             all.extend(holds);
