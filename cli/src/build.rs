@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use strata_exporter::{Compression, CompressionKind};
+use strata_exporter::{
+    Compression, CompressionKind, ExportError, ExportEvent, ExportRequest, Output, export,
+};
 use strata_solver::dockerfile::{
     BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context,
 };
@@ -15,9 +17,7 @@ use strata_solver::graph::NetworkMode;
 use strata_solver::platform::Platform;
 use strata_solver::{BuildRequest, ChannelSink, OpError, RuntimeChoice, SolveError, solve};
 
-use crate::export::{self, ExportRequest};
-use crate::output_spec::OutputSpec;
-use crate::progress::PlainRenderer;
+use crate::progress::{PlainRenderer, Step};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -214,7 +214,7 @@ fn run_inner(
     let outputs = args
         .outputs
         .iter()
-        .map(|o| OutputSpec::parse(o).map_err(usage))
+        .map(|o| Output::parse(o).map_err(|e| usage(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let compression = compression(args)?;
     let epoch = source_date_epoch()?;
@@ -262,42 +262,70 @@ fn run_inner(
     }
 
     let quiet = args.quiet;
-    let step = renderer.begin("exporting to image", quiet);
-    let req = ExportRequest {
-        store: &solved.store,
-        stack: &solved.stack,
-        config: &solved.config,
-        compression,
-        epoch,
-        memo_dir: root.join("layer-blobs"),
-        platform: solved.platform.clone(),
+    let mut steps = ExportSteps {
+        step: renderer.begin("exporting to image", quiet),
+        renderer: &mut renderer,
+        quiet,
     };
-    let store = &solved.store;
-    let image =
-        export::write_image(&req).map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
-    step.line(
-        &mut renderer,
-        &format!("writing image {}", image.config_digest),
-    );
-    for name in export::tag(store, &image, &args.tags).map_err(|e| (EXIT_STEP_FAILED, e))? {
-        step.line(&mut renderer, &format!("naming to {name}"));
-    }
-    for output in &outputs {
-        export::write_output(store, &image, &solved.stack, &args.tags, output)
-            .map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
-        step.line(&mut renderer, &format!("exported {}", output.describe()));
-    }
-    step.done(&mut renderer);
-    crate::build_registry::after_export(args, store, &image, &mut renderer)?;
-    if let Some(path) = &args.iidfile {
-        std::fs::write(path, image.config_digest.as_str())
-            .map_err(|e| environment(format!("cannot write {}: {e}", path.display())))?;
-    }
+    let exported = export(
+        &solved,
+        ExportRequest {
+            tags: args.tags.clone(),
+            outputs,
+            push: args.push,
+            compression,
+            epoch,
+            root: root.to_path_buf(),
+            registry: crate::registry_cmd::client(&args.registry),
+            iidfile: args.iidfile.clone(),
+            metadata_file: args.metadata_file.clone(),
+            progress: &mut |event| steps.on(event),
+        },
+    )
+    .map_err(export_failure)?;
+    steps.step.done(steps.renderer);
+    let image = exported.image;
     if quiet {
         // docker build -q prints the image ID on standard output.
         println!("{}", image.config_digest);
     }
     Ok(EXIT_OK)
+}
+
+/// The export's progress as plain steps: "exporting to image", then
+/// "pushing" when there are pushes.
+struct ExportSteps<'r, W: Write> {
+    renderer: &'r mut PlainRenderer<W>,
+    step: Step,
+    quiet: bool,
+}
+
+impl<W: Write> ExportSteps<'_, W> {
+    fn on(&mut self, event: ExportEvent) {
+        let line = match event {
+            ExportEvent::ImageWritten(id) => format!("writing image {id}"),
+            ExportEvent::Tagged(name) => format!("naming to {name}"),
+            ExportEvent::OutputWritten(what) => format!("exported {what}"),
+            ExportEvent::Pushed(line) => line,
+            ExportEvent::Pushing => {
+                let pushing = self.renderer.begin("pushing", self.quiet);
+                std::mem::replace(&mut self.step, pushing).done(self.renderer);
+                return;
+            }
+        };
+        self.step.line(self.renderer, &line);
+    }
+}
+
+/// The exit code and message of a failed export.
+pub fn export_failure(e: ExportError) -> Failure {
+    match e {
+        ExportError::NothingToPush => usage(e.to_string()),
+        ExportError::Registry(e) => (crate::registry_cmd::exit_code(&e), e.to_string()),
+        ExportError::Layout { .. } | ExportError::WriteFile { .. } => environment(e.to_string()),
+        ExportError::Tag { .. } => (EXIT_STEP_FAILED, e.to_string()),
+        e => (EXIT_STEP_FAILED, format!("export: {e}")),
+    }
 }
 
 /// The exit code and message of a failed build; a failed step's last lines

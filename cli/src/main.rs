@@ -2,16 +2,11 @@
 
 mod archive_cmd;
 mod build;
-mod build_registry;
 mod cache_cmd;
 mod debug;
-mod export;
-mod image_config;
 mod images_cmd;
-mod output_spec;
 mod progress;
 mod registry_cmd;
-mod timefmt;
 
 use std::process::ExitCode;
 

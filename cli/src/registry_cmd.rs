@@ -4,11 +4,9 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use strata_cache::{ImageStore, PlatformSelector};
-use strata_registry::{
-    AuthSource, BlobAction, BlobSource, Client, ClientConfig, Descriptor, Digest, Platform,
-    PushBlob, PushOptions, PushReport, Reference,
-};
+use strata_cache::ImageStore;
+use strata_exporter::{describe_push, push};
+use strata_registry::{AuthSource, Client, ClientConfig, Platform, Reference};
 use strata_solver::pull::{PullError, pull};
 
 use crate::build::{EXIT_ENVIRONMENT, EXIT_STEP_FAILED, EXIT_USAGE};
@@ -128,102 +126,6 @@ pub fn pull_cmd(
     Ok(())
 }
 
-/// Pushes the local image `name` to the registry it names.
-pub fn push_image(store: &ImageStore, client: &Client, name: &str) -> Result<PushReport, Failure> {
-    let reference = Reference::parse(name).map_err(registry_failure)?;
-    let desc = store
-        .resolve(name)
-        .map_err(|e| (EXIT_USAGE, e.to_string()))?
-        .ok_or_else(|| (EXIT_STEP_FAILED, format!("no such image: {name}")))?;
-    let image = store
-        .layout()
-        .image(&desc, &PlatformSelector::host())
-        .map_err(|e| (EXIT_ENVIRONMENT, format!("{name}: {e}")))?;
-    let content = store.content();
-    let mut blobs = Vec::new();
-    for d in std::iter::once(image.manifest.config()).chain(image.manifest.layers()) {
-        let digest = d.digest().to_string();
-        let store_digest = digest
-            .parse()
-            .map_err(|_| (EXIT_STEP_FAILED, format!("{name}: bad digest {digest}")))?;
-        blobs.push(PushBlob {
-            descriptor: Descriptor {
-                media_type: d.media_type().to_string(),
-                digest: Digest::parse(&digest).map_err(registry_failure)?,
-                size: d.size(),
-                platform: None,
-                annotations: None,
-            },
-            source: BlobSource::Path(content.blob_path(&store_digest)),
-        });
-    }
-    let media_type = image.descriptor.media_type().to_string();
-    let layers: Vec<String> = image
-        .manifest
-        .layers()
-        .iter()
-        .map(|l| l.digest().to_string())
-        .collect();
-    let options = PushOptions {
-        mount_from: mount_sources(store, &reference, &layers),
-        ..PushOptions::default()
-    };
-    client
-        .push_image(
-            &reference,
-            &media_type,
-            &image.manifest_bytes,
-            &blobs,
-            &options,
-        )
-        .map_err(registry_failure)
-}
-
-/// Repositories of the same registry that local images came from and that
-/// share a layer with the image pushed (its base, typically): the registry
-/// can link those blobs instead of receiving them again.
-fn mount_sources(store: &ImageStore, target: &Reference, layers: &[String]) -> Vec<String> {
-    let mut repos: Vec<String> = Vec::new();
-    let Ok(list) = store.list() else {
-        return repos;
-    };
-    for (name, desc) in list {
-        let Ok(other) = Reference::parse(&name) else {
-            continue;
-        };
-        if other.registry() != target.registry()
-            || other.repository() == target.repository()
-            || repos.iter().any(|r| r == other.repository())
-        {
-            continue;
-        }
-        let shares = store
-            .layout()
-            .image(&desc, &PlatformSelector::host())
-            .is_ok_and(|img| {
-                img.manifest
-                    .layers()
-                    .iter()
-                    .any(|l| layers.contains(&l.digest().to_string()))
-            });
-        if shares {
-            repos.push(other.repository().to_string());
-        }
-    }
-    repos
-}
-
-/// One line: `pushed NAME sha256:… (uploaded 2, mounted 0, skipped 1)`.
-pub fn describe_push(name: &str, report: &PushReport) -> String {
-    format!(
-        "pushed {name} {} (uploaded {}, mounted {}, skipped {})",
-        report.manifest_digest,
-        report.count(&BlobAction::Uploaded),
-        report.count(&BlobAction::Mounted(String::new())),
-        report.count(&BlobAction::Skipped)
-    )
-}
-
 /// `strata push`: the counts on `err`, the manifest digest on `out`.
 pub fn push_cmd(
     root: &Path,
@@ -232,7 +134,13 @@ pub fn push_cmd(
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
     let store = open_store(root)?;
-    let report = push_image(&store, &client(&args.registry), &args.name)?;
+    Reference::parse(&args.name).map_err(registry_failure)?;
+    let desc = store
+        .resolve(&args.name)
+        .map_err(|e| (EXIT_USAGE, e.to_string()))?
+        .ok_or_else(|| (EXIT_STEP_FAILED, format!("no such image: {}", args.name)))?;
+    let report = push(&store, &client(&args.registry), &args.name, &desc)
+        .map_err(crate::build::export_failure)?;
     let _ = writeln!(err, "{}", describe_push(&args.name, &report));
     let _ = writeln!(out, "{}", report.manifest_digest);
     Ok(())

@@ -1,5 +1,7 @@
 //! strata-exporter: turns snapshots into an OCI image.
 //!
+//! [`export`] takes a solved build to the local store, its `-o` outputs and
+//! its registry pushes.
 //! [`write_layer`] archives a snapshot (overlayfs diff format) as a sorted,
 //! normalized tar with overlay whiteouts turned into OCI `.wh.` entries,
 //! compressed with gzip, zstd or nothing, diff_id and blob digest computed in
@@ -9,14 +11,19 @@
 
 mod canonical;
 mod error;
+mod export;
 mod hash;
 pub mod image;
 pub mod layer;
 pub mod output;
 mod pgzip;
 mod tar_writer;
+mod timefmt;
 mod walk;
 
 pub use error::ExportError;
+pub use export::{
+    ExportEvent, ExportRequest, Exported, Output, OutputError, describe_push, export, push,
+};
 pub use image::{History, ImageInput, ImageRef, ManifestRef, MediaTypes, write_image};
 pub use layer::{Compression, CompressionKind, LayerBlob, write_layer, write_layers};

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use strata_solver::image::ImageConfig;
 
 /// The `config` object of the image config JSON.
-pub fn to_json(c: &ImageConfig) -> Value {
+pub(crate) fn to_json(c: &ImageConfig) -> Value {
     let mut m = Map::new();
     let strings = |v: &[String]| Value::from(v.to_vec());
     let set = |v: &std::collections::BTreeSet<String>| {
