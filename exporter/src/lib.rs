@@ -14,6 +14,7 @@ mod error;
 mod export;
 mod hash;
 pub mod image;
+mod import;
 pub mod layer;
 pub mod output;
 mod pgzip;
@@ -26,4 +27,5 @@ pub use export::{
     ExportEvent, ExportRequest, Exported, Output, OutputError, describe_push, export, push,
 };
 pub use image::{History, ImageInput, ImageRef, ManifestRef, MediaTypes, write_image};
+pub use import::{ImportError, load};
 pub use layer::{Compression, CompressionKind, LayerBlob, write_layer, write_layers};
