@@ -6,12 +6,10 @@ use std::io::Write;
 use std::path::Path;
 
 use strata_cache::{Digest, ImageStore};
+use strata_exporter::ManifestRef;
 use strata_exporter::output::{docker_archive, oci_archive};
-use strata_exporter::{ImportError, ManifestRef};
 
-use crate::build::{EXIT_ENVIRONMENT, EXIT_STEP_FAILED, EXIT_USAGE};
-
-type Failure = (u8, String);
+use crate::exit::Failure;
 
 /// `strata save` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -36,19 +34,19 @@ pub struct LoadArgs {
 }
 
 fn open_store(root: &Path) -> Result<ImageStore, Failure> {
-    ImageStore::open(root.join("store")).map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))
+    ImageStore::open(root.join("store")).map_err(|e| Failure::Environment(e.to_string()))
 }
 
 fn manifest_ref(store: &ImageStore, name: &str) -> Result<ManifestRef, Failure> {
     let desc = store
         .resolve(name)
-        .map_err(|e| (EXIT_USAGE, e.to_string()))?
-        .ok_or_else(|| (EXIT_STEP_FAILED, format!("no such image: {name}")))?;
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .ok_or_else(|| Failure::Failed(format!("no such image: {name}")))?;
     let digest: Digest = desc
         .digest()
         .to_string()
         .parse()
-        .map_err(|e| (EXIT_STEP_FAILED, format!("{name}: {e}")))?;
+        .map_err(|e| Failure::Failed(format!("{name}: {e}")))?;
     Ok(ManifestRef {
         digest,
         size: desc.size(),
@@ -63,17 +61,14 @@ pub fn save(root: &Path, args: &SaveArgs) -> Result<(), Failure> {
     for name in &args.names {
         let m = manifest_ref(&store, name)?;
         let normalized =
-            strata_cache::normalize_name(name).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            strata_cache::normalize_name(name).map_err(|e| Failure::Usage(e.to_string()))?;
         match images.iter_mut().find(|(r, _)| r.digest == m.digest) {
             Some((_, names)) => names.push(normalized),
             None => images.push((m, vec![normalized])),
         }
     }
     let failed = |e: strata_exporter::ExportError| {
-        (
-            EXIT_STEP_FAILED,
-            format!("save {}: {e}", args.output.display()),
-        )
+        Failure::Failed(format!("save {}: {e}", args.output.display()))
     };
     match args.format.as_str() {
         "oci" => oci_archive(store.content(), &images, &args.output).map_err(failed),
@@ -81,26 +76,20 @@ pub fn save(root: &Path, args: &SaveArgs) -> Result<(), Failure> {
             [(m, names)] => {
                 docker_archive(store.content(), &m.digest, names, &args.output).map_err(failed)
             }
-            _ => Err((
-                EXIT_USAGE,
+            _ => Err(Failure::Usage(
                 "--format docker holds one image: give names of the same image".to_string(),
             )),
         },
-        other => Err((
-            EXIT_USAGE,
-            format!("--format={other}: expected oci or docker"),
-        )),
+        other => Err(Failure::Usage(format!(
+            "--format={other}: expected oci or docker"
+        ))),
     }
 }
 
 /// `strata load`: prints `Loaded image: NAME` for each name restored.
 pub fn load(root: &Path, args: &LoadArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let store = open_store(root)?;
-    let names = strata_exporter::load(&store, &args.input).map_err(|e| match e {
-        ImportError::Open { .. } => (EXIT_USAGE, e.to_string()),
-        ImportError::Temp(_) => (EXIT_ENVIRONMENT, e.to_string()),
-        ImportError::Archive { .. } => (EXIT_STEP_FAILED, e.to_string()),
-    })?;
+    let names = strata_exporter::load(&store, &args.input)?;
     for name in names {
         let _ = writeln!(out, "Loaded image: {name}");
     }

@@ -7,26 +7,17 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use strata_exporter::{
-    Compression, CompressionKind, ExportError, ExportEvent, ExportRequest, Output, export,
-};
+use strata_exporter::{Compression, CompressionKind, ExportEvent, ExportRequest, Output, export};
 use strata_solver::dockerfile::{
     BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context,
 };
 use strata_solver::graph::NetworkMode;
 use strata_solver::platform::Platform;
-use strata_solver::{BuildRequest, ChannelSink, OpError, RuntimeChoice, SolveError, solve};
+use strata_solver::{BuildRequest, ChannelSink, RuntimeChoice, SolveError, solve};
 
+use crate::diagnostic::render_step_failure;
+use crate::exit::{EXIT_OK, EXIT_USAGE, Failure, solve_failure};
 use crate::progress::{PlainRenderer, Step};
-
-/// Exit code: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: a build step failed.
-pub const EXIT_STEP_FAILED: u8 = 1;
-/// Exit code: bad usage or bad Dockerfile.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: the environment is missing something.
-pub const EXIT_ENVIRONMENT: u8 = 3;
 
 /// Options of `strata build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -138,17 +129,15 @@ pub fn run(
 ) -> u8 {
     match run_inner(args, root, stdin, err) {
         Ok(code) => code,
-        Err((code, message)) => {
-            let _ = writeln!(err, "ERROR: {message}");
-            code
+        Err(f) => {
+            let _ = writeln!(err, "ERROR: {}", f.message());
+            f.code()
         }
     }
 }
 
-type Failure = (u8, String);
-
 fn usage(message: impl Into<String>) -> Failure {
-    (EXIT_USAGE, message.into())
+    Failure::Usage(message.into())
 }
 
 /// The build the flags ask for.
@@ -242,7 +231,7 @@ fn run_inner(
         (result, render.join())
     });
     let Ok(mut renderer) = renderer else {
-        return Err((EXIT_ENVIRONMENT, "the progress thread panicked".into()));
+        return Err(Failure::Environment("the progress thread panicked".into()));
     };
     let solved = match result {
         Ok(solved) => solved,
@@ -251,7 +240,13 @@ fn run_inner(
             let _ = renderer.note(text.trim_end_matches('\n'));
             return Ok(EXIT_USAGE);
         }
-        Err(e) => return Err(failure(root, e, &mut renderer)),
+        Err(SolveError::Step(step)) => {
+            if let Some(report) = render_step_failure(&step, &file_name, &src) {
+                let _ = renderer.note(report.trim_end_matches('\n'));
+            }
+            return Err(solve_failure(SolveError::Step(step), root));
+        }
+        Err(e) => return Err(solve_failure(e, root)),
     };
     if let Some(lines) = &solved.explain {
         let step = renderer.begin("explaining the cache", false);
@@ -281,8 +276,7 @@ fn run_inner(
             metadata_file: args.metadata_file.clone(),
             progress: &mut |event| steps.on(event),
         },
-    )
-    .map_err(export_failure)?;
+    )?;
     steps.step.done(steps.renderer);
     let image = exported.image;
     if quiet {
@@ -315,72 +309,6 @@ impl<W: Write> ExportSteps<'_, W> {
         };
         self.step.line(self.renderer, &line);
     }
-}
-
-/// The exit code and message of a failed export.
-pub fn export_failure(e: ExportError) -> Failure {
-    match e {
-        ExportError::NothingToPush => usage(e.to_string()),
-        ExportError::Registry(e) => (crate::registry_cmd::exit_code(&e), e.to_string()),
-        ExportError::Layout { .. } | ExportError::WriteFile { .. } => environment(e.to_string()),
-        ExportError::Tag { .. } => (EXIT_STEP_FAILED, e.to_string()),
-        e => (EXIT_STEP_FAILED, format!("export: {e}")),
-    }
-}
-
-/// The exit code and message of a failed build; a failed step's last lines
-/// of output are shown first.
-fn failure<W: Write>(root: &Path, e: SolveError, renderer: &mut PlainRenderer<W>) -> Failure {
-    match e {
-        SolveError::ContextNotDir(_)
-        | SolveError::NotUtf8(_)
-        | SolveError::Parse(_)
-        | SolveError::Ignore(_)
-        | SolveError::Lower { .. }
-        | SolveError::NoCacheFilter(_) => usage(e.to_string()),
-        SolveError::BaseImage { environment, .. } => (
-            if environment {
-                EXIT_ENVIRONMENT
-            } else {
-                EXIT_STEP_FAILED
-            },
-            e.to_string(),
-        ),
-        SolveError::Step(ref step) if matches!(step.error, OpError::Unavailable(_)) => {
-            (EXIT_ENVIRONMENT, e.to_string())
-        }
-        SolveError::Step(ref step) if is_disk_full(&step.error.to_string()) => {
-            disk_full(root, &format!("step {}: {}", step.name, step.error))
-        }
-        SolveError::Step(ref step) => {
-            for line in &step.last_lines {
-                let _ = renderer.note(&format!("  > {line}"));
-            }
-            (EXIT_STEP_FAILED, e.to_string())
-        }
-        SolveError::Runtime(_)
-        | SolveError::State(_)
-        | SolveError::Schedule(_)
-        | SolveError::Panicked
-        | SolveError::NoOutput => environment(e.to_string()),
-    }
-}
-
-/// ENOSPC, as the io errors that reach a step's message spell it.
-fn is_disk_full(message: &str) -> bool {
-    message.contains("(os error 28)")
-}
-
-/// A full disk is the environment's failure (exit 3), said first.
-fn disk_full(root: &Path, detail: &str) -> Failure {
-    (
-        EXIT_ENVIRONMENT,
-        format!("no space left on device under {}: {detail}", root.display()),
-    )
-}
-
-fn environment(message: String) -> Failure {
-    (EXIT_ENVIRONMENT, message)
 }
 
 fn runtime(name: &str) -> Result<RuntimeChoice, Failure> {
@@ -447,6 +375,7 @@ fn read_dockerfile(args: &BuildArgs, stdin: &mut dyn Read) -> Result<(String, St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::EXIT_STEP_FAILED;
     use clap::Parser;
 
     #[derive(Parser)]

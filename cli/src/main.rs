@@ -4,6 +4,8 @@ mod archive_cmd;
 mod build;
 mod cache_cmd;
 mod debug;
+mod diagnostic;
+mod exit;
 mod images_cmd;
 mod progress;
 mod registry_cmd;
@@ -118,7 +120,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn images_cmd_exit(f: impl FnOnce(&std::path::Path) -> Result<(), (u8, String)>) -> ExitCode {
+fn images_cmd_exit(f: impl FnOnce(&std::path::Path) -> Result<(), exit::Failure>) -> ExitCode {
     let root = build::strata_root();
-    ExitCode::from(images_cmd::report(&mut std::io::stderr(), f(&root)))
+    ExitCode::from(exit::report(&mut std::io::stderr(), f(&root)))
 }

@@ -7,11 +7,9 @@ use std::path::Path;
 use strata_cache::ImageStore;
 use strata_exporter::{describe_push, push};
 use strata_registry::{AuthSource, Client, ClientConfig, Platform, Reference};
-use strata_solver::pull::{PullError, pull};
+use strata_solver::pull::pull;
 
-use crate::build::{EXIT_ENVIRONMENT, EXIT_STEP_FAILED, EXIT_USAGE};
-
-type Failure = (u8, String);
+use crate::exit::Failure;
 
 /// Options shared by the commands that talk to a registry.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -66,36 +64,16 @@ pub fn client(args: &RegistryArgs) -> Client {
     })
 }
 
-/// The exit code for a registry failure: 3 when the environment is at
-/// fault (unreachable, credentials), 1 otherwise.
-pub fn exit_code(e: &strata_registry::Error) -> u8 {
-    use strata_registry::Error as E;
-    match e {
-        E::InvalidReference { .. } | E::InvalidPlatform { .. } | E::InvalidDigest { .. } => {
-            EXIT_USAGE
-        }
-        E::Unauthorized { .. } | E::NoCredentials { .. } | E::Credentials { .. } => {
-            EXIT_ENVIRONMENT
-        }
-        e if e.is_transient() => EXIT_ENVIRONMENT,
-        _ => EXIT_STEP_FAILED,
-    }
-}
-
-fn registry_failure(e: strata_registry::Error) -> Failure {
-    (exit_code(&e), e.to_string())
-}
-
 /// Parses `--platform` (default: the host's).
 pub fn platform(arg: Option<&str>) -> Result<Platform, Failure> {
     match arg {
         None => Ok(Platform::host()),
-        Some(p) => Platform::parse(p).map_err(|e| (EXIT_USAGE, e.to_string())),
+        Some(p) => Platform::parse(p).map_err(|e| Failure::Usage(e.to_string())),
     }
 }
 
 fn open_store(root: &Path) -> Result<ImageStore, Failure> {
-    ImageStore::open(root.join("store")).map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))
+    ImageStore::open(root.join("store")).map_err(|e| Failure::Environment(e.to_string()))
 }
 
 /// `strata pull`: prints progress on `err` and the manifest digest on `out`.
@@ -109,12 +87,7 @@ pub fn pull_cmd(
     let store = open_store(root)?;
     let client = client(&args.registry);
     let progress = |line: &str| eprintln!("{line}");
-    let pulled = pull(&store, &client, &args.reference, &platform, &progress).map_err(
-        |e: PullError| match e {
-            PullError::Registry(e) => registry_failure(e),
-            other => (EXIT_ENVIRONMENT, other.to_string()),
-        },
-    )?;
+    let pulled = pull(&store, &client, &args.reference, &platform, &progress)?;
     let _ = writeln!(
         err,
         "pulled {} ({} blobs, {} downloaded)",
@@ -134,13 +107,12 @@ pub fn push_cmd(
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
     let store = open_store(root)?;
-    Reference::parse(&args.name).map_err(registry_failure)?;
+    Reference::parse(&args.name)?;
     let desc = store
         .resolve(&args.name)
-        .map_err(|e| (EXIT_USAGE, e.to_string()))?
-        .ok_or_else(|| (EXIT_STEP_FAILED, format!("no such image: {}", args.name)))?;
-    let report = push(&store, &client(&args.registry), &args.name, &desc)
-        .map_err(crate::build::export_failure)?;
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .ok_or_else(|| Failure::Failed(format!("no such image: {}", args.name)))?;
+    let report = push(&store, &client(&args.registry), &args.name, &desc)?;
     let _ = writeln!(err, "{}", describe_push(&args.name, &report));
     let _ = writeln!(out, "{}", report.manifest_digest);
     Ok(())
@@ -160,27 +132,21 @@ pub fn login_cmd(
     let username = args
         .username
         .clone()
-        .ok_or_else(|| (EXIT_USAGE, "login: --username is required".to_string()))?;
+        .ok_or_else(|| Failure::Usage("login: --username is required".to_string()))?;
     if !args.password_stdin {
-        return Err((
-            EXIT_USAGE,
+        return Err(Failure::Usage(
             "login: pass the password on standard input with --password-stdin".to_string(),
         ));
     }
     let mut password = String::new();
-    stdin.read_to_string(&mut password).map_err(|e| {
-        (
-            EXIT_USAGE,
-            format!("login: cannot read standard input: {e}"),
-        )
-    })?;
+    stdin
+        .read_to_string(&mut password)
+        .map_err(|e| Failure::Usage(format!("login: cannot read standard input: {e}")))?;
     let password = password.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
-        return Err((EXIT_USAGE, "login: the password is empty".to_string()));
+        return Err(Failure::Usage("login: the password is empty".to_string()));
     }
-    client(&args.registry)
-        .login(&host, &username, password)
-        .map_err(registry_failure)?;
+    client(&args.registry).login(&host, &username, password)?;
     let _ = writeln!(err, "Login Succeeded");
     Ok(())
 }
@@ -188,9 +154,7 @@ pub fn login_cmd(
 /// `strata logout HOST`.
 pub fn logout_cmd(host: Option<&str>, err: &mut dyn Write) -> Result<(), Failure> {
     let host = host.unwrap_or(strata_registry::DOCKER_HUB);
-    let removed = client(&RegistryArgs::default())
-        .logout(host)
-        .map_err(registry_failure)?;
+    let removed = client(&RegistryArgs::default()).logout(host)?;
     if removed {
         let _ = writeln!(err, "Removing login credentials for {host}");
     } else {
