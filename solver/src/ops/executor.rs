@@ -15,12 +15,11 @@ use std::sync::{Arc, Mutex};
 use strata_cache::index::{CacheIndex, CacheRecord};
 use strata_cache::snapshots::{BlobRef, Hold, LayerRef, PreparedSnapshot};
 use strata_cache::{DockerIgnore, KeyLock};
-use strata_sandbox::{Network, ProcessSpec, RootFs, Runtime};
+use strata_sandbox::{MergedView, Network, ProcessSpec, RootFs, Runtime};
 
 use crate::graph::{CopySource, EdgeRole, ExecOp, NetworkMode, Op, Vertex, VertexId};
 use crate::ops::copy::{self, CopyRequest};
 use crate::ops::user;
-use crate::ops::view::MergedView;
 use crate::progress::Stream;
 use crate::schedule::{Executor, Job, OpError};
 
@@ -253,7 +252,7 @@ impl StackExecutor {
 
     fn view(&self, stack: &[Layer]) -> Result<MergedView, OpError> {
         let dirs: Vec<PathBuf> = stack.iter().map(|l| l.dir.clone()).collect();
-        MergedView::new(&dirs, &self.scratch)
+        MergedView::new(&dirs, &self.scratch).map_err(|e| OpError::Failed(e.to_string()))
     }
 
     fn exec(&self, job: &Job<Stack>, e: &ExecOp, parent: &Stack) -> Result<Stack, OpError> {

@@ -13,14 +13,13 @@ use std::sync::{Arc, mpsc};
 
 use strata_cache::snapshots::Hold;
 use strata_cache::{BuildLease, ImageStore, PlatformSelector};
-use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
+use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime, private_mount_namespace};
 
 use crate::dockerfile::{LowerError, LowerOptions, Lowered, lower, read_ignore};
 use crate::explain;
 use crate::image::ImageConfig;
 use crate::images::{LocalImages, RegistryPull};
 use crate::ops::context::ContextDigests;
-use crate::ops::view::private_mount_namespace;
 use crate::ops::{Stack, StackExecutor};
 use crate::platform::Platform;
 use crate::progress::{ChannelSink, ProgressEvent, ProgressSink};
