@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use strata_exporter::{ExportError, ImportError};
+use strata_solver::SolveError;
 use strata_solver::pull::PullError;
-use strata_solver::{OpError, SolveError};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -112,35 +112,37 @@ impl From<ExportError> for Failure {
 
 /// A failed build's kind; a full disk names the state root `root` first.
 pub fn solve_failure(e: SolveError, root: &Path) -> Failure {
-    {
-        let message = e.to_string();
-        match e {
-            SolveError::ContextNotDir(_)
-            | SolveError::NotUtf8(_)
-            | SolveError::Parse(_)
-            | SolveError::Ignore(_)
-            | SolveError::Lower { .. }
-            | SolveError::NoCacheFilter(_) => Failure::Usage(message),
-            SolveError::BaseImage {
-                environment: true, ..
-            } => Failure::Environment(message),
-            SolveError::BaseImage { .. } => Failure::Failed(message),
-            SolveError::Step(step) => match step.error {
-                OpError::Unavailable(_) => Failure::Environment(message),
-                ref error if error.to_string().contains("(os error 28)") => {
-                    Failure::Environment(format!(
-                        "no space left on device under {}: step {}: {error}",
-                        root.display(),
-                        step.name
-                    ))
-                }
-                _ => Failure::Failed(message),
-            },
-            SolveError::Runtime(_)
-            | SolveError::State(_)
-            | SolveError::Schedule(_)
-            | SolveError::Panicked
-            | SolveError::NoOutput => Failure::Environment(message),
+    let message = e.to_string();
+    match e {
+        SolveError::ContextNotDir(_)
+        | SolveError::NotUtf8(_)
+        | SolveError::Parse(_)
+        | SolveError::Ignore(_)
+        | SolveError::Lower { .. }
+        | SolveError::Platform(_)
+        | SolveError::NoCacheFilter(_) => Failure::Usage(message),
+        // A base image that cannot be found fails the build, as in docker.
+        SolveError::BaseImage { ref source, .. } if source.is_environment() => {
+            Failure::Environment(message)
         }
+        SolveError::BaseImage { .. } => Failure::Failed(message),
+        SolveError::Step(step) if step.error.no_space() => Failure::Environment(format!(
+            "no space left on device under {}: step {}: {}",
+            root.display(),
+            step.name,
+            step.error
+        )),
+        SolveError::Step(_) => Failure::Failed(message),
+        // A missing runtime, no namespace, an unusable state root.
+        SolveError::Runtime(_)
+        | SolveError::Namespace(_)
+        | SolveError::Store(_)
+        | SolveError::Lease(_)
+        | SolveError::Images(_)
+        | SolveError::Executor(_)
+        | SolveError::Scratch { .. }
+        | SolveError::Schedule(_)
+        | SolveError::Panicked
+        | SolveError::NoOutput => Failure::Environment(message),
     }
 }

@@ -14,6 +14,7 @@ use strata_cache::DockerIgnore;
 use strata_sandbox::Builtin;
 use strata_solver::dockerfile::{LowerOptions, lower};
 use strata_solver::ops::{BaseLayers, Layer, StackExecutor};
+use strata_solver::sources::ImageError;
 use strata_solver::{BuildGraph, ChannelSink, Op, ScheduleError, Scheduler};
 
 type R = Result<(), Box<dyn std::error::Error>>;
@@ -21,8 +22,10 @@ type R = Result<(), Box<dyn std::error::Error>>;
 /// These graphs have no base images.
 struct NoImages;
 impl BaseLayers for NoImages {
-    fn layers(&self, digest: &str) -> Result<Vec<Layer>, String> {
-        Err(format!("no image {digest} in this test"))
+    fn layers(&self, digest: &str) -> Result<Vec<Layer>, ImageError> {
+        Err(ImageError::Invalid(format!(
+            "no image {digest} in this test"
+        )))
     }
 }
 

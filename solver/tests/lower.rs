@@ -7,7 +7,7 @@ use strata_solver::dockerfile::{
 };
 use strata_solver::graph::{ImageSource, Op, SourceImageOp};
 use strata_solver::image::ImageConfig;
-use strata_solver::sources::{ImageResolver, ResolvedImage};
+use strata_solver::sources::{ImageError, ImageResolver, ResolvedImage};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
@@ -108,7 +108,7 @@ fn run_env_and_build_context_and_target() -> R {
 struct OneImage;
 
 impl ImageResolver for OneImage {
-    fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage, String> {
+    fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage, ImageError> {
         match source {
             ImageSource::Store { reference } if reference == "base" => Ok(ResolvedImage {
                 digest: format!("sha256:{}", "ab".repeat(32)),
@@ -120,7 +120,7 @@ impl ImageResolver for OneImage {
                     ..ImageConfig::default()
                 },
             }),
-            other => Err(format!("no such image {other:?}")),
+            _ => Err(ImageError::NotLocal),
         }
     }
 }

@@ -199,3 +199,27 @@ fn cached_vertices_do_not_run() -> Result<(), Box<dyn std::error::Error>> {
     );
     Ok(())
 }
+
+#[test]
+fn no_space_is_found_anywhere_in_the_causes() {
+    let enospc = || std::io::Error::from_raw_os_error(28);
+    let direct = OpError::Io {
+        action: "write",
+        path: "/x".into(),
+        source: enospc(),
+    };
+    assert!(direct.no_space());
+    let nested: OpError = strata_cache::CacheError::Io {
+        path: "/y".into(),
+        source: enospc(),
+    }
+    .into();
+    assert!(nested.no_space());
+    assert!(!OpError::ExitCode { code: 1 }.no_space());
+    let denied = OpError::Io {
+        action: "write",
+        path: "/x".into(),
+        source: std::io::Error::from_raw_os_error(13),
+    };
+    assert!(!denied.no_space());
+}

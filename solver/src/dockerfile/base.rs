@@ -54,10 +54,10 @@ impl Lowerer<'_> {
             Some(images) => {
                 let r = images
                     .resolve(&source)
-                    .map_err(|message| LowerError::Image {
+                    .map_err(|source| LowerError::Image {
                         line,
                         reference: reference.to_string(),
-                        message,
+                        source: Box::new(source),
                     })?;
                 (Some(r.digest), r.config)
             }

@@ -4,6 +4,7 @@ use strata_parser::shell::ExpandError;
 
 use super::stages::RefError;
 use crate::graph::GraphError;
+use crate::sources::ImageError;
 
 /// Why a Dockerfile cannot be lowered; each names the line.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +44,15 @@ pub enum LowerError {
         what: String,
     },
     /// A base image cannot be found or read.
-    #[error("line {line}: {reference}: {message}")]
+    #[error("line {line}: {reference}: {source}")]
     Image {
         /// 1-based line.
         line: u32,
         /// The image as named.
         reference: String,
-        /// Why.
-        message: String,
+        /// Why (boxed: it is large, and rare).
+        #[source]
+        source: Box<ImageError>,
     },
     /// An ONBUILD trigger of the base image does not parse.
     #[error("line {line}: ONBUILD trigger `{trigger}` of the base image: {message}")]
@@ -68,6 +70,14 @@ pub enum LowerError {
     /// Internal graph error.
     #[error(transparent)]
     Graph(#[from] GraphError),
+}
+
+impl LowerError {
+    /// Whether the environment is at fault (a registry unreachable or
+    /// refusing the credentials) rather than the Dockerfile or its images.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, LowerError::Image { source, .. } if source.is_environment())
+    }
 }
 
 /// Refuses an instruction feature strata does not support yet.

@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
+use strata_cache::{CacheError, ImageStoreError};
+use strata_sandbox::ViewError;
+
 use crate::dockerfile::{IgnoreError, LowerError};
 use crate::graph::Origin;
 use crate::schedule::{OpError, ScheduleError};
+use crate::sources::ImageError;
 
 /// Why [`solve`](super::solve) failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,15 +33,14 @@ pub enum SolveError {
         /// What failed, with its line.
         source: LowerError,
     },
-    /// A base image cannot be found, pulled or read.
+    /// A base image cannot be found, pulled or read; see
+    /// [`LowerError::is_environment`] for whose fault it is.
     #[error("{file}: {source}")]
     BaseImage {
         /// The Dockerfile's name.
         file: String,
         /// The image and why, with its line.
         source: LowerError,
-        /// The registry was unreachable or refused the credentials.
-        environment: bool,
     },
     /// `--no-cache-filter` names no stage.
     #[error("--no-cache-filter: no stage named {0}")]
@@ -45,15 +48,39 @@ pub enum SolveError {
     /// The chosen runtime cannot be used.
     #[error(transparent)]
     Runtime(strata_sandbox::SandboxError),
-    /// The state root cannot be used (store, lease, snapshots, scratch, cache index).
-    #[error("{0}")]
-    State(String),
+    /// The build's private mount namespace cannot be made.
+    #[error(transparent)]
+    Namespace(#[from] ViewError),
+    /// The local image store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] ImageStoreError),
+    /// The build's lease on the state root cannot be taken.
+    #[error(transparent)]
+    Lease(CacheError),
+    /// The base-image snapshots cannot be opened.
+    #[error(transparent)]
+    Images(Box<ImageError>),
+    /// The cache index cannot be opened.
+    #[error(transparent)]
+    Executor(Box<OpError>),
+    /// The build's scratch folder cannot be made.
+    #[error("cannot create {}: {source}", path.display())]
+    Scratch {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The platform has no registry or index spelling.
+    #[error(transparent)]
+    Platform(strata_registry::Error),
     /// A step failed.
     #[error("failed to solve: step {}: {}", .0.name, .0.error)]
     Step(Box<StepFailure>),
     /// The scheduler failed (not a step).
     #[error(transparent)]
-    Schedule(ScheduleError),
+    Schedule(Box<ScheduleError>),
     /// The scheduler's thread panicked.
     #[error("the scheduler thread panicked")]
     Panicked,

@@ -135,10 +135,6 @@ impl Drop for Scratch {
     }
 }
 
-fn state(e: impl std::fmt::Display) -> SolveError {
-    SolveError::State(e.to_string())
-}
-
 /// The build proper, on its own thread.
 fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
     if !req.context.is_dir() {
@@ -150,15 +146,15 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
     let df = strata_parser::parse(&src).map_err(SolveError::Parse)?;
     let runtime = runtime(req.runtime)?;
 
-    private_mount_namespace().map_err(state)?;
+    private_mount_namespace()?;
     let root = req.root.as_path();
-    let store = ImageStore::open(root.join("store")).map_err(state)?;
+    let store = ImageStore::open(root.join("store"))?;
     // Held for the whole build: prune leaves alone what a running build uses.
-    let lease = BuildLease::acquire(root).map_err(state)?;
+    let lease = BuildLease::acquire(root).map_err(SolveError::Lease)?;
     let (selector, pulls) = platforms(req.platform.as_ref(), req.pull, req.registry, &events)?;
     let images = Arc::new(
         LocalImages::new(store.clone(), root, selector.clone())
-            .map_err(SolveError::State)?
+            .map_err(|e| SolveError::Images(Box::new(e)))?
             .with_registry(pulls),
     );
     let context = Arc::new(ContextDigests::new(
@@ -180,7 +176,6 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
         LowerError::Image { .. } => SolveError::BaseImage {
             file: file.clone(),
             source,
-            environment: images.environment_failure(),
         },
         source => SolveError::Lower {
             file: file.clone(),
@@ -200,8 +195,10 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
     )));
-    std::fs::create_dir_all(&scratch.0)
-        .map_err(|e| state(format!("cannot create {}: {e}", scratch.0.display())))?;
+    std::fs::create_dir_all(&scratch.0).map_err(|source| SolveError::Scratch {
+        path: scratch.0.clone(),
+        source,
+    })?;
     let no_cache = no_cache_vertices(&req.no_cache_filter, req.no_cache, &lowered)?;
     let executor = Arc::new(
         StackExecutor::new(
@@ -212,7 +209,7 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
             runtime,
             images.clone(),
         )
-        .map_err(state)?
+        .map_err(|e| SolveError::Executor(Box::new(e)))?
         .with_no_cache(no_cache.clone()),
     );
     executor.prefetch(&lowered.graph);
@@ -234,7 +231,7 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
             error,
             last_lines,
         })),
-        e => SolveError::Schedule(e),
+        e => SolveError::Schedule(Box::new(e)),
     })?;
     let stack = outputs.remove(&target).ok_or(SolveError::NoOutput)?;
     executor.finish();
@@ -269,9 +266,12 @@ fn platforms(
         None => (PlatformSelector::host(), strata_registry::Platform::host()),
         Some(p) => {
             let text = p.to_string();
-            let selector = PlatformSelector::parse(&text)
-                .ok_or_else(|| state(format!("platform {text} has no index selector")))?;
-            let platform = strata_registry::Platform::parse(&text).map_err(state)?;
+            let platform = strata_registry::Platform::parse(&text).map_err(SolveError::Platform)?;
+            let selector = PlatformSelector::parse(&text).ok_or_else(|| {
+                SolveError::Platform(strata_registry::Error::InvalidPlatform {
+                    platform: text.clone(),
+                })
+            })?;
             (selector, platform)
         }
     };
