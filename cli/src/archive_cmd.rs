@@ -7,7 +7,7 @@ use std::path::Path;
 
 use strata_cache::{Digest, ImageStore};
 use strata_exporter::ManifestRef;
-use strata_exporter::output::{docker_archive, oci_archive};
+use strata_exporter::{docker_archive, oci_archive};
 
 use crate::exit::Failure;
 

@@ -8,11 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use strata_exporter::{Compression, CompressionKind, ExportEvent, ExportRequest, Output, export};
-use strata_solver::dockerfile::{
-    BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context,
-};
-use strata_solver::graph::NetworkMode;
-use strata_solver::platform::Platform;
+use strata_solver::NetworkMode;
+use strata_solver::Platform;
+use strata_solver::{BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context};
 use strata_solver::{BuildRequest, ChannelSink, RuntimeChoice, SolveError, solve};
 
 use crate::diagnostic::render_step_failure;

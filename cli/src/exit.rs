@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use strata_exporter::{ExportError, ImportError};
+use strata_solver::PullError;
 use strata_solver::SolveError;
-use strata_solver::pull::PullError;
 
 /// Success.
 pub const EXIT_OK: u8 = 0;

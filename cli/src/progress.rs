@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::Instant;
 
+use strata_solver::ProgressEvent;
 use strata_solver::VertexId;
-use strata_solver::progress::ProgressEvent;
 
 /// Renders progress events as plain text lines on `out`.
 pub struct PlainRenderer<W: Write> {
@@ -132,17 +132,16 @@ mod tests {
     use super::*;
     use std::sync::{Arc, mpsc};
     use std::time::Duration;
-    use strata_solver::graph::{EdgeRole, Input};
-    use strata_solver::schedule::Job;
+    use strata_solver::Job;
     use strata_solver::{BuildGraph, ChannelSink, Executor, Op, OpError, Scheduler};
+    use strata_solver::{EdgeRole, Input};
 
     /// Produces real vertex ids and events through the scheduler.
     struct Echo;
     impl Executor for Echo {
         type Output = ();
         fn execute(&self, job: Job<()>) -> Result<(), OpError> {
-            job.log
-                .line(strata_solver::progress::Stream::Stdout, b"hello");
+            job.log.line(strata_solver::Stream::Stdout, b"hello");
             Ok(())
         }
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use strata_cache::ImageStore;
 use strata_exporter::{describe_push, push};
 use strata_registry::{AuthSource, Client, ClientConfig, Platform, Reference};
-use strata_solver::pull::pull;
+use strata_solver::pull;
 
 use crate::exit::Failure;
 
@@ -93,7 +93,7 @@ pub fn pull_cmd(
         "pulled {} ({} blobs, {} downloaded)",
         pulled.name,
         pulled.fetched,
-        strata_solver::pull::human_size(pulled.bytes)
+        strata_solver::human_size(pulled.bytes)
     );
     let _ = writeln!(out, "{}", pulled.manifest.digest());
     Ok(())

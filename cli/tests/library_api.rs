@@ -7,8 +7,8 @@ use std::process::Command;
 
 use strata_exporter::{Compression, CompressionKind, ExportRequest, export};
 use strata_registry::{Client, ClientConfig};
+use strata_solver::NetworkMode;
 use strata_solver::dockerfile::{BuildArgs, parse_build_context};
-use strata_solver::graph::NetworkMode;
 use strata_solver::{BuildRequest, ChannelSink, RuntimeChoice, solve};
 
 type R = Result<(), Box<dyn std::error::Error>>;

@@ -8,20 +8,27 @@
 //! knows Dockerfiles; the rest sees the graph alone.
 
 pub mod dockerfile;
-pub mod explain;
+mod explain;
 pub mod graph;
-pub mod image;
-pub mod images;
+mod image;
+mod images;
 pub mod ops;
-pub mod path;
-pub mod platform;
-pub mod progress;
-pub mod pull;
-pub mod schedule;
-pub mod solve;
-pub mod sources;
+mod path;
+mod platform;
+mod progress;
+mod pull;
+mod schedule;
+mod solve;
+mod sources;
 
-pub use graph::{BuildGraph, CacheKey, Op, Origin, Vertex, VertexId};
-pub use progress::{ChannelSink, ProgressEvent, ProgressSink};
-pub use schedule::{Executor, OpError, ScheduleError, Scheduler};
+pub use dockerfile::{BuildArgs, NamedContext, dockerfile_path, parse_build_context};
+pub use graph::{
+    BuildGraph, CacheKey, EdgeRole, Input, NetworkMode, Op, Origin, SourceSpan, Vertex, VertexId,
+};
+pub use image::{Healthcheck, HistoryEntry, ImageConfig};
+pub use platform::Platform;
+pub use progress::{ChannelSink, ProgressEvent, ProgressSink, Stream};
+pub use pull::{PullError, Pulled, human_size, pull};
+pub use schedule::{CancelFlag, Executor, Job, JobLog, OpError, ScheduleError, Scheduler};
 pub use solve::{BuildRequest, RuntimeChoice, SolveError, Solved, StepFailure, solve};
+pub use sources::{ContextFiles, ImageError, ImageResolver, ResolvedImage};

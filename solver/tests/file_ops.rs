@@ -12,9 +12,9 @@ use strata_solver::graph::{
 
 use strata_cache::DockerIgnore;
 use strata_sandbox::Builtin;
+use strata_solver::ImageError;
 use strata_solver::dockerfile::{LowerOptions, lower};
 use strata_solver::ops::{BaseLayers, Layer, StackExecutor};
-use strata_solver::sources::ImageError;
 use strata_solver::{BuildGraph, ChannelSink, Op, ScheduleError, Scheduler};
 
 type R = Result<(), Box<dyn std::error::Error>>;

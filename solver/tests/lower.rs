@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use strata_solver::ImageConfig;
 use strata_solver::dockerfile::{
     BuildArgs, LowerError, LowerOptions, Lowered, lower, parse_build_context,
 };
 use strata_solver::graph::{ImageSource, Op, SourceImageOp};
-use strata_solver::image::ImageConfig;
-use strata_solver::sources::{ImageError, ImageResolver, ResolvedImage};
+use strata_solver::{ImageError, ImageResolver, ResolvedImage};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 

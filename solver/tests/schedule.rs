@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use strata_solver::Job;
+use strata_solver::Stream;
 use strata_solver::graph::{EdgeRole, ExecOp, Input, NetworkMode};
-use strata_solver::progress::Stream;
-use strata_solver::schedule::Job;
 use strata_solver::{
     BuildGraph, ChannelSink, Executor, Op, OpError, ProgressEvent, ScheduleError, Scheduler,
     Vertex, VertexId,

@@ -3,7 +3,7 @@
 //! `Config`).
 
 use serde_json::{Map, Value, json};
-use strata_solver::image::ImageConfig;
+use strata_solver::ImageConfig;
 
 /// The `config` object of the image config JSON.
 pub(crate) fn to_json(c: &ImageConfig) -> Value {
@@ -75,7 +75,7 @@ pub(crate) fn to_json(c: &ImageConfig) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_solver::image::Healthcheck;
+    use strata_solver::Healthcheck;
 
     #[test]
     fn docker_field_names_and_shapes() {

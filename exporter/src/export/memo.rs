@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use strata_cache::{Digest, ImageStore, PlatformSelector};
-use strata_solver::image::ImageConfig;
+use strata_solver::ImageConfig;
 use strata_solver::ops::Layer;
 
 use super::config;
