@@ -71,6 +71,17 @@ fn run_env_and_build_context_and_target() -> R {
     );
     let run = l.graph.vertex(l.target).ok_or("no vertex")?;
     assert_eq!(run.name, "[base 2/2] RUN echo $V $E");
+    // The name is the origin's display; the origin itself points at the source.
+    let origin = run.origin.as_ref().ok_or("no origin")?;
+    assert_eq!(
+        (origin.stage.as_str(), origin.step, origin.steps),
+        ("base", 2, 2)
+    );
+    assert_eq!(origin.instruction, "RUN echo $V $E");
+    assert_eq!(
+        src.get(origin.span.start..origin.span.end),
+        Some("RUN echo $V $E")
+    );
     match &run.op {
         Op::Exec(e) => {
             assert_eq!(e.argv, vec!["/bin/sh", "-c", "echo $V $E"]);
