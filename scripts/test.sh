@@ -17,6 +17,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+command -v cargo-machete >/dev/null 2>&1 || cargo install --locked cargo-machete
+
+# No crate lists a dependency it does not use.
+cargo machete
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

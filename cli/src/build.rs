@@ -5,35 +5,17 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 
-use strata_cache::{BuildLease, DockerIgnore, ImageStore};
-use strata_exporter::{Compression, CompressionKind};
-use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime};
-use strata_solver::args::BuildArgs as SolverBuildArgs;
-use strata_solver::explain;
-use strata_solver::graph::NetworkMode;
-use strata_solver::images::LocalImages;
-use strata_solver::lower::{LowerError, LowerOptions, lower};
-use strata_solver::ops::StackExecutor;
-use strata_solver::ops::context::ContextDigests;
-use strata_solver::ops::view::private_mount_namespace;
-use strata_solver::progress::ProgressEvent;
-use strata_solver::stages::parse_build_context;
-use strata_solver::{Op, OpError, ProgressSink, ScheduleError, Scheduler};
+use strata_exporter::{Compression, CompressionKind, ExportEvent, ExportRequest, Output, export};
+use strata_solver::NetworkMode;
+use strata_solver::Platform;
+use strata_solver::{BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context};
+use strata_solver::{BuildRequest, ChannelSink, RuntimeChoice, SolveError, solve};
 
-use crate::export::{self, ExportRequest};
-use crate::output_spec::OutputSpec;
-use crate::progress::PlainRenderer;
-
-/// Exit code: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: a build step failed.
-pub const EXIT_STEP_FAILED: u8 = 1;
-/// Exit code: bad usage or bad Dockerfile.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: the environment is missing something.
-pub const EXIT_ENVIRONMENT: u8 = 3;
+use crate::diagnostic::render_step_failure;
+use crate::exit::{EXIT_OK, EXIT_USAGE, Failure, solve_failure};
+use crate::progress::{PlainRenderer, Step};
 
 /// Options of `strata build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -137,43 +119,31 @@ fn nix_is_root() -> bool {
 
 /// Runs a build with state under `root` (see [`strata_root`]); writes
 /// progress and errors to `err`, returns the exit code.
-pub fn run(args: &BuildArgs, root: &Path, stdin: &mut dyn Read, err: &mut dyn Write) -> u8 {
-    match run_inner(args, root, stdin, err) {
-        Ok(code) => code,
-        Err((code, message)) => {
-            let _ = writeln!(err, "ERROR: {message}");
-            code
-        }
-    }
-}
-
-type Failure = (u8, String);
-
-fn usage(message: impl Into<String>) -> Failure {
-    (EXIT_USAGE, message.into())
-}
-
-fn run_inner(
+pub fn run(
     args: &BuildArgs,
     root: &Path,
     stdin: &mut dyn Read,
-    err: &mut dyn Write,
-) -> Result<u8, Failure> {
-    if !args.context.is_dir() {
-        return Err(usage(format!(
-            "build context {} is not a directory",
-            args.context.display()
-        )));
-    }
-    let (file_name, src) = read_dockerfile(args, stdin)?;
-    let ignore = read_ignore(args)?;
-    let df = match strata_parser::parse(&src) {
-        Ok(df) => df,
-        Err(e) => {
-            let _ = write!(err, "{}", strata_parser::render(&e, &file_name, &src));
-            return Ok(EXIT_USAGE);
+    err: &mut (dyn Write + Send),
+) -> u8 {
+    match run_inner(args, root, stdin, err) {
+        Ok(code) => code,
+        Err(f) => {
+            let _ = writeln!(err, "ERROR: {}", f.message());
+            f.code()
         }
-    };
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure::Usage(message.into())
+}
+
+/// The build the flags ask for.
+fn request(
+    args: &BuildArgs,
+    root: &Path,
+    (file_name, src): (String, String),
+) -> Result<BuildRequest, Failure> {
     let network = match args.network.as_str() {
         "default" => NetworkMode::Default,
         "none" => NetworkMode::None,
@@ -184,210 +154,129 @@ fn run_inner(
             )));
         }
     };
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| OutputSpec::parse(o).map_err(usage))
-        .collect::<Result<Vec<_>, _>>()?;
-    let compression = compression(args)?;
-    let runtime = runtime(&args.runtime)?;
-    let epoch = source_date_epoch()?;
     let build_contexts = args
         .build_contexts
         .iter()
         .map(|c| parse_build_context(c).map_err(|e| usage(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-
-    private_mount_namespace().map_err(environment)?;
-    let store = ImageStore::open(root.join("store")).map_err(|e| environment(e.to_string()))?;
-    // Held for the whole build: prune leaves alone what a running build uses.
-    let _lease = BuildLease::acquire(root).map_err(|e| environment(e.to_string()))?;
-    let (platform, pulls) = crate::build_registry::base_images(args)?;
-    let images = Arc::new(
-        LocalImages::new(store.clone(), root, platform)
-            .map_err(environment)?
-            .with_registry(pulls),
-    );
-    let context = Arc::new(ContextDigests::new(
-        &args.context,
-        ignore.clone(),
-        &root.join("context-hash.bin"),
-    ));
-    let opts = LowerOptions {
+    let platform = args
+        .platform
+        .as_deref()
+        .map(Platform::parse)
+        .transpose()
+        .map_err(|e| usage(format!("--platform: {e}")))?;
+    Ok(BuildRequest {
+        dockerfile: src.into_bytes(),
+        dockerfile_name: file_name,
+        dockerfile_path: args.file.clone(),
+        context: args.context.clone(),
         build_args: SolverBuildArgs::parse(&args.build_args).map_err(|e| usage(e.to_string()))?,
         target: args.target.clone(),
+        platform,
         build_contexts,
         network,
-        platform: crate::build_registry::target_platform(args)?,
-        images: Some(images.clone()),
-        context: Some(context.clone()),
-    };
-    let lowered = lower(&df, &src, &opts).map_err(|e| match e {
-        // A base image that cannot be found fails the build, as in docker.
-        LowerError::Image { .. } if images.environment_failure() => {
-            (EXIT_ENVIRONMENT, format!("{file_name}: {e}"))
-        }
-        LowerError::Image { .. } => (EXIT_STEP_FAILED, format!("{file_name}: {e}")),
-        e => usage(format!("{file_name}: {e}")),
-    })?;
-    context.save();
-    let unused = opts.build_args.unconsumed();
-    if !unused.is_empty() && !args.quiet {
-        let _ = writeln!(
-            err,
-            "[Warning] One or more build-args [{}] were not consumed",
-            unused.join(" ")
-        );
-    }
-
-    let scratch = root.join("tmp").join(format!(
-        "build-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    ));
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| environment(format!("cannot create {}: {e}", scratch.display())))?;
-    let result = build_and_export(
-        args,
-        root,
-        &lowered,
-        &store,
-        images,
-        runtime,
-        ignore,
-        &scratch,
-        compression,
-        epoch,
-        &outputs,
-        err,
-    );
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+        runtime: runtime(&args.runtime)?,
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        registry: crate::registry_cmd::client(&args.registry),
+        pull: args.pull,
+        root: root.to_path_buf(),
+        explain: args.explain_cache && !args.quiet,
+    })
 }
 
-/// Runs the graph and exports its target; `scratch` holds the build's own
-/// layers until they are packed.
-#[allow(clippy::too_many_arguments)]
-fn build_and_export(
+fn run_inner(
     args: &BuildArgs,
     root: &Path,
-    lowered: &strata_solver::lower::Lowered,
-    store: &ImageStore,
-    images: Arc<LocalImages>,
-    runtime: Arc<dyn Runtime>,
-    ignore: DockerIgnore,
-    scratch: &Path,
-    compression: Compression,
-    epoch: Option<i64>,
-    outputs: &[OutputSpec],
-    err: &mut dyn Write,
+    stdin: &mut dyn Read,
+    err: &mut (dyn Write + Send),
 ) -> Result<u8, Failure> {
+    if !args.context.is_dir() {
+        return Err(usage(format!(
+            "build context {} is not a directory",
+            args.context.display()
+        )));
+    }
+    let (file_name, src) = read_dockerfile(args, stdin)?;
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| Output::parse(o).map_err(|e| usage(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let compression = compression(args)?;
+    let epoch = source_date_epoch()?;
+    let req = request(args, root, (file_name.clone(), src.clone()))?;
+
     let (tx, rx) = mpsc::channel();
     // With -q nothing sends: the receiver must not wait on a live sender.
     let sink = if args.quiet {
         drop(tx);
-        ProgressSink::discard()
+        ChannelSink::discard()
     } else {
-        ProgressSink::new(tx)
+        ChannelSink::new(tx)
     };
-    let no_cache = no_cache_vertices(args, lowered)?;
-    let executor = Arc::new(
-        StackExecutor::new(root, scratch, &args.context, ignore, runtime, images)
-            .map_err(|e| environment(e.to_string()))?
-            .with_no_cache(no_cache),
-    );
-    let graph = &lowered.graph;
-    let target = lowered.target;
-    let mut ran = Vec::new();
-    executor.prefetch(graph);
-    let cache = executor.clone();
-    // Progress is rendered on this thread while the scheduler runs on another.
-    let (result, mut renderer) = std::thread::scope(|s| {
-        let handle = s.spawn(move || {
-            Scheduler::with_available_parallelism(sink).run(graph, &[target], executor)
+    // Progress is rendered on its own thread while the build runs on this one.
+    let (result, renderer) = std::thread::scope(|s| {
+        let render = s.spawn(move || {
+            let mut renderer = PlainRenderer::new(&mut *err);
+            for event in rx {
+                let _ = renderer.render(&event);
+            }
+            renderer
         });
-        let mut renderer = PlainRenderer::new(&mut *err);
-        for event in rx {
-            if let ProgressEvent::VertexStarted { vertex, .. } = &event {
-                ran.push(*vertex);
-            }
-            let _ = renderer.render(&event);
-        }
-        (handle.join(), renderer)
+        let result = solve(req, &sink);
+        drop(sink);
+        (result, render.join())
     });
-    let outputs_by_vertex = match result {
-        Ok(Ok(out)) => out,
-        Ok(Err(ScheduleError::StepFailed {
-            name,
-            error: OpError::Unavailable(why),
-            ..
-        })) => {
-            return Err((
-                EXIT_ENVIRONMENT,
-                format!("failed to solve: step {name}: {why}"),
-            ));
-        }
-        Ok(Err(ScheduleError::StepFailed { name, error, .. }))
-            if is_disk_full(&error.to_string()) =>
-        {
-            return Err(disk_full(root, &format!("step {name}: {error}")));
-        }
-        Ok(Err(ScheduleError::StepFailed {
-            name,
-            error,
-            last_lines,
-            ..
-        })) => {
-            for line in &last_lines {
-                let _ = renderer.note(&format!("  > {line}"));
-            }
-            return Err((
-                EXIT_STEP_FAILED,
-                format!("failed to solve: step {name}: {error}"),
-            ));
-        }
-        Ok(Err(e)) => return Err((EXIT_ENVIRONMENT, e.to_string())),
-        Err(_) => return Err((EXIT_ENVIRONMENT, "the scheduler thread panicked".into())),
+    let Ok(mut renderer) = renderer else {
+        return Err(Failure::Environment("the progress thread panicked".into()));
     };
-    let stack = outputs_by_vertex
-        .get(&target)
-        .ok_or_else(|| environment("the target step produced no filesystem".into()))?;
-    cache.finish();
-    explain_cache(args, root, lowered, &ran, &mut renderer);
+    let solved = match result {
+        Ok(solved) => solved,
+        Err(SolveError::Parse(e)) => {
+            let text = strata_parser::render(&e, &file_name, &src);
+            let _ = renderer.note(text.trim_end_matches('\n'));
+            return Ok(EXIT_USAGE);
+        }
+        Err(SolveError::Step(step)) => {
+            if let Some(report) = render_step_failure(&step, &file_name, &src) {
+                let _ = renderer.note(report.trim_end_matches('\n'));
+            }
+            return Err(solve_failure(SolveError::Step(step), root));
+        }
+        Err(e) => return Err(solve_failure(e, root)),
+    };
+    if let Some(lines) = &solved.explain {
+        let step = renderer.begin("explaining the cache", false);
+        for line in lines {
+            step.line(&mut renderer, line);
+        }
+        step.done(&mut renderer);
+    }
 
     let quiet = args.quiet;
-    let step = renderer.begin("exporting to image", quiet);
-    let req = ExportRequest {
-        store,
-        stack,
-        config: &lowered.config,
-        compression,
-        epoch,
-        memo_dir: root.join("layer-blobs"),
-        platform: crate::build_registry::selector(args)?,
+    let mut steps = ExportSteps {
+        step: renderer.begin("exporting to image", quiet),
+        renderer: &mut renderer,
+        quiet,
     };
-    let image =
-        export::write_image(&req).map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
-    step.line(
-        &mut renderer,
-        &format!("writing image {}", image.config_digest),
-    );
-    for name in export::tag(store, &image, &args.tags).map_err(|e| (EXIT_STEP_FAILED, e))? {
-        step.line(&mut renderer, &format!("naming to {name}"));
-    }
-    for output in outputs {
-        export::write_output(store, &image, stack, &args.tags, output)
-            .map_err(|e| (EXIT_STEP_FAILED, format!("export: {e}")))?;
-        step.line(&mut renderer, &format!("exported {}", output.describe()));
-    }
-    step.done(&mut renderer);
-    crate::build_registry::after_export(args, store, &image, &mut renderer)?;
-    if let Some(path) = &args.iidfile {
-        std::fs::write(path, image.config_digest.as_str())
-            .map_err(|e| environment(format!("cannot write {}: {e}", path.display())))?;
-    }
+    let exported = export(
+        &solved,
+        ExportRequest {
+            tags: args.tags.clone(),
+            outputs,
+            push: args.push,
+            compression,
+            epoch,
+            root: root.to_path_buf(),
+            registry: crate::registry_cmd::client(&args.registry),
+            iidfile: args.iidfile.clone(),
+            metadata_file: args.metadata_file.clone(),
+            progress: &mut |event| steps.on(event),
+        },
+    )?;
+    steps.step.done(steps.renderer);
+    let image = exported.image;
     if quiet {
         // docker build -q prints the image ID on standard output.
         println!("{}", image.config_digest);
@@ -395,119 +284,40 @@ fn build_and_export(
     Ok(EXIT_OK)
 }
 
-/// Says why each step that ran could not reuse the previous build of the
-/// same Dockerfile, context and target (`--explain-cache`), and saves this
-/// build's summary for the next one.
-fn explain_cache<W: Write>(
-    args: &BuildArgs,
-    root: &Path,
-    lowered: &strata_solver::lower::Lowered,
-    ran: &[strata_solver::VertexId],
-    renderer: &mut PlainRenderer<W>,
-) {
-    let ids = lowered.graph.ancestors(&[lowered.target]);
-    let now = explain::summarize(&lowered.graph, &ids);
-    let identity = format!(
-        "{}\0{}\0{}",
-        args.context
-            .canonicalize()
-            .unwrap_or_else(|_| args.context.clone())
-            .display(),
-        args.file
-            .as_ref()
-            .map(|f| f.display().to_string())
-            .unwrap_or_default(),
-        args.target.as_deref().unwrap_or_default()
-    );
-    let path = root.join("explain").join(format!(
-        "{}.json",
-        &blake3::hash(identity.as_bytes()).to_hex()[..32]
-    ));
-    if args.explain_cache && !args.quiet {
-        let before = explain::load(&path);
-        let no_cache = no_cache_vertices(args, lowered).unwrap_or_default();
-        let step = renderer.begin("explaining the cache", false);
-        for &id in ran {
-            let Some(v) = lowered.graph.vertex(id) else {
-                continue;
-            };
-            if matches!(v.op, Op::SourceImage(_) | Op::SourceScratch) {
-                continue;
+/// The export's progress as plain steps: "exporting to image", then
+/// "pushing" when there are pushes.
+struct ExportSteps<'r, W: Write> {
+    renderer: &'r mut PlainRenderer<W>,
+    step: Step,
+    quiet: bool,
+}
+
+impl<W: Write> ExportSteps<'_, W> {
+    fn on(&mut self, event: ExportEvent) {
+        let line = match event {
+            ExportEvent::ImageWritten(id) => format!("writing image {id}"),
+            ExportEvent::Tagged(name) => format!("naming to {name}"),
+            ExportEvent::OutputWritten(what) => format!("exported {what}"),
+            ExportEvent::Pushed(line) => line,
+            ExportEvent::Pushing => {
+                let pushing = self.renderer.begin("pushing", self.quiet);
+                std::mem::replace(&mut self.step, pushing).done(self.renderer);
+                return;
             }
-            let pos = v
-                .name
-                .strip_prefix('[')
-                .and_then(|r| r.split_once("] "))
-                .map(|(p, _)| p);
-            let Some(summary) = pos.and_then(|p| now.get(p)) else {
-                continue;
-            };
-            let why = explain::reason(
-                pos.and_then(|p| before.get(p)),
-                summary,
-                no_cache.contains(&id),
-            );
-            step.line(renderer, &format!("{}: {why}", v.name));
-        }
-        step.done(renderer);
+        };
+        self.step.line(self.renderer, &line);
     }
-    // The next build compares with this one; losing it only loses an explanation.
-    let _ = explain::save(&path, &now);
 }
 
-/// The vertices `--no-cache` or `--no-cache-filter` say must run.
-fn no_cache_vertices(
-    args: &BuildArgs,
-    lowered: &strata_solver::lower::Lowered,
-) -> Result<Vec<strata_solver::VertexId>, Failure> {
-    if args.no_cache {
-        return Ok(lowered.graph.ids());
+fn runtime(name: &str) -> Result<RuntimeChoice, Failure> {
+    match name {
+        "builtin" => Ok(RuntimeChoice::Builtin),
+        "runc" => Ok(RuntimeChoice::Runc),
+        "crun" => Ok(RuntimeChoice::Crun),
+        other => Err(usage(format!(
+            "--runtime={other}: expected builtin, runc or crun"
+        ))),
     }
-    let mut out = Vec::new();
-    for wanted in &args.no_cache_filter {
-        let stage = lowered
-            .stages
-            .iter()
-            .find(|(name, _)| {
-                name.as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
-            })
-            .ok_or_else(|| usage(format!("--no-cache-filter: no stage named {wanted}")))?;
-        out.extend(stage.1.iter().copied());
-    }
-    Ok(out)
-}
-
-/// ENOSPC, as the io errors that reach a step's message spell it.
-fn is_disk_full(message: &str) -> bool {
-    message.contains("(os error 28)")
-}
-
-/// A full disk is the environment's failure (exit 3), said first.
-fn disk_full(root: &Path, detail: &str) -> Failure {
-    (
-        EXIT_ENVIRONMENT,
-        format!("no space left on device under {}: {detail}", root.display()),
-    )
-}
-
-fn environment(message: String) -> Failure {
-    (EXIT_ENVIRONMENT, message)
-}
-
-fn runtime(name: &str) -> Result<Arc<dyn Runtime>, Failure> {
-    let kind = match name {
-        "builtin" => return Ok(Arc::new(Builtin::default())),
-        "runc" => OciRuntimeKind::Runc,
-        "crun" => OciRuntimeKind::Crun,
-        other => {
-            return Err(usage(format!(
-                "--runtime={other}: expected builtin, runc or crun"
-            )));
-        }
-    };
-    let rt = OciRuntime::new(kind).map_err(|e| environment(e.to_string()))?;
-    Ok(Arc::new(rt))
 }
 
 fn compression(args: &BuildArgs) -> Result<Compression, Failure> {
@@ -552,9 +362,7 @@ fn read_dockerfile(args: &BuildArgs, stdin: &mut dyn Read) -> Result<(String, St
             Ok(("-".to_string(), src))
         }
         other => {
-            let path = other
-                .clone()
-                .unwrap_or_else(|| args.context.join("Dockerfile"));
+            let path = dockerfile_path(&args.context, other.as_deref());
             let src = std::fs::read_to_string(&path)
                 .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
             Ok((path.display().to_string(), src))
@@ -562,33 +370,10 @@ fn read_dockerfile(args: &BuildArgs, stdin: &mut dyn Read) -> Result<(String, St
     }
 }
 
-/// The context's ignore file: `<Dockerfile>.dockerignore` beside the
-/// Dockerfile wins over `CONTEXT/.dockerignore`, as in BuildKit.
-fn read_ignore(args: &BuildArgs) -> Result<DockerIgnore, Failure> {
-    let beside_dockerfile = args
-        .file
-        .as_ref()
-        .filter(|p| *p != Path::new("-"))
-        .map(|p| {
-            let mut name = p.as_os_str().to_owned();
-            name.push(".dockerignore");
-            PathBuf::from(name)
-        });
-    let path = beside_dockerfile
-        .into_iter()
-        .chain(std::iter::once(args.context.join(".dockerignore")))
-        .find(|p| p.is_file());
-    let Some(path) = path else {
-        return Ok(DockerIgnore::default());
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-    DockerIgnore::parse(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::EXIT_STEP_FAILED;
     use clap::Parser;
 
     #[derive(Parser)]

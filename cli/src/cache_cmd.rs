@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use strata_cache::usage::{PruneOptions, UsageLine, prune, usage};
 
-use crate::build::{EXIT_ENVIRONMENT, EXIT_STEP_FAILED, EXIT_USAGE};
-
-type Failure = (u8, String);
+use crate::exit::Failure;
 
 /// `strata prune` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,7 +53,7 @@ fn human(bytes: u64) -> String {
 
 /// `strata du`.
 pub fn du(root: &Path, out: &mut dyn Write) -> Result<(), Failure> {
-    let u = usage(root).map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))?;
+    let u = usage(root).map_err(|e| Failure::Environment(e.to_string()))?;
     let _ = writeln!(
         out,
         "{:<14} {:>8} {:>12} {:>12}",
@@ -130,16 +128,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `strata prune`.
 pub fn run_prune(root: &Path, args: &PruneArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let keep_storage = match &args.keep_storage {
-        Some(s) => Some(parse_size(s).map_err(|e| (EXIT_USAGE, format!("--keep-storage {e}")))?),
+        Some(s) => Some(parse_size(s).map_err(|e| Failure::Usage(format!("--keep-storage {e}")))?),
         None => None,
     };
     let mut until = None;
     for f in &args.filter {
         match f.split_once('=') {
             Some(("until", d)) => {
-                until = Some(parse_duration(d).map_err(|e| (EXIT_USAGE, format!("--filter {e}")))?)
+                until =
+                    Some(parse_duration(d).map_err(|e| Failure::Usage(format!("--filter {e}")))?)
             }
-            _ => return Err((EXIT_USAGE, format!("--filter {f}: expected until=DURATION"))),
+            _ => {
+                return Err(Failure::Usage(format!(
+                    "--filter {f}: expected until=DURATION"
+                )));
+            }
         }
     }
     let opts = PruneOptions {
@@ -147,7 +150,7 @@ pub fn run_prune(root: &Path, args: &PruneArgs, out: &mut dyn Write) -> Result<(
         keep_storage,
         until,
     };
-    let report = prune(root, &opts).map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))?;
+    let report = prune(root, &opts).map_err(|e| Failure::Environment(e.to_string()))?;
     for r in &report.removed {
         let _ = writeln!(out, "deleted: {r}");
     }
@@ -159,14 +162,14 @@ pub fn run_prune(root: &Path, args: &PruneArgs, out: &mut dyn Write) -> Result<(
 /// when one is left).
 pub fn doctor(root: &Path, args: &DoctorArgs, out: &mut dyn Write) -> Result<(), Failure> {
     if args.repair {
-        let actions =
-            strata_cache::repair(root, args.deep).map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))?;
+        let actions = strata_cache::repair(root, args.deep)
+            .map_err(|e| Failure::Environment(e.to_string()))?;
         for a in actions {
             let _ = writeln!(out, "repaired: {a}");
         }
     }
     let report =
-        strata_cache::doctor(root, args.deep).map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))?;
+        strata_cache::doctor(root, args.deep).map_err(|e| Failure::Environment(e.to_string()))?;
     for r in &report.reclaimable {
         let _ = writeln!(out, "reclaimable: {r}");
     }
@@ -177,13 +180,10 @@ pub fn doctor(root: &Path, args: &DoctorArgs, out: &mut dyn Write) -> Result<(),
         let _ = writeln!(out, "ok: no inconsistency");
         Ok(())
     } else {
-        Err((
-            EXIT_STEP_FAILED,
-            format!(
-                "{} inconsistencies (strata doctor --repair fixes what it can)",
-                report.problems.len()
-            ),
-        ))
+        Err(Failure::Failed(format!(
+            "{} inconsistencies (strata doctor --repair fixes what it can)",
+            report.problems.len()
+        )))
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use strata_cache::{ImageStore, PlatformSelector};
 
-use crate::build::{EXIT_ENVIRONMENT, EXIT_OK, EXIT_STEP_FAILED, EXIT_USAGE};
+use crate::exit::Failure;
 
 /// `strata inspect` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,40 +20,27 @@ pub struct InspectArgs {
     pub name: String,
 }
 
-type Failure = (u8, String);
-
 fn open(root: &Path) -> Result<ImageStore, Failure> {
-    ImageStore::open(root.join("store")).map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))
-}
-
-/// Runs `f`, printing its error as `ERROR: ...` on `err`.
-pub fn report(err: &mut dyn Write, result: Result<(), Failure>) -> u8 {
-    match result {
-        Ok(()) => EXIT_OK,
-        Err((code, message)) => {
-            let _ = writeln!(err, "ERROR: {message}");
-            code
-        }
-    }
+    ImageStore::open(root.join("store")).map_err(|e| Failure::Environment(e.to_string()))
 }
 
 /// The `docker inspect`-like JSON of one image.
 pub fn inspect_json(store: &ImageStore, name: &str) -> Result<Value, Failure> {
     let desc = store
         .resolve(name)
-        .map_err(|e| (EXIT_USAGE, e.to_string()))?
-        .ok_or_else(|| (EXIT_STEP_FAILED, format!("no such image: {name}")))?;
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .ok_or_else(|| Failure::Failed(format!("no such image: {name}")))?;
     let image = store
         .layout()
         .image(&desc, &PlatformSelector::host())
-        .map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))?;
+        .map_err(|e| Failure::Environment(e.to_string()))?;
     let config: Value = serde_json::from_slice(&image.config_bytes)
-        .map_err(|e| (EXIT_ENVIRONMENT, format!("config of {name}: {e}")))?;
+        .map_err(|e| Failure::Environment(format!("config of {name}: {e}")))?;
     let digest = image.manifest.config().digest().to_string();
     let size: u64 = image.manifest.layers().iter().map(|l| l.size()).sum();
     let tags: Vec<String> = store
         .list()
-        .map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))?
+        .map_err(|e| Failure::Environment(e.to_string()))?
         .into_iter()
         .filter(|(_, d)| d.digest() == desc.digest())
         .map(|(n, _)| n)
@@ -80,8 +67,10 @@ pub fn inspect(root: &Path, args: &InspectArgs, out: &mut dyn Write) -> Result<(
     let store = open(root)?;
     let v = inspect_json(&store, &args.name)?;
     let text = match &args.format {
-        None => serde_json::to_string_pretty(&v).map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))?,
-        Some(f) => render_format(f, &v).map_err(|e| (EXIT_USAGE, e))?,
+        None => {
+            serde_json::to_string_pretty(&v).map_err(|e| Failure::Environment(e.to_string()))?
+        }
+        Some(f) => render_format(f, &v).map_err(Failure::Usage)?,
     };
     let _ = writeln!(out, "{text}");
     Ok(())
@@ -127,7 +116,7 @@ pub fn images(root: &Path, out: &mut dyn Write) -> Result<(), Failure> {
     let store = open(root)?;
     let list = store
         .list()
-        .map_err(|e| (EXIT_ENVIRONMENT, e.to_string()))?;
+        .map_err(|e| Failure::Environment(e.to_string()))?;
     let _ = writeln!(
         out,
         "{:<40} {:<20} {:<14} {:>12}",
@@ -160,9 +149,11 @@ fn split_tag(name: &str) -> (&str, &str) {
 pub fn rmi(root: &Path, names: &[String], out: &mut dyn Write) -> Result<(), Failure> {
     let store = open(root)?;
     for name in names {
-        let removed = store.untag(name).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+        let removed = store
+            .untag(name)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
         if !removed {
-            return Err((EXIT_STEP_FAILED, format!("no such image: {name}")));
+            return Err(Failure::Failed(format!("no such image: {name}")));
         }
         let _ = writeln!(out, "Untagged: {name}");
     }
@@ -174,11 +165,11 @@ pub fn tag(root: &Path, src: &str, dst: &str) -> Result<(), Failure> {
     let store = open(root)?;
     let desc = store
         .resolve(src)
-        .map_err(|e| (EXIT_USAGE, e.to_string()))?
-        .ok_or_else(|| (EXIT_STEP_FAILED, format!("no such image: {src}")))?;
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .ok_or_else(|| Failure::Failed(format!("no such image: {src}")))?;
     store
         .tag(dst, &desc)
-        .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     Ok(())
 }
 

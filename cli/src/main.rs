@@ -2,16 +2,13 @@
 
 mod archive_cmd;
 mod build;
-mod build_registry;
 mod cache_cmd;
 mod debug;
-mod export;
-mod image_config;
+mod diagnostic;
+mod exit;
 mod images_cmd;
-mod output_spec;
 mod progress;
 mod registry_cmd;
-mod timefmt;
 
 use std::process::ExitCode;
 
@@ -123,7 +120,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn images_cmd_exit(f: impl FnOnce(&std::path::Path) -> Result<(), (u8, String)>) -> ExitCode {
+fn images_cmd_exit(f: impl FnOnce(&std::path::Path) -> Result<(), exit::Failure>) -> ExitCode {
     let root = build::strata_root();
-    ExitCode::from(images_cmd::report(&mut std::io::stderr(), f(&root)))
+    ExitCode::from(exit::report(&mut std::io::stderr(), f(&root)))
 }

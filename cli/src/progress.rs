@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::Instant;
 
+use strata_solver::ProgressEvent;
 use strata_solver::VertexId;
-use strata_solver::progress::ProgressEvent;
 
 /// Renders progress events as plain text lines on `out`.
 pub struct PlainRenderer<W: Write> {
@@ -107,6 +107,12 @@ impl<W: Write> PlainRenderer<W> {
                 let (n, _) = self.step(*vertex);
                 writeln!(self.out, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
             }
+            ProgressEvent::Message(text) => writeln!(self.out, "{text}"),
+            ProgressEvent::UnusedBuildArgs(names) => writeln!(
+                self.out,
+                "[Warning] One or more build-args [{}] were not consumed",
+                names.join(" ")
+            ),
             ProgressEvent::VertexFailed { vertex, error, .. } => {
                 let (n, _) = self.step(*vertex);
                 writeln!(self.out, "#{n} ERROR: {error}")
@@ -126,17 +132,16 @@ mod tests {
     use super::*;
     use std::sync::{Arc, mpsc};
     use std::time::Duration;
-    use strata_solver::graph::{EdgeRole, Input};
-    use strata_solver::schedule::Job;
-    use strata_solver::{BuildGraph, Executor, Op, OpError, ProgressSink, Scheduler};
+    use strata_solver::Job;
+    use strata_solver::{BuildGraph, ChannelSink, Executor, Op, OpError, Scheduler};
+    use strata_solver::{EdgeRole, Input};
 
     /// Produces real vertex ids and events through the scheduler.
     struct Echo;
     impl Executor for Echo {
         type Output = ();
         fn execute(&self, job: Job<()>) -> Result<(), OpError> {
-            job.log
-                .line(strata_solver::progress::Stream::Stdout, b"hello");
+            job.log.line(strata_solver::Stream::Stdout, b"hello");
             Ok(())
         }
     }
@@ -154,7 +159,7 @@ mod tests {
             }],
         )?;
         let (tx, rx) = mpsc::channel();
-        Scheduler::new(1, ProgressSink::new(tx)).run(&g, &[t], Arc::new(Echo))?;
+        Scheduler::new(1, ChannelSink::new(tx)).run(&g, &[t], Arc::new(Echo))?;
         let mut r = PlainRenderer::new(Vec::new());
         for e in rx.try_iter() {
             r.render(&e)?;

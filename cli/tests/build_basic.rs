@@ -144,3 +144,35 @@ fn an_invalid_dockerignore_is_a_usage_error() -> R {
     assert!(err.contains(".dockerignore line 1"), "{err}");
     Ok(())
 }
+
+#[test]
+fn failed_run_shows_its_line_exit_code_and_last_output() -> R {
+    let root = tempfile::tempdir()?;
+    let base = strata_fixtures::busybox_build_context(root.path())?;
+    let ctx = tempfile::tempdir()?;
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN echo one && echo two >&2 && exit 3\nCMD [\"x\"]\n",
+    )?;
+    let dir = ctx.path().to_str().ok_or("non-UTF-8 path")?;
+    let out = strata(
+        &root.path().join("root"),
+        &["build", "--build-context", &base, dir],
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // miette's view: the file and line, the source line, a label under it.
+    assert!(err.contains("Dockerfile:2:1]"), "{err}");
+    assert!(
+        err.contains("2 │ RUN echo one && echo two >&2 && exit 3"),
+        "{err}"
+    );
+    assert!(err.contains("╰── exit code 3"), "{err}");
+    assert!(err.contains("> one") && err.contains("> two"), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "ERROR: failed to solve: step [stage-0 2/2] RUN echo one && echo two >&2 && exit 3: process exited with code 3"
+    );
+    Ok(())
+}

@@ -547,3 +547,45 @@ fn skopeo_raw(reference: &str) -> Res<Value> {
     )?;
     Ok(serde_json::from_slice(&out.stdout)?)
 }
+
+#[test]
+fn output_type_registry_and_image_push_true_push_like_push() -> R {
+    let env = Env::new()?;
+    let registry = Registry::start(None)?;
+    let host = registry.host();
+    let base = format!("{host}/busybox:latest");
+    let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
+    skopeo_push(&layout, &base, false)?;
+    let ctx = env.context("outs", &format!("FROM {base}\nRUN echo out > /out.txt\n"))?;
+    for (repo, output) in [
+        ("by-registry", "type=registry,name={name}"),
+        ("by-image", "type=image,name={name},push=true"),
+    ] {
+        let name = format!("{host}/{repo}:1");
+        let iid = env.path(&format!("{repo}.iid"));
+        let (_, progress) = env.ok(
+            "root",
+            &[
+                "build",
+                "--progress=plain",
+                "-o",
+                &output.replace("{name}", &name),
+                "--iidfile",
+                &iid.display().to_string(),
+                &ctx,
+            ],
+        )?;
+        push_counts(&progress)?;
+        assert!(progress.contains(&format!("pushed {name} ")), "{progress}");
+        // The registry holds the image built: its config is the image ID.
+        let remote = skopeo_raw(&name)?;
+        assert_eq!(
+            remote["config"]["digest"].as_str(),
+            Some(std::fs::read_to_string(&iid)?.trim()),
+            "{output}"
+        );
+        // And the local store has it under that name too.
+        env.ok("root", &["inspect", &name])?;
+    }
+    Ok(())
+}

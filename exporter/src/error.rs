@@ -64,6 +64,39 @@ pub enum ExportError {
         /// Why.
         reason: &'static str,
     },
+    /// A name cannot be given to the image in the store.
+    #[error("{source}")]
+    Tag {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: strata_cache::ImageStoreError,
+    },
+    /// A push was asked for without a name to push.
+    #[error("--push needs at least one -t name")]
+    NothingToPush,
+    /// The registry refused or could not be reached.
+    #[error(transparent)]
+    Registry(#[from] strata_registry::Error),
+    /// The image pushed cannot be read from the store.
+    #[error("{name}: {source}")]
+    Layout {
+        /// The name pushed.
+        name: String,
+        /// Why.
+        #[source]
+        source: strata_cache::LayoutError,
+    },
+    /// A result file (`--iidfile`, `--metadata-file`) cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The image input is inconsistent.
     #[error("invalid image: {0}")]
     InvalidImage(String),

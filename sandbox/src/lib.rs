@@ -3,7 +3,9 @@
 //! A [`Runtime`] runs a [`ProcessSpec`] in a [`RootFs`] made of overlayfs layers and
 //! streams its output. Two runtimes exist: [`Builtin`], which sets up the namespaces,
 //! mounts and credentials itself, and [`OciRuntime`], which writes an OCI bundle and
-//! hands it to `runc` or `crun`. Both must run as root.
+//! hands it to `runc` or `crun`. Both must run as root. [`MergedView`] shows a layer stack
+//! read-only for the ops that read files rather than run (COPY, user lookups), inside the
+//! build's [`private_mount_namespace`]: the sandbox is the one crate that mounts.
 
 #![allow(unsafe_code)] // namespaces, mounts and credentials need raw syscalls; each block says why it is sound
 
@@ -17,6 +19,7 @@ mod oci;
 mod output;
 mod overlay;
 mod placeholders;
+mod view;
 
 use std::path::PathBuf;
 
@@ -24,6 +27,7 @@ pub use builtin::Builtin;
 pub use cgroup::DeviceControl;
 pub use error::SandboxError;
 pub use oci::{OciRuntime, OciRuntimeKind};
+pub use view::{MergedView, ViewError, private_mount_namespace};
 
 /// The root filesystem of a step: read-only layers in overlayfs "diff" format (whiteouts are
 /// 0:0 char devices, opaque dirs carry xattr `trusted.overlay.opaque=y`), bottom first, plus an

@@ -8,18 +8,18 @@
 //! difference a user can act on.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{BuildGraph, EdgeRole, Op, VertexId};
+use crate::graph::{BuildGraph, EdgeRole, Op, Vertex, VertexId};
 
 /// One step as the explanation sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepSummary {
     /// Its cache key.
     pub key: String,
-    /// The instruction (its progress name without the `[stage k/n]` prefix).
+    /// The instruction, as written.
     pub instruction: String,
     /// The key of the step it builds on, and that step's instruction.
     pub parent: Option<(String, String)>,
@@ -40,11 +40,12 @@ pub struct StepSummary {
 /// The steps of one build, by position (`stage k/n`).
 pub type Summary = BTreeMap<String, StepSummary>;
 
-/// `[build 2/4] RUN make` → (`build 2/4`, `RUN make`).
-fn split_name(name: &str) -> (String, String) {
-    match name.strip_prefix('[').and_then(|r| r.split_once("] ")) {
-        Some((pos, ins)) => (pos.to_string(), ins.to_string()),
-        None => (name.to_string(), name.to_string()),
+/// A vertex's place (`build 2/4`) and instruction; internal vertices,
+/// which have no origin, go by their name.
+fn place(v: &Vertex) -> (String, String) {
+    match &v.origin {
+        Some(o) => (o.position(), o.instruction.clone()),
+        None => (v.name.clone(), v.name.clone()),
     }
 }
 
@@ -53,7 +54,7 @@ pub fn summarize(graph: &BuildGraph, ids: &[VertexId]) -> Summary {
     let mut out = Summary::new();
     for &id in ids {
         let Some(v) = graph.vertex(id) else { continue };
-        let (pos, instruction) = split_name(&v.name);
+        let (pos, instruction) = place(v);
         let key_of = |role: EdgeRole| {
             v.inputs
                 .iter()
@@ -63,12 +64,8 @@ pub fn summarize(graph: &BuildGraph, ids: &[VertexId]) -> Summary {
         let mut s = StepSummary {
             key: v.key.map(|k| k.to_hex()).unwrap_or_default(),
             instruction,
-            parent: key_of(EdgeRole::Parent).map(|p| {
-                (
-                    p.key.map(|k| k.to_hex()).unwrap_or_default(),
-                    split_name(&p.name).1,
-                )
-            }),
+            parent: key_of(EdgeRole::Parent)
+                .map(|p| (p.key.map(|k| k.to_hex()).unwrap_or_default(), place(p).1)),
             copy_from: key_of(EdgeRole::CopyFrom)
                 .map(|p| p.key.map(|k| k.to_hex()).unwrap_or_default()),
             ..StepSummary::default()
@@ -161,6 +158,31 @@ pub fn reason(before: Option<&StepSummary>, now: &StepSummary, no_cache: bool) -
         return "its command, user, workdir or network changed".into();
     }
     "its definition changed".into()
+}
+
+/// Where the summary of the builds of one (context, Dockerfile as named
+/// with `-f`, target) is kept under the state root.
+pub fn summary_path(
+    root: &Path,
+    context: &Path,
+    dockerfile: Option<&Path>,
+    target: Option<&str>,
+) -> PathBuf {
+    let identity = format!(
+        "{}\0{}\0{}",
+        context
+            .canonicalize()
+            .unwrap_or_else(|_| context.to_path_buf())
+            .display(),
+        dockerfile
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        target.unwrap_or_default()
+    );
+    root.join("explain").join(format!(
+        "{}.json",
+        &blake3::hash(identity.as_bytes()).to_hex()[..32]
+    ))
 }
 
 /// The saved summary of the previous build with this identity, if any.

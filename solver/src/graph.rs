@@ -1,8 +1,8 @@
 //! The build graph: one vertex per filesystem-changing step, edges from inputs
 //! to the vertices that consume them, and a cache key per vertex.
 //!
-//! This module knows nothing about Dockerfiles; `lower` produces graphs, other
-//! front ends may too.
+//! This module knows nothing about Dockerfiles; `dockerfile` produces graphs,
+//! other front ends may too.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -198,6 +198,51 @@ pub struct Input {
     pub role: EdgeRole,
 }
 
+/// A byte range of the front end's source and the line it starts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceSpan {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+    /// Byte offset of the start.
+    pub start: usize,
+    /// Byte offset just past the end.
+    pub end: usize,
+}
+
+/// Where a vertex comes from in the front end's source: which stage, which
+/// step of it, and the instruction. Progress, explain and error reports read
+/// it; its [`Display`](fmt::Display) is the step's progress name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The stage's name, or `stage-N` for an unnamed one.
+    pub stage: String,
+    /// The stage's 0-based position in the source.
+    pub stage_index: usize,
+    /// 1-based step number within the stage.
+    pub step: usize,
+    /// The stage's number of steps.
+    pub steps: usize,
+    /// The instruction's first line, as written.
+    pub instruction: String,
+    /// Where the instruction is (the stage's FROM for a base image's ONBUILD trigger).
+    pub span: SourceSpan,
+}
+
+impl Origin {
+    /// `build 2/4`: the step's place, stable across builds of the same source.
+    pub fn position(&self) -> String {
+        format!("{} {}/{}", self.stage, self.step, self.steps)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.position(), self.instruction)
+    }
+}
+
 /// A step of the build.
 #[derive(Debug, Clone)]
 pub struct Vertex {
@@ -207,6 +252,8 @@ pub struct Vertex {
     pub inputs: Vec<Input>,
     /// Human-readable name for progress, e.g. `[build 2/4] RUN make`.
     pub name: String,
+    /// The instruction it comes from; `None` for internal vertices.
+    pub origin: Option<Origin>,
     /// Cache key; filled by [`BuildGraph::compute_keys`].
     pub key: Option<CacheKey>,
 }
@@ -271,7 +318,26 @@ impl BuildGraph {
         name: impl Into<String>,
         inputs: Vec<Input>,
     ) -> Result<VertexId, GraphError> {
-        let name = name.into();
+        self.insert(op, name.into(), None, inputs)
+    }
+
+    /// Adds the vertex of a front-end step; its name is the origin's display.
+    pub fn add_step(
+        &mut self,
+        op: Op,
+        origin: Origin,
+        inputs: Vec<Input>,
+    ) -> Result<VertexId, GraphError> {
+        self.insert(op, origin.to_string(), Some(origin), inputs)
+    }
+
+    fn insert(
+        &mut self,
+        op: Op,
+        name: String,
+        origin: Option<Origin>,
+        inputs: Vec<Input>,
+    ) -> Result<VertexId, GraphError> {
         for input in &inputs {
             if !self.graph.contains_node(input.vertex.0) {
                 return Err(GraphError::UnknownInput {
@@ -285,6 +351,7 @@ impl BuildGraph {
             op,
             inputs: inputs.clone(),
             name,
+            origin,
             key: None,
         }));
         for input in inputs {

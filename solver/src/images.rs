@@ -12,10 +12,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use oci_spec::image::ImageConfiguration;
-use strata_cache::base_layers::{BaseLayerError, base_layer};
+use strata_cache::base_layers::base_layer;
 use strata_cache::layout::digest_of;
 use strata_cache::snapshots::{BlobRef, Hold, LayerRef, Snapshots};
 use strata_cache::{Image, ImageStore, OciLayout, PlatformSelector, docker_extras};
@@ -23,9 +22,9 @@ use strata_registry::{Client, Platform, Reference};
 
 use crate::graph::ImageSource;
 use crate::image::{Healthcheck, HistoryEntry, ImageConfig};
-use crate::lower::{ImageResolver, ResolvedImage};
 use crate::ops::executor::{BaseLayers, Layer};
 use crate::pull::{PullError, pull};
+use crate::sources::{ImageError, ImageResolver, ResolvedImage};
 
 /// How images missing from the local store are pulled.
 pub struct RegistryPull {
@@ -59,21 +58,22 @@ pub struct LocalImages {
     /// Base layers in use, kept from prune.
     holds: Mutex<Vec<Hold>>,
     registry: Option<RegistryPull>,
-    /// Set when a pull failed because of the environment (unreachable, auth).
-    environment_failure: AtomicBool,
 }
 
 impl LocalImages {
     /// Images of `store`; layers unpacked into the snapshots of state root `root`.
-    pub fn new(store: ImageStore, root: &Path, platform: PlatformSelector) -> Result<Self, String> {
+    pub fn new(
+        store: ImageStore,
+        root: &Path,
+        platform: PlatformSelector,
+    ) -> Result<Self, ImageError> {
         Ok(LocalImages {
             store,
-            snapshots: Snapshots::open(root.join("snapshots")).map_err(|e| e.to_string())?,
+            snapshots: Snapshots::open(root.join("snapshots"))?,
             platform,
             resolved: Mutex::default(),
             holds: Mutex::default(),
             registry: None,
-            environment_failure: AtomicBool::new(false),
         })
     }
 
@@ -84,21 +84,21 @@ impl LocalImages {
         self
     }
 
-    /// Whether a pull failed because of the environment (registry
-    /// unreachable, credentials refused) rather than the image.
-    pub fn environment_failure(&self) -> bool {
-        self.environment_failure.load(Ordering::Relaxed)
+    /// The holds on the base layers unpacked so far (see
+    /// [`StackExecutor::take_holds`](crate::ops::StackExecutor::take_holds)).
+    pub fn take_holds(&self) -> Vec<Hold> {
+        self.holds
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default()
     }
 
     /// The image tagged `reference` (or its familiar spelling, without
     /// `docker.io/library/`) when every blob it needs is local.
-    fn local(&self, reference: &str) -> Result<Option<Image>, String> {
+    fn local(&self, reference: &str) -> Result<Option<Image>, ImageError> {
         let familiar = Reference::parse(reference).map(|r| r.to_string()).ok();
         for name in std::iter::once(reference).chain(familiar.as_deref()) {
-            let image = self
-                .store
-                .image(name, &self.platform)
-                .map_err(|e| e.to_string())?;
+            let image = self.store.image(name, &self.platform)?;
             if let Some(image) = image.filter(|i| self.complete(i)) {
                 return Ok(Some(image));
             }
@@ -117,7 +117,7 @@ impl LocalImages {
 
     /// `name@sha256:…` whose manifest and blobs are all in the content
     /// store: tagged and returned without the network.
-    fn pinned_offline(&self, reference: &str) -> Result<Option<Image>, String> {
+    fn pinned_offline(&self, reference: &str) -> Result<Option<Image>, ImageError> {
         let Some(digest) = Reference::parse(reference)
             .ok()
             .and_then(|r| r.digest().cloned())
@@ -131,7 +131,7 @@ impl LocalImages {
         if !content.has(&digest) {
             return Ok(None);
         }
-        let bytes = content.read(&digest).map_err(|e| e.to_string())?;
+        let bytes = content.read(&digest)?;
         let desc = manifest_descriptor(&bytes, &digest)?;
         let Ok(image) = self.store.layout().image(&desc, &self.platform) else {
             return Ok(None);
@@ -139,17 +139,13 @@ impl LocalImages {
         if !self.complete(&image) {
             return Ok(None);
         }
-        self.store
-            .tag(reference, &desc)
-            .map_err(|e| e.to_string())?;
+        self.store.tag(reference, &desc)?;
         Ok(Some(image))
     }
 
-    fn store_image(&self, reference: &str) -> Result<Image, String> {
+    fn store_image(&self, reference: &str) -> Result<Image, ImageError> {
         let Some(registry) = &self.registry else {
-            return self.local(reference)?.ok_or_else(|| {
-                "no such image in the local store (`strata images` lists them)".to_string()
-            });
+            return self.local(reference)?.ok_or(ImageError::NotLocal);
         };
         if let Some(image) = self.pinned_offline(reference)? {
             return Ok(image);
@@ -179,27 +175,18 @@ impl LocalImages {
                 ));
                 return Ok(image);
             }
-            Err(e) => {
-                if e.is_environment() {
-                    self.environment_failure.store(true, Ordering::Relaxed);
-                }
-                return Err(e.to_string());
-            }
+            Err(e) => return Err(e.into()),
         }
         self.local(reference)?
-            .ok_or_else(|| format!("{reference} was pulled but is not in the local store"))
+            .ok_or_else(|| ImageError::PulledButMissing(reference.to_string()))
     }
 
-    fn find(&self, source: &ImageSource) -> Result<Image, String> {
+    fn find(&self, source: &ImageSource) -> Result<Image, ImageError> {
         match source {
             ImageSource::Layout { path, reference } => {
-                let layout = OciLayout::open(path).map_err(|e| e.to_string())?;
-                let image = layout
-                    .resolve(reference, &self.platform)
-                    .map_err(|e| e.to_string())?;
-                layout
-                    .import(&image, self.store.content())
-                    .map_err(|e| e.to_string())?;
+                let layout = OciLayout::open(path)?;
+                let image = layout.resolve(reference, &self.platform)?;
+                layout.import(&image, self.store.content())?;
                 Ok(image)
             }
             ImageSource::Store { reference } => self.store_image(reference),
@@ -207,12 +194,12 @@ impl LocalImages {
     }
 
     /// Unpacks one layer blob of image `image` (its manifest digest) into
-    /// its shared snapshot, once per root; the snapshot is held (safe from
-    /// prune) for this process's life.
-    fn unpack(&self, image: &str, blob: BlobRef) -> Result<Layer, ImageLayerError> {
+    /// its shared snapshot, once per root, verifying its diffID; the snapshot
+    /// is held (safe from prune) for this process's life.
+    fn unpack(&self, image: &str, blob: BlobRef) -> Result<Layer, ImageError> {
         let (id, hold) =
             base_layer(&self.snapshots, self.store.content(), &blob).map_err(|source| {
-                ImageLayerError {
+                ImageError::Layer {
                     image: image.to_string(),
                     source: Box::new(source),
                 }
@@ -227,21 +214,10 @@ impl LocalImages {
     }
 }
 
-/// A layer of a base image could not be used.
-#[derive(Debug, thiserror::Error)]
-#[error("image {image}: {source}")]
-pub struct ImageLayerError {
-    /// The image's manifest digest.
-    image: String,
-    /// What went wrong with the layer.
-    #[source]
-    source: Box<BaseLayerError>,
-}
-
 impl ImageResolver for LocalImages {
-    fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage, String> {
+    fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage, ImageError> {
         let image = self.find(source)?;
-        let digest = image.digest().map_err(|e| e.to_string())?.to_string();
+        let digest = image.digest()?.to_string();
         let config = image_config(&image)?;
         if let Ok(mut map) = self.resolved.lock() {
             map.insert(digest.clone(), image);
@@ -251,33 +227,35 @@ impl ImageResolver for LocalImages {
 }
 
 impl BaseLayers for LocalImages {
-    fn layers(&self, digest: &str) -> Result<Vec<Layer>, String> {
+    fn layers(&self, digest: &str) -> Result<Vec<Layer>, ImageError> {
         let image = self
             .resolved
             .lock()
             .ok()
             .and_then(|m| m.get(digest).cloned())
-            .ok_or_else(|| format!("image {digest} was not resolved by this build"))?;
+            .ok_or_else(|| {
+                ImageError::Invalid(format!("image {digest} was not resolved by this build"))
+            })?;
         let diff_ids = image.config.rootfs().diff_ids();
         let layers = image.manifest.layers();
         if diff_ids.len() != layers.len() {
-            return Err(format!(
+            return Err(ImageError::Invalid(format!(
                 "image {digest}: {} layers but {} diff IDs in its config",
                 layers.len(),
                 diff_ids.len()
-            ));
+            )));
         }
         layers
             .iter()
             .zip(diff_ids)
             .map(|(desc, diff_id)| {
                 let blob = BlobRef {
-                    digest: digest_of(desc).map_err(|e| e.to_string())?.to_string(),
+                    digest: digest_of(desc)?.to_string(),
                     diff_id: diff_id.clone(),
                     size: desc.size(),
                     media_type: desc.media_type().to_string(),
                 };
-                self.unpack(digest, blob).map_err(|e| e.to_string())
+                self.unpack(digest, blob)
             })
             .collect()
     }
@@ -288,18 +266,16 @@ impl BaseLayers for LocalImages {
 fn manifest_descriptor(
     bytes: &[u8],
     digest: &strata_cache::Digest,
-) -> Result<oci_spec::image::Descriptor, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("manifest {digest}: {e}"))?;
+) -> Result<oci_spec::image::Descriptor, ImageError> {
+    let invalid =
+        |e: &dyn std::fmt::Display| ImageError::Invalid(format!("manifest {digest}: {e}"));
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
     let media_type = match v.get("mediaType").and_then(|m| m.as_str()) {
         Some(m) => m.to_string(),
         None if v.get("manifests").is_some() => oci_spec::image::MediaType::ImageIndex.to_string(),
         None => oci_spec::image::MediaType::ImageManifest.to_string(),
     };
-    let parsed: oci_spec::image::Digest = digest
-        .as_str()
-        .parse()
-        .map_err(|e| format!("manifest {digest}: {e}"))?;
+    let parsed: oci_spec::image::Digest = digest.as_str().parse().map_err(|e| invalid(&e))?;
     Ok(oci_spec::image::Descriptor::new(
         oci_spec::image::MediaType::from(media_type.as_str()),
         bytes.len() as u64,
@@ -308,10 +284,11 @@ fn manifest_descriptor(
 }
 
 /// The parts of an image's config a stage builds on.
-fn image_config(image: &Image) -> Result<ImageConfig, String> {
+fn image_config(image: &Image) -> Result<ImageConfig, ImageError> {
     let c: &ImageConfiguration = &image.config;
-    let extras = docker_extras(&image.config_bytes)
-        .map_err(|e| format!("config {}: {e}", image.manifest.config().digest()))?;
+    let extras = docker_extras(&image.config_bytes).map_err(|e| {
+        ImageError::Invalid(format!("config {}: {e}", image.manifest.config().digest()))
+    })?;
     let mut out = ImageConfig {
         history: c
             .history()

@@ -1,23 +1,34 @@
 //! strata-solver: turns a parsed Dockerfile into a build graph and runs it.
 //!
-//! It owns `lower` (AST + build args + target → `BuildGraph`, with Docker's
-//! ARG/ENV scoping, `--from` resolution, stage pruning and image-config folding),
-//! `graph` (vertices, ops, cache keys), `schedule` (parallel execution of the graph
-//! with the sandbox, the cache and file operations) and the progress event stream.
-//! Only `lower` knows Dockerfiles; the rest sees the graph alone.
+//! It owns `dockerfile` (the front end: AST + build args + target →
+//! `BuildGraph`, with Docker's ARG/ENV scoping, `--from` resolution and
+//! image-config folding), `graph` (vertices, ops, cache keys, origins),
+//! `schedule` (parallel execution of the graph with the sandbox, the cache
+//! and file operations) and the progress event stream. Only `dockerfile`
+//! knows Dockerfiles; the rest sees the graph alone.
 
-pub mod args;
-pub mod explain;
+pub mod dockerfile;
+mod explain;
 pub mod graph;
-pub mod image;
-pub mod images;
-pub mod lower;
+mod image;
+mod images;
 pub mod ops;
-pub mod progress;
-pub mod pull;
-pub mod schedule;
-pub mod stages;
+mod path;
+mod platform;
+mod progress;
+mod pull;
+mod schedule;
+mod solve;
+mod sources;
 
-pub use graph::{BuildGraph, CacheKey, Op, Vertex, VertexId};
-pub use progress::{ProgressEvent, ProgressSink};
-pub use schedule::{Executor, OpError, ScheduleError, Scheduler};
+pub use dockerfile::{BuildArgs, NamedContext, dockerfile_path, parse_build_context};
+pub use graph::{
+    BuildGraph, CacheKey, EdgeRole, Input, NetworkMode, Op, Origin, SourceSpan, Vertex, VertexId,
+};
+pub use image::{Healthcheck, HistoryEntry, ImageConfig};
+pub use platform::Platform;
+pub use progress::{ChannelSink, ProgressEvent, ProgressSink, Stream};
+pub use pull::{PullError, Pulled, human_size, pull};
+pub use schedule::{CancelFlag, Executor, Job, JobLog, OpError, ScheduleError, Scheduler};
+pub use solve::{BuildRequest, RuntimeChoice, SolveError, Solved, StepFailure, solve};
+pub use sources::{ContextFiles, ImageError, ImageResolver, ResolvedImage};

@@ -1,4 +1,5 @@
-//! Progress events: the solver reports what it does on a channel and never prints.
+//! Progress events: the solver reports what it does to a [`ProgressSink`]
+//! and never prints.
 
 use std::sync::mpsc::Sender;
 use std::time::Duration;
@@ -47,6 +48,10 @@ pub enum ProgressEvent {
         /// How long it ran.
         elapsed: Duration,
     },
+    /// A line about the build that belongs to no vertex (pulling a base image).
+    Message(String),
+    /// `--build-arg` names no ARG declared (docker warns about them).
+    UnusedBuildArgs(Vec<String>),
     /// A vertex failed; the build stops.
     VertexFailed {
         /// The vertex.
@@ -58,14 +63,29 @@ pub enum ProgressEvent {
     },
 }
 
-/// Where events go. Cloneable; sending never fails the build (a closed
-/// receiver just means nobody is watching).
+/// Where a build's events go.
+pub trait ProgressSink {
+    /// Takes one event; never fails the build.
+    fn send(&self, event: ProgressEvent);
+}
+
+/// A sink that sends events on a channel. Cloneable; a closed receiver just
+/// means nobody is watching.
 #[derive(Debug, Clone, Default)]
-pub struct ProgressSink {
+pub struct ChannelSink {
     tx: Option<Sender<ProgressEvent>>,
 }
 
-impl ProgressSink {
+impl ProgressSink for ChannelSink {
+    fn send(&self, event: ProgressEvent) {
+        if let Some(tx) = &self.tx {
+            // A dropped receiver is not an error for the build.
+            let _ = tx.send(event);
+        }
+    }
+}
+
+impl ChannelSink {
     /// Events go to `tx`.
     pub fn new(tx: Sender<ProgressEvent>) -> Self {
         Self { tx: Some(tx) }
@@ -75,26 +95,18 @@ impl ProgressSink {
     pub fn discard() -> Self {
         Self { tx: None }
     }
-
-    /// Sends one event.
-    pub fn send(&self, event: ProgressEvent) {
-        if let Some(tx) = &self.tx {
-            // A dropped receiver is not an error for the build.
-            let _ = tx.send(event);
-        }
-    }
 }
 
 /// A vertex's view of the sink: logs lines attributed to it.
 #[derive(Debug, Clone)]
 pub struct VertexLog {
-    sink: ProgressSink,
+    sink: ChannelSink,
     vertex: VertexId,
 }
 
 impl VertexLog {
     /// Attributes lines to `vertex`.
-    pub fn new(sink: ProgressSink, vertex: VertexId) -> Self {
+    pub fn new(sink: ChannelSink, vertex: VertexId) -> Self {
         Self { sink, vertex }
     }
 

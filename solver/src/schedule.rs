@@ -6,21 +6,28 @@
 //! a fake and the real ops (sandbox, file copies, image sources) plug in beside it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use strata_cache::CacheError;
+use strata_sandbox::{SandboxError, ViewError};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::graph::{BuildGraph, GraphError, Vertex, VertexId};
-use crate::progress::{ProgressEvent, ProgressSink, Stream, VertexLog};
+use crate::ops::copy::CopyError;
+use crate::ops::user::UserError;
+use crate::progress::{ChannelSink, ProgressEvent, ProgressSink, Stream, VertexLog};
+use crate::sources::ImageError;
 
 /// How many output lines a failure report keeps.
 const TAIL_LINES: usize = 10;
 
 /// Why one vertex failed.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpError {
     /// The process of an exec op exited unsuccessfully.
     #[error("process exited with code {code}")]
@@ -33,19 +40,94 @@ pub enum OpError {
     Cancelled,
     /// A step's cache key lock could not be taken; the step does not run
     /// unlocked, since another build could then run and record it too.
-    #[error("cannot take the cache key lock {}: {reason}", path.display())]
+    #[error("cannot take the cache key lock {}: {source}", path.display())]
     KeyLock {
         /// The lock file (`<root>/locks/<hex key>`).
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// Why it failed.
-        reason: String,
+        #[source]
+        source: Box<CacheError>,
     },
-    /// The op needs a component strata does not have (yet), e.g. a runtime.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Anything else, as a sentence naming what failed (path, image, ...).
-    #[error("{0}")]
-    Failed(String),
+    /// A file operation of the step failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`create`, `chown`, ...).
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache (index, snapshots) failed.
+    #[error(transparent)]
+    Cache(Box<CacheError>),
+    /// The runtime could not run the process.
+    #[error(transparent)]
+    Sandbox(Box<SandboxError>),
+    /// A read-only view of a filesystem cannot be made.
+    #[error(transparent)]
+    View(Box<ViewError>),
+    /// A user or group does not resolve in the step's filesystem.
+    #[error(transparent)]
+    User(Box<UserError>),
+    /// COPY/ADD failed.
+    #[error(transparent)]
+    Copy(Box<CopyError>),
+    /// A base image's layers cannot be had.
+    #[error(transparent)]
+    BaseImage(Box<ImageError>),
+    /// The front end left a step without a cache key (a bug).
+    #[error("step {0} has no cache key")]
+    NoKey(String),
+    /// The front end left a base image unresolved (a bug).
+    #[error("the base image was not resolved before the build")]
+    Unresolved,
+    /// The executor panicked (a bug).
+    #[error("step {step} panicked: {message}")]
+    Panicked {
+        /// The step.
+        step: String,
+        /// The panic.
+        message: String,
+    },
+}
+
+/// The causes an op meets, boxed: they are large and a failure is rare.
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        $(impl From<$ty> for OpError {
+            fn from(e: $ty) -> Self {
+                OpError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+boxed_from!(
+    Cache(CacheError),
+    Sandbox(SandboxError),
+    View(ViewError),
+    User(UserError),
+    Copy(CopyError),
+    BaseImage(ImageError),
+);
+
+impl OpError {
+    /// Whether the step failed because a disk is full (ENOSPC anywhere in
+    /// its chain of causes).
+    pub fn no_space(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::StorageFull
+            {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
 }
 
 /// Why a build stopped.
@@ -162,12 +244,12 @@ pub trait Executor: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     parallelism: usize,
-    sink: ProgressSink,
+    sink: ChannelSink,
 }
 
 impl Scheduler {
     /// Runs at most `parallelism` vertices at once (at least one), reporting to `sink`.
-    pub fn new(parallelism: usize, sink: ProgressSink) -> Self {
+    pub fn new(parallelism: usize, sink: ChannelSink) -> Self {
         Self {
             parallelism: parallelism.max(1),
             sink,
@@ -175,7 +257,7 @@ impl Scheduler {
     }
 
     /// As many vertices at once as the machine has cores.
-    pub fn with_available_parallelism(sink: ProgressSink) -> Self {
+    pub fn with_available_parallelism(sink: ChannelSink) -> Self {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self::new(n, sink)
     }
@@ -308,7 +390,7 @@ async fn run_one<E: Executor>(
     job: Job<E::Output>,
     executor: Arc<E>,
     permits: Arc<Semaphore>,
-    sink: ProgressSink,
+    sink: ChannelSink,
 ) -> Finished<E::Output> {
     let id = job.id;
     // The semaphore is never closed, so acquiring only fails if it were.
@@ -356,7 +438,10 @@ async fn run_one<E: Executor>(
             r
         }
         Err(join) => {
-            let error = OpError::Failed(format!("step {name} panicked: {join}"));
+            let error = OpError::Panicked {
+                step: name,
+                message: join.to_string(),
+            };
             sink.send(ProgressEvent::VertexFailed {
                 vertex: id,
                 error: error.to_string(),

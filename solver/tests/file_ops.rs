@@ -12,17 +12,20 @@ use strata_solver::graph::{
 
 use strata_cache::{DockerIgnore, KeyLock};
 use strata_sandbox::Builtin;
-use strata_solver::lower::{LowerOptions, lower};
+use strata_solver::ImageError;
+use strata_solver::dockerfile::{LowerOptions, lower};
 use strata_solver::ops::{BaseLayers, Layer, StackExecutor};
-use strata_solver::{BuildGraph, Op, OpError, ProgressSink, ScheduleError, Scheduler};
+use strata_solver::{BuildGraph, ChannelSink, Op, OpError, ScheduleError, Scheduler};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
 /// These graphs have no base images.
 struct NoImages;
 impl BaseLayers for NoImages {
-    fn layers(&self, digest: &str) -> Result<Vec<Layer>, String> {
-        Err(format!("no image {digest} in this test"))
+    fn layers(&self, digest: &str) -> Result<Vec<Layer>, ImageError> {
+        Err(ImageError::Invalid(format!(
+            "no image {digest} in this test"
+        )))
     }
 }
 
@@ -100,7 +103,7 @@ fn copy_workdir_and_copy_from() -> R {
     g.compute_keys()?;
 
     let exec = executor(layers.path(), ctx.path(), DockerIgnore::default());
-    let out = Scheduler::new(2, ProgressSink::discard()).run(&g, &[f], exec)?;
+    let out = Scheduler::new(2, ChannelSink::discard()).run(&g, &[f], exec)?;
     let stack = out.get(&f).ok_or("no output for the final vertex")?;
     assert_eq!(stack.len(), 2, "WORKDIR layer + COPY layer: {stack:?}");
     let top = stack.last().ok_or("empty stack")?;
@@ -127,7 +130,7 @@ fn run_on_scratch_fails_naming_the_step_and_the_missing_shell() -> R {
     )?;
     g.compute_keys()?;
     let exec = executor(layers.path(), layers.path(), DockerIgnore::default());
-    match Scheduler::new(1, ProgressSink::discard()).run(&g, &[r], exec) {
+    match Scheduler::new(1, ChannelSink::discard()).run(&g, &[r], exec) {
         Err(ScheduleError::StepFailed { name, error, .. }) => {
             assert_eq!(name, "[2/2] RUN true");
             let error = error.to_string();
@@ -159,7 +162,7 @@ fn dockerignore_filters_directory_copies_and_refuses_ignored_sources() -> R {
     )?;
     g.compute_keys()?;
     let exec = executor(layers.path(), ctx.path(), ignore.clone());
-    let out = Scheduler::new(2, ProgressSink::discard()).run(&g, &[c], exec)?;
+    let out = Scheduler::new(2, ChannelSink::discard()).run(&g, &[c], exec)?;
     let top = &out.get(&c).and_then(|s| s.last()).ok_or("no layer")?.dir;
     assert!(top.join("app/main.sh").is_file());
     assert!(
@@ -177,7 +180,7 @@ fn dockerignore_filters_directory_copies_and_refuses_ignored_sources() -> R {
     )?;
     g.compute_keys()?;
     let exec = executor(layers.path(), ctx.path(), ignore);
-    let err = Scheduler::new(2, ProgressSink::discard())
+    let err = Scheduler::new(2, ChannelSink::discard())
         .run(&g, &[c], exec)
         .err()
         .ok_or("copying an ignored file must fail")?;
@@ -198,7 +201,7 @@ fn lowered_scratch_build_runs() -> R {
     let df = strata_parser::parse(src).map_err(|e| format!("{e:?}"))?;
     let l = lower(&df, src, &LowerOptions::default())?;
     let exec = executor(layers.path(), ctx.path(), DockerIgnore::default());
-    let out = Scheduler::new(2, ProgressSink::discard()).run(&l.graph, &[l.target], exec)?;
+    let out = Scheduler::new(2, ChannelSink::discard()).run(&l.graph, &[l.target], exec)?;
     let stack = out.get(&l.target).ok_or("no output")?;
     let top = stack.last().ok_or("no layer")?;
     assert_eq!(fs::read_to_string(top.dir.join("app/copied.txt"))?, "A\n");
@@ -233,14 +236,15 @@ fn key_lock_failure_fails_the_step_naming_the_lock() -> R {
         fs::remove_dir_all(&locks)?;
     }
     fs::write(&locks, "not a folder")?;
-    match Scheduler::new(1, ProgressSink::discard()).run(&g, &[w], exec) {
+    match Scheduler::new(1, ChannelSink::discard()).run(&g, &[w], exec) {
         Err(ScheduleError::StepFailed {
             name,
-            error: OpError::KeyLock { path, reason },
+            error: OpError::KeyLock { path, source },
             ..
         }) => {
             assert_eq!(name, "[2/2] WORKDIR /app");
             assert_eq!(path, KeyLock::path(&root, &key.0));
+            let reason = source.to_string();
             assert!(reason.contains("locks"), "{reason}");
         }
         other => return Err(format!("expected a key lock failure, got {other:?}").into()),

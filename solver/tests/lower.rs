@@ -2,18 +2,16 @@
 
 use std::sync::Arc;
 
-use strata_solver::args::BuildArgs;
+use strata_solver::ImageConfig;
+use strata_solver::dockerfile::{
+    BuildArgs, LowerError, LowerOptions, Lowered, lower, parse_build_context,
+};
 use strata_solver::graph::{ImageSource, Op, SourceImageOp};
-use strata_solver::image::ImageConfig;
-use strata_solver::lower::{ImageResolver, LowerError, LowerOptions, ResolvedImage, lower};
-use strata_solver::stages::parse_build_context;
+use strata_solver::{ImageError, ImageResolver, ResolvedImage};
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
-fn lower_src(
-    src: &str,
-    opts: &LowerOptions,
-) -> Result<strata_solver::lower::Lowered, Box<dyn std::error::Error>> {
+fn lower_src(src: &str, opts: &LowerOptions) -> Result<Lowered, Box<dyn std::error::Error>> {
     let df = strata_parser::parse(src).map_err(|e| format!("{e:?}"))?;
     Ok(lower(&df, src, opts)?)
 }
@@ -73,6 +71,17 @@ fn run_env_and_build_context_and_target() -> R {
     );
     let run = l.graph.vertex(l.target).ok_or("no vertex")?;
     assert_eq!(run.name, "[base 2/2] RUN echo $V $E");
+    // The name is the origin's display; the origin itself points at the source.
+    let origin = run.origin.as_ref().ok_or("no origin")?;
+    assert_eq!(
+        (origin.stage.as_str(), origin.step, origin.steps),
+        ("base", 2, 2)
+    );
+    assert_eq!(origin.instruction, "RUN echo $V $E");
+    assert_eq!(
+        src.get(origin.span.start..origin.span.end),
+        Some("RUN echo $V $E")
+    );
     match &run.op {
         Op::Exec(e) => {
             assert_eq!(e.argv, vec!["/bin/sh", "-c", "echo $V $E"]);
@@ -136,7 +145,7 @@ fn child_stage_does_not_inherit_parent_args() -> R {
 struct OneImage;
 
 impl ImageResolver for OneImage {
-    fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage, String> {
+    fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage, ImageError> {
         match source {
             ImageSource::Store { reference } if reference == "base" => Ok(ResolvedImage {
                 digest: format!("sha256:{}", "ab".repeat(32)),
@@ -148,7 +157,7 @@ impl ImageResolver for OneImage {
                     ..ImageConfig::default()
                 },
             }),
-            other => Err(format!("no such image {other:?}")),
+            _ => Err(ImageError::NotLocal),
         }
     }
 }

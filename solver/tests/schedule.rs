@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use strata_solver::Job;
+use strata_solver::Stream;
 use strata_solver::graph::{EdgeRole, ExecOp, Input, NetworkMode};
-use strata_solver::progress::Stream;
-use strata_solver::schedule::Job;
 use strata_solver::{
-    BuildGraph, Executor, Op, OpError, ProgressEvent, ProgressSink, ScheduleError, Scheduler,
+    BuildGraph, ChannelSink, Executor, Op, OpError, ProgressEvent, ScheduleError, Scheduler,
     Vertex, VertexId,
 };
 
@@ -104,7 +104,7 @@ fn runs_in_dependency_order_with_parallel_branches() -> Result<(), Box<dyn std::
     let (g, f) = diamond()?;
     let (tx, rx) = mpsc::channel();
     let exec = Arc::new(ScratchIsEmpty(Fake::default()));
-    let out = Scheduler::new(2, ProgressSink::new(tx)).run(&g, &[f], exec.clone())?;
+    let out = Scheduler::new(2, ChannelSink::new(tx)).run(&g, &[f], exec.clone())?;
     assert_eq!(
         out.get(&f).cloned().unwrap_or_default(),
         vec!["a1", "a2", "b1", "b2", "final"]
@@ -137,7 +137,7 @@ fn runs_in_dependency_order_with_parallel_branches() -> Result<(), Box<dyn std::
 fn parallelism_one_runs_one_at_a_time() -> Result<(), Box<dyn std::error::Error>> {
     let (g, f) = diamond()?;
     let exec = Arc::new(ScratchIsEmpty(Fake::default()));
-    Scheduler::new(1, ProgressSink::discard()).run(&g, &[f], exec.clone())?;
+    Scheduler::new(1, ChannelSink::discard()).run(&g, &[f], exec.clone())?;
     assert_eq!(exec.0.max_running.load(Ordering::SeqCst), 1);
     Ok(())
 }
@@ -150,7 +150,7 @@ fn first_failure_stops_the_build_and_names_the_step() -> Result<(), Box<dyn std:
         fail: Some("a1".into()),
         ..Fake::default()
     }));
-    let err = Scheduler::new(1, ProgressSink::new(tx))
+    let err = Scheduler::new(1, ChannelSink::new(tx))
         .run(&g, &[f], exec.clone())
         .err()
         .ok_or("the build should fail")?;
@@ -186,7 +186,7 @@ fn cached_vertices_do_not_run() -> Result<(), Box<dyn std::error::Error>> {
         cached: Some("a2".into()),
         ..Fake::default()
     }));
-    let out = Scheduler::new(2, ProgressSink::new(tx)).run(&g, &[f], exec.clone())?;
+    let out = Scheduler::new(2, ChannelSink::new(tx)).run(&g, &[f], exec.clone())?;
     let order = exec.0.order.lock().map(|o| o.clone()).unwrap_or_default();
     assert!(!order.contains(&"a2".to_string()));
     assert_eq!(
@@ -198,4 +198,28 @@ fn cached_vertices_do_not_run() -> Result<(), Box<dyn std::error::Error>> {
             .any(|e| matches!(e, ProgressEvent::VertexCached { name, .. } if name == "a2"))
     );
     Ok(())
+}
+
+#[test]
+fn no_space_is_found_anywhere_in_the_causes() {
+    let enospc = || std::io::Error::from_raw_os_error(28);
+    let direct = OpError::Io {
+        action: "write",
+        path: "/x".into(),
+        source: enospc(),
+    };
+    assert!(direct.no_space());
+    let nested: OpError = strata_cache::CacheError::Io {
+        path: "/y".into(),
+        source: enospc(),
+    }
+    .into();
+    assert!(nested.no_space());
+    assert!(!OpError::ExitCode { code: 1 }.no_space());
+    let denied = OpError::Io {
+        action: "write",
+        path: "/x".into(),
+        source: std::io::Error::from_raw_os_error(13),
+    };
+    assert!(!denied.no_space());
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use strata_cache::{ContextHasher, DockerIgnore};
 
-use crate::lower::ContextFiles;
-use crate::ops::copy::selection_digest;
+use crate::ops::copy::{CopyError, selection_digest};
+use crate::sources::ContextFiles;
 
 /// The main build context of one build.
 pub struct ContextDigests {
@@ -51,7 +51,7 @@ impl ContextDigests {
 }
 
 impl ContextFiles for ContextDigests {
-    fn digest(&self, source: &str) -> Result<String, String> {
+    fn digest(&self, source: &str) -> Result<String, CopyError> {
         selection_digest(
             &self.root,
             &[source.to_string()],
@@ -59,6 +59,5 @@ impl ContextFiles for ContextDigests {
             true,
             Some(&self.files),
         )
-        .map_err(|e| e.to_string())
     }
 }

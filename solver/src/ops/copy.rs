@@ -21,7 +21,7 @@ use strata_cache::{ContextHasher, DockerIgnore};
 
 use super::user::{self, UserError};
 use crate::graph::Chown;
-use crate::image::clean_path;
+use crate::path::clean_path;
 use tree::{Apply, Writer};
 
 /// One COPY or ADD, as the executor runs it.

@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use strata_cache::index::{CacheIndex, CacheRecord};
 use strata_cache::snapshots::{BlobRef, Hold, LayerRef, PreparedSnapshot};
 use strata_cache::{DockerIgnore, KeyLock};
-use strata_sandbox::{Network, ProcessSpec, RootFs, Runtime};
+use strata_sandbox::{MergedView, Network, ProcessSpec, RootFs, Runtime};
 
 use crate::graph::{CopySource, EdgeRole, ExecOp, NetworkMode, Op, Vertex, VertexId};
 use crate::ops::copy::{self, CopyRequest};
 use crate::ops::user;
-use crate::ops::view::MergedView;
 use crate::progress::Stream;
 use crate::schedule::{Executor, Job, OpError};
+use crate::sources::ImageError;
 
 /// One layer of a filesystem: its directory (in overlayfs diff format) and
 /// what the cache knows it as.
@@ -51,8 +51,8 @@ pub type Stack = Arc<Vec<Layer>>;
 /// Unpacked layers of base images.
 pub trait BaseLayers: Send + Sync + 'static {
     /// The layers of the image whose manifest has `digest` (in the local
-    /// content store), unpacked; or one sentence saying why not.
-    fn layers(&self, digest: &str) -> Result<Vec<Layer>, String>;
+    /// content store), unpacked.
+    fn layers(&self, digest: &str) -> Result<Vec<Layer>, ImageError>;
 }
 
 /// Runs vertices into snapshots of the build cache: a vertex whose key is
@@ -98,7 +98,7 @@ impl StackExecutor {
         runtime: Arc<dyn Runtime>,
         images: Arc<dyn BaseLayers>,
     ) -> Result<Self, OpError> {
-        let index = CacheIndex::open(root).map_err(|e| OpError::Failed(e.to_string()))?;
+        let index = CacheIndex::open(root)?;
         Ok(StackExecutor {
             root: root.to_path_buf(),
             index,
@@ -126,10 +126,7 @@ impl StackExecutor {
 
     /// A fresh, empty snapshot for the vertex's layer.
     fn new_layer(&self) -> Result<PreparedSnapshot, OpError> {
-        self.index
-            .snapshots()
-            .prepare()
-            .map_err(|e| OpError::Failed(e.to_string()))
+        Ok(self.index.snapshots().prepare()?)
     }
 
     /// Records the vertex's new layer on top of `parent`; releases its key lock.
@@ -139,22 +136,16 @@ impl StackExecutor {
         parent: &Stack,
         layer: PreparedSnapshot,
     ) -> Result<Stack, OpError> {
-        let failed = |e: strata_cache::CacheError| OpError::Failed(e.to_string());
-        let key =
-            job.vertex.key.map(|k| k.0).ok_or_else(|| {
-                OpError::Failed(format!("step {} has no cache key", job.vertex.name))
-            })?;
+        let key = job
+            .vertex
+            .key
+            .map(|k| k.0)
+            .ok_or_else(|| OpError::NoKey(job.vertex.name.clone()))?;
         let parents: Vec<LayerRef> = parent.iter().map(|l| l.snapshot.clone()).collect();
-        let (id, hold) = self
-            .index
-            .snapshots()
-            .commit(layer, &key, &parents)
-            .map_err(failed)?;
+        let (id, hold) = self.index.snapshots().commit(layer, &key, &parents)?;
         let mut layers = parents;
         layers.push(LayerRef::Step { id: id.clone() });
-        self.index
-            .put(&key, &CacheRecord::new(layers))
-            .map_err(failed)?;
+        self.index.put(&key, &CacheRecord::new(layers))?;
         if let Ok(mut held) = self.held.lock() {
             held.insert(id.as_str().to_string());
         }
@@ -168,6 +159,15 @@ impl StackExecutor {
             snapshot: LayerRef::Step { id },
         });
         Ok(Arc::new(stack))
+    }
+
+    /// The holds on every snapshot this build used, for whoever reads the
+    /// layers after the build (the export) to keep them from prune.
+    pub fn take_holds(&self) -> Vec<Hold> {
+        self.holds
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default()
     }
 
     fn keep(&self, holds: Vec<Hold>) {
@@ -248,19 +248,16 @@ impl StackExecutor {
 
     fn view(&self, stack: &[Layer]) -> Result<MergedView, OpError> {
         let dirs: Vec<PathBuf> = stack.iter().map(|l| l.dir.clone()).collect();
-        MergedView::new(&dirs, &self.scratch)
+        Ok(MergedView::new(&dirs, &self.scratch)?)
     }
 
     fn exec(&self, job: &Job<Stack>, e: &ExecOp, parent: &Stack) -> Result<Stack, OpError> {
         let who = {
             let view = self.view(parent)?;
-            user::resolve_user(view.root(), &e.user)
-                .map_err(|err| OpError::Failed(err.to_string()))?
+            user::resolve_user(view.root(), &e.user)?
         };
         let mut layer = self.new_layer()?;
-        let work = layer
-            .work_dir()
-            .map_err(|err| OpError::Failed(err.to_string()))?;
+        let work = layer.work_dir()?;
         let root = RootFs {
             lower: parent.iter().map(|l| l.dir.clone()).collect(),
             upper: layer.path().to_path_buf(),
@@ -296,13 +293,17 @@ impl StackExecutor {
             Ok(0) => self.commit(job, parent, layer),
             Ok(_) if job.cancel.is_cancelled() => Err(OpError::Cancelled),
             Ok(code) => Err(OpError::ExitCode { code }),
-            Err(err) => Err(OpError::Failed(err.to_string())),
+            Err(err) => Err(err.into()),
         }
     }
 }
 
-fn fail(path: &Path, what: &str, e: std::io::Error) -> OpError {
-    OpError::Failed(format!("cannot {what} {}: {e}", path.display()))
+fn fail(path: &Path, action: &'static str, source: std::io::Error) -> OpError {
+    OpError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Creates `path` (WORKDIR) in `layer` as seen on top of `below`: missing
@@ -347,7 +348,7 @@ fn mkdir_in_layer(
             &mtime,
             nix::sys::stat::UtimensatFlags::NoFollowSymlink,
         )
-        .map_err(|e| OpError::Failed(format!("cannot set times of {}: {e}", dir.display())))?;
+        .map_err(|e| fail(dir, "set the times of", e.into()))?;
     }
     Ok(())
 }
@@ -378,7 +379,7 @@ impl Executor for StackExecutor {
             Err(e) => {
                 let error = OpError::KeyLock {
                     path: KeyLock::path(&self.root, &key),
-                    reason: e.to_string(),
+                    source: Box::new(e),
                 };
                 // A poisoned map is still usable; the error must not be lost.
                 let mut failures = self.lock_failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -416,20 +417,14 @@ impl Executor for StackExecutor {
         match &job.vertex.op {
             Op::SourceScratch => Ok(Arc::default()),
             Op::SourceImage(s) => {
-                let digest = s.digest.as_deref().ok_or_else(|| {
-                    OpError::Failed("the base image was not resolved before the build".into())
-                })?;
-                self.images
-                    .layers(digest)
-                    .map(Arc::new)
-                    .map_err(OpError::Failed)
+                let digest = s.digest.as_deref().ok_or(OpError::Unresolved)?;
+                Ok(Arc::new(self.images.layers(digest)?))
             }
             Op::Exec(e) => self.exec(&job, e, &input(EdgeRole::Parent)),
             Op::Mkdir(m) => {
                 let parent = input(EdgeRole::Parent);
                 let view = self.view(&parent)?;
-                let owner = user::resolve_user(view.root(), &m.owner)
-                    .map_err(|e| OpError::Failed(e.to_string()))?;
+                let owner = user::resolve_user(view.root(), &m.owner)?;
                 let layer = self.new_layer()?;
                 mkdir_in_layer(view.root(), layer.path(), &m.path, (owner.uid, owner.gid))?;
                 drop(view);
@@ -460,8 +455,7 @@ impl Executor for StackExecutor {
                     chmod: c.chmod,
                     extract_archives: c.extract_archives,
                 };
-                copy::copy(&req, &|| job.cancel.is_cancelled())
-                    .map_err(|e| OpError::Failed(e.to_string()))?;
+                copy::copy(&req, &|| job.cancel.is_cancelled())?;
                 if job.cancel.is_cancelled() {
                     return Err(OpError::Cancelled);
                 }

@@ -38,7 +38,7 @@ pub(crate) fn expand_all(origin: &Origin, sources: &[String]) -> Result<Vec<Sour
 
 fn expand(origin: &Origin, source: &str) -> Result<Vec<Source>, CopyError> {
     // Like BuildKit, the source is taken from the root: `../x` and `/x` are `x`.
-    let clean = crate::image::clean_path(&format!("/{source}"));
+    let clean = crate::path::clean_path(&format!("/{source}"));
     let clean = clean.trim_start_matches('/');
     if !has_wildcard(clean) {
         return Ok(vec![lookup(origin, clean, source)?]);

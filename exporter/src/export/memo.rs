@@ -1,21 +1,21 @@
 //! From the target stage's layer stack and config to an image in the local
 //! store: layer blobs (base layers reused as they are, the build's own packed
-//! in parallel), config and manifest, tags.
+//! in parallel and remembered per snapshot), history, config and manifest.
 
 use std::path::PathBuf;
 
-use oci_spec::image::{Descriptor, MediaType};
 use strata_cache::{Digest, ImageStore, PlatformSelector};
-use strata_exporter::{Compression, History, ImageInput, ImageRef, LayerBlob, MediaTypes, output};
-use strata_solver::image::ImageConfig;
+use strata_solver::ImageConfig;
 use strata_solver::ops::Layer;
 
-use crate::image_config;
-use crate::output_spec::OutputSpec;
+use super::config;
 use crate::timefmt::rfc3339;
+use crate::{
+    Compression, ExportError, History, ImageInput, ImageRef, LayerBlob, MediaTypes, write_layers,
+};
 
-/// What to export.
-pub struct ExportRequest<'a> {
+/// What to write.
+pub(crate) struct ImageRequest<'a> {
     /// The image store the image goes to.
     pub store: &'a ImageStore,
     /// The target's layers, bottom first.
@@ -53,7 +53,7 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes the image's blobs, config and manifest to the store.
-pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
+pub(crate) fn write_image(req: &ImageRequest<'_>) -> Result<ImageRef, ExportError> {
     let content = req.store.content();
     // The build's own layers: packed once per snapshot and way of packing,
     // then reused while the blob is in the store (snapshots never change).
@@ -94,8 +94,7 @@ pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
         .filter(|&i| req.stack[i].blob().is_none() && known[i].is_none())
         .collect();
     let dirs: Vec<PathBuf> = missing.iter().map(|&i| req.stack[i].dir.clone()).collect();
-    let packed = strata_exporter::write_layers(&dirs, req.compression, content, req.epoch)
-        .map_err(|e| e.to_string())?;
+    let packed = write_layers(&dirs, req.compression, content, req.epoch)?;
     let _ = std::fs::create_dir_all(&req.memo_dir);
     for (i, blob) in missing.into_iter().zip(packed) {
         let m = MemoBlob {
@@ -122,9 +121,11 @@ pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
                 media_type: b.media_type.clone(),
             }),
             (None, Some(blob)) => Ok(blob),
-            (None, None) => Err("a packed layer is missing".to_string()),
+            (None, None) => Err(ExportError::InvalidImage(
+                "a packed layer is missing".to_string(),
+            )),
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, ExportError>>()?;
 
     let now = req.epoch.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -154,60 +155,15 @@ pub fn write_image(req: &ExportRequest<'_>) -> Result<ImageRef, String> {
         os: platform.os,
         variant: platform.variant,
         created: Some(created),
-        config: image_config::to_json(req.config),
+        config: config::to_json(req.config),
         history,
         layers,
         media_types: MediaTypes::Oci,
     };
-    strata_exporter::write_image(content, &input).map_err(|e| e.to_string())
+    crate::write_image(content, &input)
 }
 
-/// Tags `image` with each name in `tags`; returns the normalized names.
-pub fn tag(store: &ImageStore, image: &ImageRef, tags: &[String]) -> Result<Vec<String>, String> {
-    let desc = manifest_descriptor(image)?;
-    tags.iter()
-        .map(|t| store.tag(t, &desc).map_err(|e| e.to_string()))
-        .collect()
-}
-
-/// The OCI descriptor of an image's manifest.
-pub fn manifest_descriptor(image: &ImageRef) -> Result<Descriptor, String> {
-    let digest: oci_spec::image::Digest = image
-        .manifest_digest
-        .as_str()
-        .parse()
-        .map_err(|e| format!("manifest digest {}: {e}", image.manifest_digest))?;
-    Ok(Descriptor::new(
-        MediaType::from(image.manifest_media_type.as_str()),
-        image.manifest_size,
-        digest,
-    ))
-}
-
-fn parse_digest(s: &str) -> Result<Digest, String> {
-    s.parse().map_err(|e| format!("{e}"))
-}
-
-/// Writes one `-o` output of the image built.
-pub fn write_output(
-    store: &ImageStore,
-    image: &ImageRef,
-    stack: &[Layer],
-    tags: &[String],
-    output: &OutputSpec,
-) -> Result<(), String> {
-    let dirs: Vec<PathBuf> = stack.iter().map(|l| l.dir.clone()).collect();
-    let content = store.content();
-    match output {
-        OutputSpec::Image => Ok(()),
-        OutputSpec::Oci(dest) => {
-            output::oci_archive(content, &[(image.manifest(), tags.to_vec())], dest)
-        }
-        OutputSpec::Docker(dest) => {
-            output::docker_archive(content, &image.manifest_digest, tags, dest)
-        }
-        OutputSpec::Local(dest) => output::local_dir(&dirs, dest),
-        OutputSpec::Tar(dest) => output::tar_stream(&dirs, dest),
-    }
-    .map_err(|e| e.to_string())
+fn parse_digest(s: &str) -> Result<Digest, ExportError> {
+    s.parse()
+        .map_err(|e| ExportError::InvalidImage(format!("base layer digest {s}: {e}")))
 }

@@ -1,12 +1,14 @@
-//! Stage references and pruning, independent of the Dockerfile AST so that
-//! `lower` stays a thin walk over the tree: `--from`/`FROM` names resolved to
-//! stages, `oci-layout://` references and `--build-context` values parsed, and
-//! the set of stages a target needs.
+//! Stages and targets: `--from`/`FROM` names resolved to stages,
+//! `--target`, `oci-layout://` references and `--build-context` values, and
+//! the numbering of a stage's steps (`[stage k/n]`) into vertex origins.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use crate::graph::ImageSource;
+use strata_parser::{Instruction, InstructionKind, Span};
+
+use super::metadata::StageConfig;
+use super::scope::StageScope;
+use crate::graph::{ImageSource, Origin, SourceSpan, VertexId};
 
 /// A reference that cannot be understood.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,17 +108,85 @@ pub fn target_stage(names: &[Option<String>], target: Option<&str>) -> Result<us
     }
 }
 
-/// The stages `target` needs, given each stage's direct dependencies (its
-/// FROM stage and its `--from` stages).
-pub fn needed_stages(deps: &[Vec<usize>], target: usize) -> BTreeSet<usize> {
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![target];
-    while let Some(s) = stack.pop() {
-        if s < deps.len() && seen.insert(s) {
-            stack.extend(deps[s].iter().copied());
+/// A stage being lowered: its last vertex, its scope and config, and the
+/// numbering of its steps.
+pub(super) struct StageState {
+    /// Its last vertex so far.
+    pub last: VertexId,
+    pub scope: StageScope,
+    pub config: StageConfig,
+    label: String,
+    index: usize,
+    step: usize,
+    steps: usize,
+}
+
+impl StageState {
+    /// A stage whose step 1 (FROM) is `last`; `steps` counts them all.
+    pub fn new(
+        last: VertexId,
+        scope: StageScope,
+        config: StageConfig,
+        (label, index): (String, usize),
+        steps: usize,
+    ) -> Self {
+        StageState {
+            last,
+            scope,
+            config,
+            label,
+            index,
+            step: 2,
+            steps,
         }
     }
-    seen
+
+    /// The origin of the next step, e.g. `[build 2/4] RUN make`.
+    pub fn next_origin(&mut self, instruction: String, span: Span) -> Origin {
+        let o = origin(
+            &self.label,
+            self.index,
+            (self.step, self.steps),
+            instruction,
+            span,
+        );
+        self.step += 1;
+        o
+    }
+}
+
+/// A step's origin; `step` is (k, n).
+pub(super) fn origin(
+    label: &str,
+    index: usize,
+    step: (usize, usize),
+    instruction: String,
+    span: Span,
+) -> Origin {
+    Origin {
+        stage: label.to_string(),
+        stage_index: index,
+        step: step.0,
+        steps: step.1,
+        instruction,
+        span: SourceSpan {
+            line: span.line,
+            column: span.column,
+            start: span.start,
+            end: span.end,
+        },
+    }
+}
+
+/// Instructions that add a vertex (a step in progress output).
+pub(super) fn makes_vertex(ins: &Instruction) -> bool {
+    matches!(
+        ins.kind,
+        InstructionKind::Run { .. }
+            | InstructionKind::Copy(_)
+            | InstructionKind::Add(..)
+            | InstructionKind::Workdir(_)
+    )
 }
 
 #[cfg(test)]
@@ -153,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn stage_resolution_and_pruning() {
+    fn stage_resolution_and_targets() {
         let names = vec![Some("Base".to_string()), None, Some("final".to_string())];
         assert_eq!(resolve_stage(&names, 2, "base", false), Some(0));
         assert_eq!(resolve_stage(&names, 2, "1", true), Some(1));
@@ -166,7 +236,5 @@ mod tests {
         assert_eq!(target_stage(&names, None), Ok(2));
         assert_eq!(target_stage(&names, Some("BASE")), Ok(0));
         assert!(target_stage(&names, Some("nope")).is_err());
-        let deps = vec![vec![], vec![0], vec![0]];
-        assert_eq!(needed_stages(&deps, 2), BTreeSet::from([0, 2]));
     }
 }

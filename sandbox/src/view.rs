@@ -2,16 +2,46 @@
 //! filesystem rather than run in it: COPY's source and destination checks,
 //! and user lookups in /etc/passwd.
 //!
-//! The strata process runs in a private mount namespace (the cli enters one
-//! at start), so these mounts are invisible to the host and vanish with the
-//! process even when it is killed.
+//! A build runs in a private mount namespace ([`private_mount_namespace`]),
+//! so these mounts are invisible to the host and vanish with the build's
+//! threads even when the process is killed.
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-use crate::schedule::OpError;
+/// Why a view or the build's mount namespace cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// The view's mountpoint cannot be created.
+    #[error("cannot create a view under {}: {source}", scratch.display())]
+    Create {
+        /// Where views are made.
+        scratch: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// overlayfs refused the view.
+    #[error("cannot mount a read-only view of {layers} layers at {}: {source}", dir.display())]
+    Mount {
+        /// How many layers.
+        layers: usize,
+        /// The mountpoint.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// No private mount namespace (not root).
+    #[error("cannot create a private mount namespace (strata build runs as root): {0}")]
+    Unshare(#[source] io::Error),
+    /// The namespace's mounts cannot be made private.
+    #[error("cannot make the build's mounts private: {0}")]
+    Private(#[source] io::Error),
+}
 
 /// A directory showing the union of a layer stack, read-only, for as long as
 /// the value lives.
@@ -26,7 +56,7 @@ pub struct MergedView {
 impl MergedView {
     /// Makes the union of `layers` (bottom first) visible. One layer is used
     /// as it is; two or more are stacked with overlayfs under `scratch`.
-    pub fn new(layers: &[PathBuf], scratch: &Path) -> Result<Self, OpError> {
+    pub fn new(layers: &[PathBuf], scratch: &Path) -> Result<Self, ViewError> {
         match layers {
             [only] => Ok(MergedView {
                 root: only.clone(),
@@ -37,11 +67,9 @@ impl MergedView {
                 let dir = tempfile::Builder::new()
                     .prefix("view-")
                     .tempdir_in(scratch)
-                    .map_err(|e| {
-                        OpError::Failed(format!(
-                            "cannot create a view under {}: {e}",
-                            scratch.display()
-                        ))
+                    .map_err(|source| ViewError::Create {
+                        scratch: scratch.to_path_buf(),
+                        source,
                     })?
                     .keep();
                 let mut view = MergedView {
@@ -64,12 +92,10 @@ impl MergedView {
                         MsFlags::MS_RDONLY,
                         Some(data.as_str()),
                     )
-                    .map_err(|e| {
-                        OpError::Failed(format!(
-                            "cannot mount a read-only view of {} layers at {}: {e}",
-                            layers.len(),
-                            dir.display()
-                        ))
+                    .map_err(|e| ViewError::Mount {
+                        layers: layers.len(),
+                        dir: dir.clone(),
+                        source: e.into(),
                     })?;
                     view.mounted = true;
                 }
@@ -112,10 +138,9 @@ fn escape_overlay_path(p: &str) -> String {
 /// mount namespace of its own whose mounts do not propagate to the host, so
 /// that the build's views are invisible outside and disappear with the
 /// process, however it ends. Needs root (CAP_SYS_ADMIN).
-pub fn private_mount_namespace() -> Result<(), String> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
-        format!("cannot create a private mount namespace (strata build runs as root): {e}")
-    })?;
+pub fn private_mount_namespace() -> Result<(), ViewError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| ViewError::Unshare(e.into()))?;
     mount(
         None::<&str>,
         "/",
@@ -123,5 +148,5 @@ pub fn private_mount_namespace() -> Result<(), String> {
         MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     )
-    .map_err(|e| format!("cannot make the build's mounts private: {e}"))
+    .map_err(|e| ViewError::Private(e.into()))
 }

@@ -3,10 +3,10 @@
 //! `Config`).
 
 use serde_json::{Map, Value, json};
-use strata_solver::image::ImageConfig;
+use strata_solver::ImageConfig;
 
 /// The `config` object of the image config JSON.
-pub fn to_json(c: &ImageConfig) -> Value {
+pub(crate) fn to_json(c: &ImageConfig) -> Value {
     let mut m = Map::new();
     let strings = |v: &[String]| Value::from(v.to_vec());
     let set = |v: &std::collections::BTreeSet<String>| {
@@ -75,7 +75,7 @@ pub fn to_json(c: &ImageConfig) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_solver::image::Healthcheck;
+    use strata_solver::Healthcheck;
 
     #[test]
     fn docker_field_names_and_shapes() {

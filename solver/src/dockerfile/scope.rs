@@ -11,14 +11,20 @@
 //!   ENV reaches the image config.
 //!
 //! Word expansion itself lives in the parser's shell module; this module only
-//! holds values, already expanded by `lower`.
+//! holds values, already expanded by the front end, and lowers ARG and ENV.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::sync::Mutex;
 
+use strata_parser::ArgDecl;
+use strata_parser::shell::Env;
+
+use super::stages::StageState;
+use super::{LowerError, Lowerer};
+use crate::platform::Platform;
+
 /// ARGs usable in every stage without declaration, when given with `--build-arg`.
-pub const PROXY_ARGS: [&str; 8] = [
+const PROXY_ARGS: [&str; 8] = [
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -28,77 +34,6 @@ pub const PROXY_ARGS: [&str; 8] = [
     "NO_PROXY",
     "no_proxy",
 ];
-
-/// An OS/architecture/variant triple, as in `linux/arm64/v8`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    /// e.g. `linux`.
-    pub os: String,
-    /// GOARCH spelling, e.g. `amd64`, `arm64`.
-    pub arch: String,
-    /// e.g. `v7`; empty when none.
-    pub variant: String,
-}
-
-/// A platform string that does not have the `os/arch[/variant]` shape.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
-pub struct PlatformError(pub String);
-
-impl Platform {
-    /// The platform this process runs on, in GOARCH spelling.
-    pub fn host() -> Self {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            "riscv64" => "riscv64",
-            "s390x" => "s390x",
-            "arm" => "arm",
-            other => other,
-        };
-        let variant = match arch {
-            "arm" => "v7",
-            _ => "",
-        };
-        Platform {
-            os: std::env::consts::OS.to_string(),
-            arch: arch.to_string(),
-            variant: variant.to_string(),
-        }
-    }
-
-    /// Parses `os/arch[/variant]`.
-    pub fn parse(s: &str) -> Result<Self, PlatformError> {
-        let parts: Vec<&str> = s.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-                os: os.to_lowercase(),
-                arch: arch.to_lowercase(),
-                variant: String::new(),
-            }),
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
-                Ok(Platform {
-                    os: os.to_lowercase(),
-                    arch: arch.to_lowercase(),
-                    variant: variant.to_lowercase(),
-                })
-            }
-            _ => Err(PlatformError(s.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.variant.is_empty() {
-            write!(f, "{}/{}", self.os, self.arch)
-        } else {
-            write!(f, "{}/{}/{}", self.os, self.arch, self.variant)
-        }
-    }
-}
 
 /// The platform ARGs BuildKit predefines, for a build on `build` targeting `target`.
 pub fn platform_args(build: &Platform, target: &Platform) -> Vec<(String, String)> {
@@ -297,6 +232,79 @@ impl StageScope {
     }
 }
 
+impl Env for GlobalArgs {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        GlobalArgs::lookup(self, name)
+    }
+}
+
+impl Env for StageScope {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        StageScope::lookup(self, name)
+    }
+}
+
+impl Lowerer<'_> {
+    /// The ARGs before the first FROM.
+    pub(super) fn global_args(
+        &mut self,
+        ins: &[strata_parser::Instruction],
+    ) -> Result<(), LowerError> {
+        for ins in ins {
+            if let strata_parser::InstructionKind::Arg(decls) = &ins.kind {
+                for d in decls {
+                    let default = match &d.default {
+                        Some(w) => Some(self.expand(&self.globals, w, ins.span.line)?),
+                        None => None,
+                    };
+                    self.globals
+                        .declare(&self.opts.build_args, &d.name, default);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `ARG` inside a stage.
+    pub(super) fn arg(
+        &mut self,
+        st: &mut StageState,
+        decls: &[ArgDecl],
+        text: &str,
+        line: u32,
+    ) -> Result<(), LowerError> {
+        for d in decls {
+            let default = match &d.default {
+                Some(w) => Some(self.expand(&st.scope, w, line)?),
+                None => None,
+            };
+            st.scope
+                .declare_arg(&self.opts.build_args, &self.globals, &d.name, default);
+        }
+        let declared = text.get(3..).map(str::trim).unwrap_or_default();
+        st.config.history(format!("ARG {declared}"), true);
+        Ok(())
+    }
+
+    /// `ENV` inside a stage: the scope and the image config both change.
+    pub(super) fn env(
+        &mut self,
+        st: &mut StageState,
+        pairs: &[(String, String)],
+        text: String,
+        line: u32,
+    ) -> Result<(), LowerError> {
+        for (k, v) in pairs {
+            let k = self.expand(&st.scope, k, line)?;
+            let v = self.expand(&st.scope, v, line)?;
+            st.scope.set_env(&k, v.clone());
+            st.config.env(&k, &v);
+        }
+        st.config.history(text, true);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,11 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn platform_parse_and_display() {
-        let p = Platform::parse("linux/arm/v7").ok();
-        assert_eq!(p.map(|p| p.to_string()).as_deref(), Some("linux/arm/v7"));
-        assert!(Platform::parse("linux").is_err());
-        assert!(Platform::parse("linux//v7").is_err());
+    fn platform_args_are_predefined() {
         let args = platform_args(&Platform::host(), &Platform::host());
         assert!(args.iter().any(|(k, _)| k == "TARGETARCH"));
         assert!(args.iter().any(|(k, _)| k == "BUILDPLATFORM"));

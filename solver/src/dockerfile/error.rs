@@ -1,0 +1,89 @@
+//! Why a Dockerfile cannot be lowered; each error names the line.
+
+use strata_parser::shell::ExpandError;
+
+use super::stages::RefError;
+use crate::graph::GraphError;
+use crate::sources::ImageError;
+
+/// Why a Dockerfile cannot be lowered; each names the line.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// Variable expansion failed.
+    #[error("line {line}: {source}")]
+    Expand {
+        /// 1-based line.
+        line: u32,
+        /// What failed.
+        #[source]
+        source: ExpandError,
+    },
+    /// A reference (`--target`, `oci-layout://`) is invalid.
+    #[error("line {line}: {source}")]
+    Ref {
+        /// 1-based line (0 for command-line options).
+        line: u32,
+        /// What failed.
+        #[source]
+        source: RefError,
+    },
+    /// A value is invalid (chmod, ...).
+    #[error("line {line}: {message}")]
+    Invalid {
+        /// 1-based line.
+        line: u32,
+        /// One sentence.
+        message: String,
+    },
+    /// An instruction feature strata does not support yet.
+    #[error("line {line}: {what} is not supported yet")]
+    Unsupported {
+        /// 1-based line.
+        line: u32,
+        /// The feature.
+        what: String,
+    },
+    /// A base image cannot be found or read.
+    #[error("line {line}: {reference}: {source}")]
+    Image {
+        /// 1-based line.
+        line: u32,
+        /// The image as named.
+        reference: String,
+        /// Why (boxed: it is large, and rare).
+        #[source]
+        source: Box<ImageError>,
+    },
+    /// An ONBUILD trigger of the base image does not parse.
+    #[error("line {line}: ONBUILD trigger `{trigger}` of the base image: {message}")]
+    Trigger {
+        /// The FROM line.
+        line: u32,
+        /// The trigger as stored in the image.
+        trigger: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// The Dockerfile has no stage.
+    #[error("the Dockerfile has no FROM instruction")]
+    NoStage,
+    /// Internal graph error.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+}
+
+impl LowerError {
+    /// Whether the environment is at fault (a registry unreachable or
+    /// refusing the credentials) rather than the Dockerfile or its images.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, LowerError::Image { source, .. } if source.is_environment())
+    }
+}
+
+/// Refuses an instruction feature strata does not support yet.
+pub(super) fn unsupported<T>(line: u32, what: &str) -> Result<T, LowerError> {
+    Err(LowerError::Unsupported {
+        line,
+        what: what.to_string(),
+    })
+}

@@ -1,0 +1,178 @@
+//! The Dockerfile front end: a parsed Dockerfile, build args and a target
+//! become a [`BuildGraph`]. The only part of the solver that knows
+//! Dockerfiles (or the parser); `graph`, `schedule` and `ops` see the graph.
+//!
+//! Every stage becomes a chain of vertices (FROM, then one per RUN, COPY,
+//! ADD and WORKDIR), each with an [`Origin`] (stage, step k of n, the
+//! instruction's text and span); metadata instructions fold into the stage's
+//! [`ImageConfig`]. Stages up to the target are lowered; the scheduler runs
+//! only what the target needs. Base images are resolved while lowering (their
+//! config starts the stage, their digest keys the source vertex) and COPY
+//! sources are digested for their keys. RUN mounts, heredocs and remote ADD
+//! are refused as unsupported.
+//!
+//! One file per instruction group: [`base`] (FROM, `--from` images, ONBUILD
+//! triggers), [`run`], [`copy`] (COPY/ADD), [`metadata`] (the image config
+//! rules, WORKDIR), [`scope`] (ARG/ENV), [`stages`] (stage references,
+//! targets, step numbering) and [`ignore`] (the Dockerfile's default name and
+//! its ignore file). This file dispatches.
+
+mod base;
+mod copy;
+mod error;
+mod ignore;
+mod metadata;
+mod run;
+mod scope;
+mod stages;
+
+use std::sync::Arc;
+
+use strata_parser::shell::{Env, Lexer};
+use strata_parser::{Dockerfile, Instruction, InstructionKind, Span};
+
+use crate::graph::{BuildGraph, NetworkMode, VertexId};
+use crate::image::ImageConfig;
+use crate::platform::Platform;
+use crate::sources::{ContextFiles, ImageResolver};
+
+pub use error::LowerError;
+pub use ignore::{IgnoreError, dockerfile_path, read_ignore};
+pub use scope::{BuildArgError, BuildArgs};
+pub use stages::{NamedContext, RefError, parse_build_context};
+
+use metadata::StageConfig;
+use scope::{GlobalArgs, platform_args};
+use stages::StageState;
+
+/// What `lower` needs besides the Dockerfile.
+#[derive(Debug, Default)]
+pub struct LowerOptions {
+    /// `--build-arg` values.
+    pub build_args: BuildArgs,
+    /// `--target`; the last stage when `None`.
+    pub target: Option<String>,
+    /// `--build-context NAME=...` replacements.
+    pub build_contexts: Vec<NamedContext>,
+    /// `--network` for RUNs without `--network`.
+    pub network: NetworkMode,
+    /// The platform built for; the host's when `None`.
+    pub platform: Option<Platform>,
+    /// Resolves base images to a digest and a config; without one, images
+    /// stay unresolved names with an empty config.
+    pub images: Option<Arc<dyn ImageResolver>>,
+    /// Digests what COPY/ADD select in the build context, for their cache
+    /// keys; without one, keys cover the source names only.
+    pub context: Option<Arc<dyn ContextFiles>>,
+}
+
+/// The lowered build.
+#[derive(Debug)]
+pub struct Lowered {
+    /// The graph, with cache keys computed.
+    pub graph: BuildGraph,
+    /// The target stage's last vertex.
+    pub target: VertexId,
+    /// The target stage's image config.
+    pub config: ImageConfig,
+    /// Each lowered stage's name (if it has one) and the vertices it added.
+    pub stages: Vec<(Option<String>, Vec<VertexId>)>,
+}
+
+/// A lowered stage: its last vertex and its config.
+struct Done {
+    last: VertexId,
+    config: StageConfig,
+}
+
+struct Lowerer<'a> {
+    src: &'a str,
+    opts: &'a LowerOptions,
+    lexer: Lexer,
+    globals: GlobalArgs,
+    graph: BuildGraph,
+    names: Vec<Option<String>>,
+    done: Vec<Done>,
+}
+
+/// Lowers a parsed Dockerfile (`src` is its text, for step names).
+pub fn lower(df: &Dockerfile, src: &str, opts: &LowerOptions) -> Result<Lowered, LowerError> {
+    if df.stages.is_empty() {
+        return Err(LowerError::NoStage);
+    }
+    let host = Platform::host();
+    let target_platform = opts.platform.clone().unwrap_or_else(|| host.clone());
+    let mut l = Lowerer {
+        src,
+        opts,
+        lexer: Lexer::new(df.escape),
+        globals: GlobalArgs::new(platform_args(&host, &target_platform)),
+        graph: BuildGraph::new(),
+        names: df.stages.iter().map(|s| s.name.clone()).collect(),
+        done: Vec::new(),
+    };
+    l.global_args(&df.global_args)?;
+    let target = stages::target_stage(&l.names, opts.target.as_deref())
+        .map_err(|source| LowerError::Ref { line: 0, source })?;
+    let mut stages = Vec::new();
+    for (i, stage) in df.stages.iter().enumerate() {
+        let before: std::collections::HashSet<VertexId> = l.graph.ids().into_iter().collect();
+        let done = l.stage(i, stage)?;
+        l.done.push(done);
+        let added = l.graph.ids().into_iter().filter(|v| !before.contains(v));
+        stages.push((stage.name.clone(), added.collect()));
+        if i == target {
+            break;
+        }
+    }
+    let Some(last) = l.done.get(target) else {
+        return Err(LowerError::NoStage);
+    };
+    let (target_vertex, config) = (last.last, last.config.config.clone());
+    l.graph.compute_keys()?;
+    Ok(Lowered {
+        graph: l.graph,
+        target: target_vertex,
+        config,
+        stages,
+    })
+}
+
+impl Lowerer<'_> {
+    fn expand(&self, scope: &impl Env, w: &str, line: u32) -> Result<String, LowerError> {
+        self.lexer
+            .process_word(w, scope)
+            .map_err(|source| LowerError::Expand { line, source })
+    }
+
+    /// The instruction's first source line, for progress and history.
+    fn text(&self, span: Span) -> String {
+        self.src
+            .get(span.start..span.end)
+            .and_then(|s| s.lines().next())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
+    /// Lowers one instruction of a stage (`text` is its source line, `span`
+    /// where errors and the step's origin point).
+    fn instruction(
+        &mut self,
+        st: &mut StageState,
+        ins: &Instruction,
+        text: String,
+        span: Span,
+    ) -> Result<(), LowerError> {
+        let line = span.line;
+        match &ins.kind {
+            InstructionKind::Arg(decls) => self.arg(st, decls, &text, line),
+            InstructionKind::Env(pairs) => self.env(st, pairs, text, line),
+            InstructionKind::Run { .. } => self.run(st, &ins.kind, text, span),
+            InstructionKind::Copy(spec) => self.copy(st, spec, false, text, span),
+            InstructionKind::Add(spec, opts) => self.add(st, spec, opts, text, span),
+            InstructionKind::Workdir(dir) => self.workdir(st, dir, text, span),
+            _ => self.metadata(st, ins, text, line),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! What a build is asked to do: [`BuildRequest`], built by a caller (the
+//! cli, a server, a test) from its own arguments.
+
+use std::path::PathBuf;
+
+use crate::dockerfile::{BuildArgs, NamedContext};
+use crate::graph::NetworkMode;
+use crate::platform::Platform;
+
+/// The runtime RUN steps use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeChoice {
+    /// strata's own namespaces runtime.
+    #[default]
+    Builtin,
+    /// `runc` from `PATH`.
+    Runc,
+    /// `crun` from `PATH`.
+    Crun,
+}
+
+/// One build: the Dockerfile, its context and every option that changes
+/// what is built or how.
+pub struct BuildRequest {
+    /// The Dockerfile's text.
+    pub dockerfile: Vec<u8>,
+    /// Its name in messages (a path, or `-` for standard input).
+    pub dockerfile_name: String,
+    /// The Dockerfile named with `-f`, as given (`None` for the default
+    /// name): it selects `<Dockerfile>.dockerignore` and identifies the build
+    /// for `--explain-cache`.
+    pub dockerfile_path: Option<PathBuf>,
+    /// The build context directory.
+    pub context: PathBuf,
+    /// `--build-arg` values.
+    pub build_args: BuildArgs,
+    /// `--target`; the last stage when `None`.
+    pub target: Option<String>,
+    /// The platform built for; the host's when `None`.
+    pub platform: Option<Platform>,
+    /// `--build-context NAME=...` replacements.
+    pub build_contexts: Vec<NamedContext>,
+    /// Network of RUN steps without `--network`.
+    pub network: NetworkMode,
+    /// The runtime of RUN steps.
+    pub runtime: RuntimeChoice,
+    /// Run every step, reusing nothing (results are still recorded).
+    pub no_cache: bool,
+    /// Run the steps of these stages without the cache.
+    pub no_cache_filter: Vec<String>,
+    /// The client that pulls base images missing from the store.
+    pub registry: strata_registry::Client,
+    /// Look for newer versions of tagged base images (`--pull`).
+    pub pull: bool,
+    /// The state root (store, snapshots, cache index, ...).
+    pub root: PathBuf,
+    /// Explain why each step that ran could not reuse the previous build.
+    pub explain: bool,
+}
