@@ -1,7 +1,6 @@
-//! `strata build`: read and parse the Dockerfile, lower it, run the graph,
-//! render progress, export the image to the local store and the requested
-//! outputs, and map failures to exit codes (0 ok, 1 step failed, 2 bad usage
-//! or Dockerfile, 3 environment).
+//! `strata build`: flags into a [`BuildRequest`] for `strata_solver::solve`
+//! and an [`ExportRequest`] for `strata_exporter::export`, with their progress
+//! rendered here; failures go to [`crate::exit`] for their exit code.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
