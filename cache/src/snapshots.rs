@@ -393,6 +393,7 @@ impl Snapshots {
             }
         }
         // Renamed: from now on the folder is `dest`; the lock moves with it.
+        crate::test_stop::point("snapshot-renamed");
         let lock = prepared.lock.take();
         let finish = || -> Result<(), CacheError> {
             sync_dir(&self.dir)?;
@@ -402,7 +403,9 @@ impl Snapshots {
                 size,
                 created: now_secs(),
             };
-            self.write_meta(&id, &meta)
+            self.write_meta(&id, &meta)?;
+            crate::test_stop::point("snapshot-meta-written");
+            Ok(())
         };
         match (finish(), lock) {
             (Ok(()), Some(lock)) => Ok((id.clone(), Hold { id, _lock: lock })),

@@ -43,7 +43,7 @@ pub fn base_images(args: &BuildArgs) -> Result<(PlatformSelector, RegistryPull),
     let selector = selector(args)?;
     let quiet = args.quiet;
     let pull = RegistryPull {
-        client: registry_cmd::client(&args.registry),
+        client: registry_cmd::client(&args.registry)?,
         platform,
         always: args.pull,
         progress: Box::new(move |line| {
@@ -67,7 +67,7 @@ pub fn after_export<W: Write>(
             return Err((EXIT_USAGE, "--push needs at least one -t name".to_string()));
         }
         let step = renderer.begin("pushing", args.quiet);
-        let client = registry_cmd::client(&args.registry);
+        let client = registry_cmd::client(&args.registry)?;
         for name in &args.tags {
             let report = registry_cmd::push_image(store, &client, name)?;
             step.line(renderer, &registry_cmd::describe_push(name, &report));

@@ -22,6 +22,9 @@ const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
 pub struct ClientConfig {
     /// Registries (`host[:port]`) reached over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// Mirrors: a registry name as written in references (`docker.io`) and
+    /// the `host[:port]` that serves its API instead.
+    pub mirrors: Vec<(String, String)>,
     /// Where credentials come from.
     pub auth: AuthSource,
     /// Tries per request (and per streamed blob) before giving up; at least 1.
@@ -40,6 +43,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             insecure_registries: Vec::new(),
+            mirrors: Vec::new(),
             auth: AuthSource::DockerConfigDefault,
             attempts: 4,
             backoff_base: Duration::from_millis(200),
@@ -104,6 +108,7 @@ impl Client {
     pub fn new(config: ClientConfig) -> Client {
         let transport = Transport::new(TransportConfig {
             insecure_registries: config.insecure_registries.clone(),
+            mirrors: config.mirrors.clone(),
             auth: config.auth.clone(),
             attempts: config.attempts.max(1),
             backoff_base: config.backoff_base,

@@ -151,6 +151,7 @@ impl StackExecutor {
         self.index
             .put(&key, &CacheRecord::new(layers))
             .map_err(failed)?;
+        strata_cache::test_stop::point("step-recorded");
         if let Ok(mut held) = self.held.lock() {
             held.insert(id.as_str().to_string());
         }
@@ -283,6 +284,7 @@ impl StackExecutor {
                 strata_sandbox::Stream::Stderr => Stream::Stderr,
             };
             log.line(stream, line);
+            strata_cache::test_stop::point("run-output");
         };
         let cancel = job.cancel.clone();
         let result = self
