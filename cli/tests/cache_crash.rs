@@ -173,7 +173,7 @@ fn killed_builds_leave_a_consistent_root_and_the_next_build_matches_a_clean_one(
 
     // Each kill on a fresh root, so every point is reached (a root that
     // already holds a step's snapshot commits nothing for it); two workers.
-    let results: Vec<Result<&str, String>> = std::thread::scope(|s| {
+    let results: Vec<Result<(usize, &str), String>> = std::thread::scope(|s| {
         let workers: Vec<_> = [0, 1]
             .into_iter()
             .map(|w| {
@@ -185,7 +185,7 @@ fn killed_builds_leave_a_consistent_root_and_the_next_build_matches_a_clean_one(
                         .filter(|(i, _)| i % 2 == w)
                         .map(|(i, point)| {
                             kill_and_recover(crash, &format!("killed-{i}"), point, want)
-                                .map(|()| *point)
+                                .map(|()| (i, *point))
                                 .map_err(|e| format!("killed at {point}: {e}"))
                         })
                         .collect::<Vec<_>>()
@@ -204,6 +204,8 @@ fn killed_builds_leave_a_consistent_root_and_the_next_build_matches_a_clean_one(
     for r in results {
         landed.push(r?);
     }
+    landed.sort();
+    let landed: Vec<&str> = landed.into_iter().map(|(_, point)| point).collect();
     eprintln!(
         "{} of {} kills landed mid-build, at: {}",
         landed.len(),

@@ -488,35 +488,38 @@ fn docker_v2_schema2_base_images_build_and_push() -> R {
     Ok(())
 }
 
-/// The machine's hostname, which must resolve to 127.0.0.1 (in /etc/hosts)
-/// without being a name the registry client treats as loopback (those are
-/// `localhost`, `*.localhost` and IP literals).
-fn loopback_hostname() -> Res<String> {
-    use std::net::ToSocketAddrs;
+/// The machine's hostname and the loopback address it resolves to (in
+/// /etc/hosts: 127.0.0.1 here, 127.0.1.1 on a stock Debian install). The
+/// registry client treats only `localhost`, `*.localhost` and IP literals as
+/// loopback, so this name is not.
+fn loopback_hostname() -> Res<(String, std::net::Ipv4Addr)> {
+    use std::net::{IpAddr, ToSocketAddrs};
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?
         .trim()
         .to_string();
     let addrs: Vec<_> = (name.as_str(), 1).to_socket_addrs()?.collect();
-    let loopback = addrs
-        .iter()
-        .any(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST);
-    if name == "localhost" || name.ends_with(".localhost") || !loopback {
-        return Err(format!(
-            "this test needs the hostname ({name}) to resolve to 127.0.0.1 \
+    let ip = addrs.iter().find_map(|a| match a.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => Some(ip),
+        _ => None,
+    });
+    match ip {
+        Some(ip) if name != "localhost" && !name.ends_with(".localhost") => Ok((name, ip)),
+        _ => Err(format!(
+            "this test needs the hostname ({name}) to resolve to a 127.x address \
              (it resolves to {addrs:?}): add `127.0.0.1 {name}` to /etc/hosts"
         )
-        .into());
+        .into()),
     }
-    Ok(name)
 }
 
 #[test]
 fn a_non_loopback_name_is_refused_without_insecure_registry() -> R {
     let env = Env::new()?;
-    let registry = Registry::start(None)?;
+    let (name, ip) = loopback_hostname()?;
+    let registry = Registry::start_on(ip, None)?;
     let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
     push_layout(&layout, &format!("{}/busybox:latest", registry.host()), &[])?;
-    let host = format!("{}:{}", loopback_hostname()?, registry.port);
+    let host = format!("{name}:{}", registry.port);
     let image = format!("{host}/busybox:latest");
     let want = inspect(&image, &[])?["Digest"].clone();
 

@@ -72,8 +72,7 @@ impl Env {
         self.path("root")
     }
 
-    /// `strata ARGS` on the default root, credentials in `docker/`, and a
-    /// fixed `SOURCE_DATE_EPOCH` left out (tests that want it say so).
+    /// `strata ARGS` on the default root, with credentials in `docker/`.
     pub fn strata(&self, args: &[&str]) -> TestCommand {
         self.strata_in("root", args)
     }
