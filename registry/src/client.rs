@@ -108,7 +108,6 @@ impl Client {
     pub fn new(config: ClientConfig) -> Client {
         let transport = Transport::new(TransportConfig {
             insecure_registries: config.insecure_registries.clone(),
-            mirrors: config.mirrors.clone(),
             auth: config.auth.clone(),
             attempts: config.attempts.max(1),
             backoff_base: config.backoff_base,
@@ -118,8 +117,23 @@ impl Client {
         Client { transport, config }
     }
 
+    /// The `host[:port]` serving `reference`'s API and the registry name
+    /// its credentials and messages go by: a configured mirror's (for both,
+    /// so a registry's credentials never go to its mirror), else its own.
+    fn endpoint<'a>(&'a self, reference: &'a Reference) -> (&'a str, &'a str) {
+        match self
+            .config
+            .mirrors
+            .iter()
+            .find(|(registry, _)| registry == reference.registry())
+        {
+            Some((_, mirror)) => (mirror, mirror),
+            None => (reference.api_host(), reference.registry()),
+        }
+    }
+
     fn req<'a>(
-        &self,
+        &'a self,
         method: Method,
         reference: &'a Reference,
         path: String,
@@ -127,8 +141,8 @@ impl Client {
     ) -> Req<'a> {
         Req::new(
             method,
-            reference.api_host(),
-            reference.registry(),
+            self.endpoint(reference).0,
+            self.endpoint(reference).1,
             format!("/v2/{}/{path}", reference.repository()),
             what,
         )
@@ -164,7 +178,7 @@ impl Client {
             .limit(MAX_MANIFEST)
             .read_to_vec()
             .map_err(|e| Error::Unreachable {
-                host: reference.api_host().to_string(),
+                host: self.endpoint(reference).0.to_string(),
                 during: what.clone(),
                 reason: format!("connection lost while reading: {e}"),
             })?;
@@ -273,7 +287,7 @@ impl Client {
                 Err(CopyError::Read(e)) => {
                     if attempt >= self.config.attempts.max(1) {
                         return Err(Error::Unreachable {
-                            host: repo.api_host().to_string(),
+                            host: self.endpoint(repo).0.to_string(),
                             during: what.clone(),
                             reason: format!("connection lost while reading: {e}"),
                         });
@@ -340,8 +354,8 @@ impl Client {
         if let Some(location) = location(&resp) {
             let cancel = Req::new(
                 Method::DELETE,
-                repo.api_host(),
-                repo.registry(),
+                self.endpoint(repo).0,
+                self.endpoint(repo).1,
                 location,
                 what,
             )
@@ -415,8 +429,8 @@ impl Client {
                 let range = format!("{sent}-{}", sent + n as u64 - 1);
                 let req = Req::new(
                     Method::PATCH,
-                    repo.api_host(),
-                    repo.registry(),
+                    self.endpoint(repo).0,
+                    self.endpoint(repo).1,
                     location.clone(),
                     what.clone(),
                 )
@@ -455,8 +469,8 @@ impl Client {
         );
         let req = Req::new(
             Method::PUT,
-            repo.api_host(),
-            repo.registry(),
+            self.endpoint(repo).0,
+            self.endpoint(repo).1,
             target,
             what.clone(),
         )

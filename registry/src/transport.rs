@@ -67,8 +67,6 @@ impl<'a> Req<'a> {
 /// Connection settings shared by every request.
 pub(crate) struct TransportConfig {
     pub(crate) insecure_registries: Vec<String>,
-    /// Registry name → the `host[:port]` serving its API instead.
-    pub(crate) mirrors: Vec<(String, String)>,
     pub(crate) auth: AuthSource,
     pub(crate) attempts: u32,
     pub(crate) backoff_base: Duration,
@@ -118,13 +116,7 @@ impl Transport {
         if req.target.starts_with("http://") || req.target.starts_with("https://") {
             req.target.clone()
         } else {
-            let host = self
-                .config
-                .mirrors
-                .iter()
-                .find(|(registry, _)| registry == req.registry)
-                .map_or(req.host, |(_, mirror)| mirror.as_str());
-            format!("{}{}", self.base_url(host), req.target)
+            format!("{}{}", self.base_url(req.host), req.target)
         }
     }
 
@@ -515,7 +507,6 @@ mod tests {
     fn https_unless_loopback_or_listed_insecure() {
         let t = Transport::new(TransportConfig {
             insecure_registries: vec!["10.0.0.1:5000".to_string()],
-            mirrors: Vec::new(),
             auth: AuthSource::Anonymous,
             attempts: 1,
             backoff_base: Duration::from_millis(1),

@@ -295,7 +295,9 @@ pub fn cancellation_kills_the_tree(rt: &dyn Runtime) -> TestResult {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let (_dir, root) = busybox_root()?;
     // The background sleep has a duration no other process uses, so the
-    // host's /proc tells whether it outlived the run.
+    // host's /proc tells whether it outlived the run. The step says
+    // `started` once the sleep is exec'd (before, its command line is the
+    // shell's).
     let seconds = format!(
         "{}{}",
         100_000 + std::process::id() % 100_000,
@@ -303,7 +305,7 @@ pub fn cancellation_kills_the_tree(rt: &dyn Runtime) -> TestResult {
     );
     let started = AtomicBool::new(false);
     let spec = sh(&format!(
-        "sleep {seconds} & while ! grep -q {seconds} /proc/$!/cmdline; do :; done; echo started; sleep 100"
+        "sleep {seconds} & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done; echo started; sleep 100"
     ));
     let lines = std::sync::Mutex::new(Vec::new());
     let seen_running = std::sync::Mutex::new(Vec::new());
