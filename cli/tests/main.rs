@@ -15,3 +15,26 @@ mod cache_invalidation;
 mod debug_parse;
 mod disk_full;
 mod registry_e2e;
+
+/// `autotests = false` (cli/Cargo.toml): a file of tests/ that no `mod`
+/// line above names would never be compiled or run, so none may exist.
+#[test]
+fn every_file_of_tests_is_a_module_here() -> common::R {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let main = std::fs::read_to_string(dir.join("main.rs"))?;
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(module) = name.strip_suffix(".rs")
+            && module != "main"
+            && !main.lines().any(|l| l == format!("mod {module};"))
+        {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "add `mod …;` to tests/main.rs for {missing:?}"
+    );
+    Ok(())
+}
