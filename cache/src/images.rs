@@ -165,6 +165,7 @@ impl ImageStore {
         annotations.remove(CONTAINERD_IMAGE_NAME);
         annotations.insert(ANNOTATION_REF_NAME.to_string(), name.clone());
         entry.set_annotations(Some(annotations));
+        crate::test_stop::point("image-tagging");
         self.update(|list| {
             list.retain(|d| ref_name(d) != Some(name.as_str()));
             list.push(entry);

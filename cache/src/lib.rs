@@ -23,6 +23,7 @@ pub mod pattern;
 mod scoped_path;
 pub mod snapshots;
 pub mod store;
+pub mod test_stop;
 pub mod unpack;
 pub mod usage;
 pub mod xattrs;

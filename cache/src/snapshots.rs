@@ -424,6 +424,7 @@ impl Snapshots {
             }
         }
         // Renamed: from now on the folder is `dest`; the lock moves with it.
+        crate::test_stop::point("snapshot-renamed");
         let lock = prepared.lock.take();
         let finish = || -> Result<(), CacheError> {
             sync_dir(&self.dir)?;
@@ -433,7 +434,9 @@ impl Snapshots {
                 size,
                 created: now_secs(),
             };
-            self.write_json(&id, &meta)
+            self.write_json(&id, &meta)?;
+            crate::test_stop::point("snapshot-meta-written");
+            Ok(())
         };
         match (finish(), lock) {
             (Ok(()), Some(lock)) => Ok((id.clone(), Hold { id, _lock: lock })),

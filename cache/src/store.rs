@@ -244,6 +244,7 @@ impl BlobWriter {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(dir))?;
+        crate::test_stop::point("blob-written");
         Ok(digest)
     }
 }

@@ -55,13 +55,39 @@ pub struct LoginArgs {
     pub host: Option<String>,
 }
 
-/// The client for these options, with credentials from the docker config.
-pub fn client(args: &RegistryArgs) -> Client {
-    Client::new(ClientConfig {
+/// Registry mirrors: `REGISTRY=HOST[:PORT]` pairs separated by commas
+/// (`docker.io=127.0.0.1:5000` serves Docker Hub names from there).
+const MIRRORS_VAR: &str = "STRATA_REGISTRY_MIRRORS";
+
+/// The mirrors `STRATA_REGISTRY_MIRRORS` names.
+fn mirrors() -> Result<Vec<(String, String)>, Failure> {
+    let Some(value) = std::env::var_os(MIRRORS_VAR) else {
+        return Ok(Vec::new());
+    };
+    let value = value.to_string_lossy();
+    value
+        .split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| match entry.trim().split_once('=') {
+            Some((registry, host)) if !registry.is_empty() && !host.is_empty() => {
+                Ok((registry.to_string(), host.to_string()))
+            }
+            _ => Err(Failure::Usage(format!(
+                "{MIRRORS_VAR}: `{entry}` is not REGISTRY=HOST[:PORT]"
+            ))),
+        })
+        .collect()
+}
+
+/// The client for these options, with credentials from the docker config
+/// and the mirrors of `STRATA_REGISTRY_MIRRORS`.
+pub fn client(args: &RegistryArgs) -> Result<Client, Failure> {
+    Ok(Client::new(ClientConfig {
         insecure_registries: args.insecure_registries.clone(),
+        mirrors: mirrors()?,
         auth: AuthSource::DockerConfigDefault,
         ..ClientConfig::default()
-    })
+    }))
 }
 
 /// Parses `--platform` (default: the host's).
@@ -85,7 +111,7 @@ pub fn pull_cmd(
 ) -> Result<(), Failure> {
     let platform = platform(args.platform.as_deref())?;
     let store = open_store(root)?;
-    let client = client(&args.registry);
+    let client = client(&args.registry)?;
     let progress = |line: &str| eprintln!("{line}");
     let pulled = pull(&store, &client, &args.reference, &platform, &progress)?;
     let _ = writeln!(
@@ -112,7 +138,7 @@ pub fn push_cmd(
         .resolve(&args.name)
         .map_err(|e| Failure::Usage(e.to_string()))?
         .ok_or_else(|| Failure::Failed(format!("no such image: {}", args.name)))?;
-    let report = push(&store, &client(&args.registry), &args.name, &desc)?;
+    let report = push(&store, &client(&args.registry)?, &args.name, &desc)?;
     let _ = writeln!(err, "{}", describe_push(&args.name, &report));
     let _ = writeln!(out, "{}", report.manifest_digest);
     Ok(())
@@ -146,7 +172,7 @@ pub fn login_cmd(
     if password.is_empty() {
         return Err(Failure::Usage("login: the password is empty".to_string()));
     }
-    client(&args.registry).login(&host, &username, password)?;
+    client(&args.registry)?.login(&host, &username, password)?;
     let _ = writeln!(err, "Login Succeeded");
     Ok(())
 }
@@ -154,7 +180,7 @@ pub fn login_cmd(
 /// `strata logout HOST`.
 pub fn logout_cmd(host: Option<&str>, err: &mut dyn Write) -> Result<(), Failure> {
     let host = host.unwrap_or(strata_registry::DOCKER_HUB);
-    let removed = client(&RegistryArgs::default()).logout(host)?;
+    let removed = client(&RegistryArgs::default())?.logout(host)?;
     if removed {
         let _ = writeln!(err, "Removing login credentials for {host}");
     } else {

@@ -6,101 +6,16 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-type R = Result<(), Box<dyn std::error::Error>>;
+use std::time::{Duration, Instant};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dockerfiles")
-}
-
-/// Runs a tool we did not write; fails saying what to install when it is missing.
-fn tool(program: &str, args: &[&str]) -> Result<Output, String> {
-    let out = Command::new(program).args(args).output().map_err(|e| {
-        format!("{program} is needed by this test (apt-get install {program}): {e}")
-    })?;
-    if !out.status.success() {
-        return Err(format!(
-            "{program} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(out)
-}
-
-/// A state root with the busybox base image as an OCI layout beside it.
-struct Env {
-    dir: tempfile::TempDir,
-    base: String,
-}
-
-impl Env {
-    fn new() -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let base = strata_fixtures::busybox_build_context(dir.path())?;
-        Ok(Env { dir, base })
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn strata(&self, args: &[&str]) -> Result<Output, std::io::Error> {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env("STRATA_ROOT", self.root())
-            .args(args)
-            .output()
-    }
-
-    /// Builds `ctx` with the busybox base; returns the progress output.
-    fn build(&self, ctx: &Path, extra: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
-        let mut args = vec!["build", "--progress=plain", "--build-context", &self.base];
-        args.extend_from_slice(extra);
-        let ctx = ctx.to_str().ok_or("non-UTF-8 path")?;
-        args.push(ctx);
-        let out = self.strata(&args)?;
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.code() != Some(0) {
-            return Err(format!("build failed ({:?}):\n{err}", out.status.code()).into());
-        }
-        Ok(err)
-    }
-
-    /// `skopeo`'s name for an image of the store.
-    fn oci_ref(&self, name: &str) -> String {
-        format!("oci:{}/store:{name}", self.root().display())
-    }
-
-    /// The image's raw config, as skopeo reads it.
-    fn config(&self, name: &str) -> Result<Value, Box<dyn std::error::Error>> {
-        let out = tool(
-            "skopeo",
-            &["inspect", "--raw", "--config", &self.oci_ref(name)],
-        )?;
-        Ok(serde_json::from_slice(&out.stdout)?)
-    }
-
-    /// Unpacks the image with umoci into a runtime bundle; returns its path.
-    fn unpack(&self, name: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
-        let bundle = self
-            .dir
-            .path()
-            .join(format!("bundle-{}", name.replace([':', '/'], "-")));
-        let image = format!("{}/store:{name}", self.root().display());
-        tool(
-            "umoci",
-            &["unpack", "--image", &image, bundle.to_str().ok_or("path")?],
-        )?;
-        Ok(bundle)
-    }
-}
+use crate::common::{Env, Gate, R, Res, fixtures, procs, tool};
 
 /// A copy of `everything` with what git cannot hold: archives in five
 /// compressions and a hard link.
-fn everything_context(into: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
+fn everything_context(into: &Path) -> Res<PathBuf> {
     let ctx = into.join("ctx");
     tool(
         "cp",
@@ -140,7 +55,7 @@ fn owner(p: &Path) -> Result<(u32, u32), std::io::Error> {
 #[test]
 fn every_instruction_checked_with_umoci_skopeo_and_crun() -> R {
     let env = Env::new()?;
-    let ctx = everything_context(env.dir.path())?;
+    let ctx = everything_context(&env.path(""))?;
     let log = env.build(
         &ctx,
         &["-t", "e2e-everything", "--build-arg", "GREETING=hi"],
@@ -281,7 +196,7 @@ fn every_instruction_checked_with_umoci_skopeo_and_crun() -> R {
 /// Runs an umoci bundle with crun and returns its standard output. crun
 /// refuses a cgroup v2 mount that holds controllers beside v1 ones, so it
 /// runs in a private mount namespace without that mount.
-fn run_with_crun(bundle: &Path) -> Result<String, Box<dyn std::error::Error>> {
+fn run_with_crun(bundle: &Path) -> Res<String> {
     let spec_path = bundle.join("config.json");
     let mut spec: Value = serde_json::from_slice(&fs::read(&spec_path)?)?;
     spec["process"]["terminal"] = Value::Bool(false);
@@ -305,7 +220,7 @@ fn run_with_crun(bundle: &Path) -> Result<String, Box<dyn std::error::Error>> {
 #[test]
 fn outputs_oci_docker_local_and_tar() -> R {
     let env = Env::new()?;
-    let out_dir = env.dir.path().join("out");
+    let out_dir = env.path("out");
     fs::create_dir_all(&out_dir)?;
     let oci = out_dir.join("image-oci.tar");
     let docker = out_dir.join("image-docker.tar");
@@ -374,29 +289,21 @@ fn outputs_oci_docker_local_and_tar() -> R {
     );
 
     // images / inspect / tag / rmi
-    let out = env.strata(&["inspect", "--format", "{{.Id}}", "outputs:1"])?;
-    assert_eq!(String::from_utf8(out.stdout)?.trim(), image_id);
+    let out = env
+        .strata(&["inspect", "--format", "{{.Id}}", "outputs:1"])
+        .output()?;
+    assert_eq!(out.stdout.trim(), image_id);
     assert_eq!(
-        env.strata(&["tag", "outputs:1", "other:2"])?.status.code(),
+        env.strata(&["tag", "outputs:1", "other:2"]).output()?.code,
         Some(0)
     );
-    let list = String::from_utf8(env.strata(&["images"])?.stdout)?;
+    let list = env.strata(&["images"]).output()?.stdout;
     assert!(list.contains("outputs") && list.contains("other"), "{list}");
-    assert_eq!(env.strata(&["rmi", "other:2"])?.status.code(), Some(0));
-    let gone = env.strata(&["inspect", "other:2"])?;
-    assert_eq!(gone.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&gone.stderr).contains("no such image: other:2"));
+    assert_eq!(env.strata(&["rmi", "other:2"]).output()?.code, Some(0));
+    let gone = env.strata(&["inspect", "other:2"]).output()?;
+    assert_eq!(gone.code, Some(1));
+    assert!(gone.stderr.contains("no such image: other:2"));
     Ok(())
-}
-
-impl Env {
-    fn config_bytes(&self, name: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-        Ok(tool(
-            "skopeo",
-            &["inspect", "--raw", "--config", &self.oci_ref(name)],
-        )?
-        .stdout)
-    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -406,12 +313,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn source_date_epoch_makes_digests_reproducible() -> R {
-    let digest = |env: &Env| -> Result<String, Box<dyn std::error::Error>> {
+    let digest = |env: &Env| -> Res<String> {
         let ctx = fixtures().join("env-arg");
-        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env("STRATA_ROOT", env.root())
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args([
+        let out = env
+            .strata(&[
                 "build",
                 "-q",
                 "--build-context",
@@ -420,15 +325,13 @@ fn source_date_epoch_makes_digests_reproducible() -> R {
                 "repro",
                 ctx.to_str().ok_or("path")?,
             ])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
             .output()?;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let d = env.strata(&["inspect", "--format", "{{.Digest}}", "repro"])?;
-        Ok(String::from_utf8(d.stdout)?.trim().to_string())
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let d = env
+            .strata(&["inspect", "--format", "{{.Digest}}", "repro"])
+            .output()?;
+        Ok(d.stdout.trim().to_string())
     };
     let (a, b) = (Env::new()?, Env::new()?);
     let first = digest(&a)?;
@@ -446,7 +349,7 @@ fn source_date_epoch_makes_digests_reproducible() -> R {
 #[test]
 fn multistage_target_and_build_args() -> R {
     let env = Env::new()?;
-    let out_dir = env.dir.path().join("fs");
+    let out_dir = env.path("fs");
     let dest = format!("type=local,dest={}", out_dir.display());
     env.build(&fixtures().join("multistage"), &["-o", &dest])?;
     assert_eq!(fs::read_to_string(out_dir.join("artifact"))?, "built\n");
@@ -455,7 +358,7 @@ fn multistage_target_and_build_args() -> R {
         "built\n"
     );
 
-    let out_dir = env.dir.path().join("fs2");
+    let out_dir = env.path("fs2");
     let dest = format!("type=local,dest={}", out_dir.display());
     env.build(
         &fixtures().join("env-arg"),
@@ -472,15 +375,9 @@ fn multistage_target_and_build_args() -> R {
 fn failing_run_exits_1_with_step_code_and_output() -> R {
     let env = Env::new()?;
     let ctx = fixtures().join("failing-run");
-    let out = env.strata(&[
-        "build",
-        "--progress=plain",
-        "--build-context",
-        &env.base,
-        ctx.to_str().ok_or("path")?,
-    ])?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let out = env.build_command(&ctx, &[])?.output()?;
+    let err = &out.stderr;
+    assert_eq!(out.code, Some(1), "{err}");
     assert!(
         err.contains("RUN echo \"about to fail\" && exit 7"),
         "{err}"
@@ -498,5 +395,57 @@ fn runc_and_crun_runtimes_run_steps() -> R {
         let log = env.build(&fixtures().join("run-output"), &["--runtime", rt])?;
         assert!(log.contains("hello from strata"), "{rt}: {log}");
     }
+    // Which runtime ran: seen from the host, the step's process runs under
+    // a runc or crun process, and under neither with the builtin sandbox.
+    for rt in ["runc", "crun", "builtin"] {
+        let above = programs_above_a_step(&env, rt)?;
+        let names: Vec<String> = above
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        for other in ["runc", "crun"] {
+            assert_eq!(
+                names.iter().any(|n| n == other),
+                rt == other,
+                "--runtime {rt}: the step ran under {above:?}"
+            );
+        }
+    }
     Ok(())
+}
+
+/// The executables between `strata build --runtime RT` and a RUN step's
+/// process, found while the step waits at a gate.
+fn programs_above_a_step(env: &Env, rt: &str) -> Res<Vec<PathBuf>> {
+    let gate = Gate::start()?;
+    let ctx = env.context(
+        &format!("which-{rt}"),
+        &format!("FROM busybox\nRUN wget -q -O /gate.txt {}\n", gate.url()),
+    )?;
+    let mut child = env
+        .build_command(&ctx, &["--runtime", rt, "--no-cache"])?
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        if gate.requests() > 0 {
+            // The step's wget, not the test's own threads.
+            let pids = procs::with_arg(&gate.url())?;
+            let mut chains = pids
+                .into_iter()
+                .filter_map(|p| procs::ancestor_programs(p, child.id()).ok());
+            if let Some(chain) = chains.next() {
+                break Ok(chain);
+            }
+        }
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            break Err(format!("--runtime {rt}: the step never waited at the gate"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    gate.open();
+    let out = child.wait_with_output()?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{rt}: {log}");
+    Ok(found?)
 }

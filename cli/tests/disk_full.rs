@@ -6,13 +6,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-type R = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Env, R, Res};
 
 /// A tmpfs mounted for the test's life.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Result<Self, Box<dyn std::error::Error>> {
+    fn mount(at: &Path, size: &str) -> Res<Self> {
         fs::create_dir_all(at)?;
         let st = Command::new("mount")
             .args([
@@ -51,37 +51,29 @@ impl Drop for Tmpfs {
 
 #[test]
 fn full_disk_fails_cleanly_and_the_root_recovers() -> R {
-    let dir = tempfile::tempdir()?;
-    let base = strata_fixtures::busybox_build_context(dir.path())?;
-    let ctx = dir.path().join("ctx");
-    fs::create_dir_all(&ctx)?;
-    fs::write(
-        ctx.join("Dockerfile"),
+    let env = Env::new()?;
+    let ctx = env.context(
+        "ctx",
         "FROM busybox\nCOPY big.bin /big.bin\nRUN wc -c /big.bin\n",
     )?;
     fs::write(ctx.join("big.bin"), vec![7u8; 8 * 1024 * 1024])?;
-    let root = dir.path().join("root");
+    let root = env.root();
     let fs_guard = Tmpfs::mount(&root, "6m")?;
-    let strata = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env("STRATA_ROOT", &root)
-            .args(args)
-            .output()
-    };
+    let strata = |args: &[&str]| env.strata(args).output();
     let ctx_arg = ctx.to_string_lossy().into_owned();
     let build = [
         "build",
         "--progress=plain",
         "--build-context",
-        &base,
+        &env.base,
         "-t",
         "big",
         &ctx_arg,
     ];
 
     let out = strata(&build)?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    let err = &out.stderr;
+    assert_eq!(out.code, Some(3), "{err}");
     let last = err.lines().last().unwrap_or_default();
     assert!(last.starts_with("ERROR: "), "{err}");
     assert!(last.contains("no space left on device"), "{err}");
@@ -91,25 +83,13 @@ fn full_disk_fails_cleanly_and_the_root_recovers() -> R {
     );
 
     let doctor = strata(&["doctor"])?;
-    assert!(
-        doctor.status.success(),
-        "{}",
-        String::from_utf8_lossy(&doctor.stdout)
-    );
+    assert_eq!(doctor.code, Some(0), "{}", doctor.stdout);
 
     fs_guard.resize("64m")?;
     let out = strata(&build)?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("8388608 /big.bin"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("8388608 /big.bin"));
     let doctor = strata(&["doctor"])?;
-    assert!(
-        doctor.status.success(),
-        "{}",
-        String::from_utf8_lossy(&doctor.stdout)
-    );
+    assert_eq!(doctor.code, Some(0), "{}", doctor.stdout);
     Ok(())
 }

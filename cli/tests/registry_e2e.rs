@@ -2,114 +2,13 @@
 //! FROM pulls, `build --push`, `push`, `pull`, `login`, multi-platform
 //! indexes, `save`/`load`, each checked with skopeo where it can be.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use strata_fixtures::registry::{Registry, copy_to_layout, inspect, push_layout};
+
 use serde_json::Value;
-use strata_fixtures::registry::Registry;
 
-type R = Result<(), Box<dyn std::error::Error>>;
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// Runs a tool we did not write; fails saying what to install when it is missing.
-fn tool(program: &str, args: &[&str]) -> Res<Output> {
-    let out = Command::new(program).args(args).output().map_err(|e| {
-        format!("{program} is needed by this test (apt-get install {program}): {e}")
-    })?;
-    if !out.status.success() {
-        return Err(format!(
-            "{program} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(out)
-}
-
-/// A temporary folder holding strata roots, a docker config and contexts.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Res<Env> {
-        Ok(Env {
-            dir: tempfile::tempdir()?,
-        })
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// `strata ARGS` with state in `root` and credentials in this folder.
-    fn strata_in(&self, root: &str, args: &[&str], stdin: &str) -> Res<Output> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env("STRATA_ROOT", self.path(root))
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut input) = child.stdin.take() {
-            input.write_all(stdin.as_bytes())?;
-        }
-        Ok(child.wait_with_output()?)
-    }
-
-    /// Like [`Env::strata_in`], failing on a non-zero exit.
-    fn ok(&self, root: &str, args: &[&str]) -> Res<(String, String)> {
-        let out = self.strata_in(root, args, "")?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
-            return Err(
-                format!("strata {args:?} failed ({}): {stdout}{stderr}", out.status).into(),
-            );
-        }
-        Ok((stdout, stderr))
-    }
-
-    /// A build context whose Dockerfile is `dockerfile`.
-    fn context(&self, name: &str, dockerfile: &str) -> Res<String> {
-        let dir = self.path(name);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("Dockerfile"), dockerfile)?;
-        std::fs::write(dir.join("a.txt"), name)?;
-        Ok(dir.display().to_string())
-    }
-}
-
-/// Copies an OCI layout's `latest` into the registry with skopeo.
-fn skopeo_push(layout: &Path, dest: &str, all: bool) -> R {
-    skopeo_push_with(layout, dest, if all { &["--all"] } else { &[] })
-}
-
-fn skopeo_push_with(layout: &Path, dest: &str, extra: &[&str]) -> R {
-    let src = format!("oci:{}:latest", layout.display());
-    let dst = format!("docker://{dest}");
-    let mut args = vec!["copy", "--quiet", "--dest-tls-verify=false"];
-    args.extend(extra);
-    args.extend([src.as_str(), dst.as_str()]);
-    tool("skopeo", &args)?;
-    Ok(())
-}
-
-fn skopeo_inspect(reference: &str) -> Res<Value> {
-    let out = tool(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{reference}"),
-        ],
-    )?;
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
+use crate::common::{Env, R, Res, tool};
 
 /// `(uploaded, mounted, skipped)` from a `pushed NAME DIGEST (...)` line.
 fn push_counts(text: &str) -> Res<(usize, usize, usize)> {
@@ -139,27 +38,35 @@ fn build_pulls_from_and_pushes_to_a_registry() -> R {
     let mut registry = Registry::start(None)?;
     let host = registry.host();
     let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
-    skopeo_push(&layout, &format!("{host}/busybox:latest"), false)?;
+    push_layout(&layout, &format!("{host}/busybox:latest"), &[])?;
 
-    let ctx = env.context(
-        "app",
-        &format!("FROM {host}/busybox:latest\nRUN echo built > /built.txt\nCOPY a.txt /a.txt\n"),
-    )?;
+    let ctx = env
+        .context(
+            "app",
+            &format!(
+                "FROM {host}/busybox:latest\nRUN echo built > /built.txt\nCOPY a.txt /a.txt\n"
+            ),
+        )?
+        .display()
+        .to_string();
     let app = format!("{host}/app:1");
     let meta = env.path("meta.json");
-    let (_, progress) = env.ok(
-        "root",
-        &[
-            "build",
-            "--progress=plain",
-            "-t",
-            &app,
-            "--push",
-            "--metadata-file",
-            &meta.display().to_string(),
-            &ctx,
-        ],
-    )?;
+    let progress = env
+        .strata_in(
+            "root",
+            &[
+                "build",
+                "--progress=plain",
+                "-t",
+                &app,
+                "--push",
+                "--metadata-file",
+                &meta.display().to_string(),
+                &ctx,
+            ],
+        )
+        .ok()?
+        .stderr;
     assert!(progress.contains("pulling sha256:"), "{progress}");
     let (uploaded, _, _) = push_counts(&progress)?;
     assert!(
@@ -174,24 +81,18 @@ fn build_pulls_from_and_pushes_to_a_registry() -> R {
     assert_eq!(meta["image.name"], app.as_str());
 
     // skopeo sees the same manifest, and so does a pull into a fresh root.
-    let remote = skopeo_inspect(&app)?;
+    let remote = inspect(&app, &[])?;
     assert_eq!(remote["Digest"], digest.as_str());
     let copied = env.path("copied");
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--src-tls-verify=false",
-            &format!("docker://{app}"),
-            &format!("oci:{}:x", copied.display()),
-        ],
-    )?;
+    copy_to_layout(&app, &copied)?;
     let index: Value = serde_json::from_slice(&std::fs::read(copied.join("index.json"))?)?;
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
-    let (pulled, _) = env.ok("fresh", &["pull", &app])?;
+    let pulled = env.strata_in("fresh", &["pull", &app]).ok()?.stdout;
     assert_eq!(pulled.trim(), digest);
-    let (inspected, _) = env.ok("fresh", &["inspect", "--format", "{{.Digest}}", &app])?;
+    let inspected = env
+        .strata_in("fresh", &["inspect", "--format", "{{.Digest}}", &app])
+        .ok()?
+        .stdout;
     assert_eq!(inspected.trim(), digest);
     // The pulled manifest is the registry's, byte for byte, and so are its layers.
     let hex = digest.trim_start_matches("sha256:");
@@ -215,18 +116,23 @@ fn build_pulls_from_and_pushes_to_a_registry() -> R {
     }
 
     // Pushing again transfers nothing.
-    let (out, err) = env.ok("root", &["push", &app])?;
+    let pushed = env.strata_in("root", &["push", &app]).ok()?;
+    let (out, err) = (pushed.stdout, pushed.stderr);
     assert_eq!(out.trim(), digest);
     let blobs = 1 + remote["Layers"].as_array().map_or(0, Vec::len);
     assert_eq!(push_counts(&err)?, (0, 0, blobs), "{err}");
 
     // The base is in the store now: a build works with the registry gone.
     registry.kill();
-    let ctx2 = env.context(
-        "offline",
-        &format!("FROM {host}/busybox:latest\nRUN echo again > /again.txt\n"),
-    )?;
-    env.ok("root", &["build", "-t", "offline", &ctx2])?;
+    let ctx2 = env
+        .context(
+            "offline",
+            &format!("FROM {host}/busybox:latest\nRUN echo again > /again.txt\n"),
+        )?
+        .display()
+        .to_string();
+    env.strata_in("root", &["build", "-t", "offline", &ctx2])
+        .ok()?;
     Ok(())
 }
 
@@ -236,14 +142,21 @@ fn digest_pinned_from_with_local_blobs_needs_no_registry() -> R {
     let mut registry = Registry::start(None)?;
     let host = registry.host();
     let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
-    skopeo_push(&layout, &format!("{host}/busybox:latest"), false)?;
-    let (digest, _) = env.ok("root", &["pull", &format!("{host}/busybox:latest")])?;
+    push_layout(&layout, &format!("{host}/busybox:latest"), &[])?;
+    let digest = env
+        .strata_in("root", &["pull", &format!("{host}/busybox:latest")])
+        .ok()?
+        .stdout;
     registry.kill();
-    let ctx = env.context(
-        "pinned",
-        &format!("FROM {host}/busybox@{}\nRUN true\n", digest.trim()),
-    )?;
-    env.ok("root", &["build", "-t", "pinned", &ctx])?;
+    let ctx = env
+        .context(
+            "pinned",
+            &format!("FROM {host}/busybox@{}\nRUN true\n", digest.trim()),
+        )?
+        .display()
+        .to_string();
+    env.strata_in("root", &["build", "-t", "pinned", &ctx])
+        .ok()?;
     Ok(())
 }
 
@@ -254,69 +167,55 @@ fn login_with_password_stdin_then_push_and_a_wrong_password_fails() -> R {
     let registry = Registry::start(Some(("alice", password)))?;
     let host = registry.host();
     let name = format!("{host}/private:1");
-    let ctx = env.context("private", "FROM scratch\nCOPY a.txt /a.txt\n")?;
-    env.ok("root", &["build", "-t", &name, &ctx])?;
+    let ctx = env
+        .context("private", "FROM scratch\nCOPY a.txt /a.txt\n")?
+        .display()
+        .to_string();
+    env.strata_in("root", &["build", "-t", &name, &ctx]).ok()?;
 
-    let anonymous = env.strata_in("root", &["push", &name], "")?;
-    assert_eq!(anonymous.status.code(), Some(3));
+    let anonymous = env.strata_in("root", &["push", &name]).output()?;
+    assert_eq!(anonymous.code, Some(3));
 
-    let wrong = env.strata_in(
-        "root",
-        &["login", "-u", "alice", "--password-stdin", &host],
-        "wrong-password\n",
-    )?;
-    let err = String::from_utf8_lossy(&wrong.stderr);
-    assert_eq!(wrong.status.code(), Some(3), "{err}");
+    let wrong = env
+        .strata_in("root", &["login", "-u", "alice", "--password-stdin", &host])
+        .stdin("wrong-password\n")
+        .output()?;
+    let err = &wrong.stderr;
+    assert_eq!(wrong.code, Some(3), "{err}");
     assert!(err.contains(&host) && err.contains("401"), "{err}");
     assert!(!err.contains("wrong-password"), "{err}");
 
-    let good = env.strata_in(
-        "root",
-        &["login", "-u", "alice", "--password-stdin", &host],
-        &format!("{password}\n"),
-    )?;
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&good.stdout),
-        String::from_utf8_lossy(&good.stderr)
-    );
-    assert!(good.status.success(), "{out}");
+    let good = env
+        .strata_in("root", &["login", "-u", "alice", "--password-stdin", &host])
+        .stdin(&format!("{password}\n"))
+        .output()?;
+    let out = format!("{}{}", good.stdout, good.stderr);
+    assert_eq!(good.code, Some(0), "{out}");
     assert!(!out.contains(password), "{out}");
-    let (digest, _) = env.ok("root", &["push", &name])?;
+    let digest = env.strata_in("root", &["push", &name]).ok()?.stdout;
     assert_eq!(
-        skopeo_inspect_auth(&name, password)?["Digest"],
+        inspect(&name, &["--creds", &format!("alice:{password}")])?["Digest"],
         digest.trim()
     );
 
-    env.ok("root", &["logout", &host])?;
-    let after = env.strata_in("root", &["push", &name], "")?;
-    assert_eq!(after.status.code(), Some(3));
+    env.strata_in("root", &["logout", &host]).ok()?;
+    let after = env.strata_in("root", &["push", &name]).output()?;
+    assert_eq!(after.code, Some(3));
     Ok(())
-}
-
-fn skopeo_inspect_auth(reference: &str, password: &str) -> Res<Value> {
-    let out = tool(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            &format!("alice:{password}"),
-            &format!("docker://{reference}"),
-        ],
-    )?;
-    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 #[test]
 fn unreachable_registry_fails_fast_naming_the_host() -> R {
     let env = Env::new()?;
-    let ctx = env.context("down", "FROM 127.0.0.1:1/x\nRUN true\n")?;
+    let ctx = env
+        .context("down", "FROM 127.0.0.1:1/x\nRUN true\n")?
+        .display()
+        .to_string();
     let start = Instant::now();
-    let out = env.strata_in("root", &["build", &ctx], "")?;
+    let out = env.strata_in("root", &["build", &ctx]).output()?;
     let took = start.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    let err = &out.stderr;
+    assert_eq!(out.code, Some(3), "{err}");
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
     Ok(())
@@ -332,67 +231,97 @@ fn pull_chooses_the_platform_of_an_index() -> R {
         &[("linux", "amd64"), ("linux", "arm64")],
     )?;
     let name = format!("{host}/multi:latest");
-    skopeo_push(&layout, &name, true)?;
+    push_layout(&layout, &name, &["--all"])?;
     for arch in ["arm64", "amd64"] {
         let root = format!("root-{arch}");
-        env.ok(
+        env.strata_in(
             &root,
             &["pull", "--platform", &format!("linux/{arch}"), &name],
-        )?;
-        let (got, _) = env.ok(&root, &["inspect", "--format", "{{.Architecture}}", &name])?;
+        )
+        .ok()?;
+        let got = env
+            .strata_in(&root, &["inspect", "--format", "{{.Architecture}}", &name])
+            .ok()?
+            .stdout;
         assert_eq!(got.trim(), arch);
     }
     // A build for another platform takes that platform's base and says so.
-    let ctx = env.context(
-        "cross",
-        &format!("FROM {name}\nARG TARGETARCH\nLABEL arch=$TARGETARCH\nCOPY a.txt /a.txt\n"),
-    )?;
-    env.ok(
+    let ctx = env
+        .context(
+            "cross",
+            &format!("FROM {name}\nARG TARGETARCH\nLABEL arch=$TARGETARCH\nCOPY a.txt /a.txt\n"),
+        )?
+        .display()
+        .to_string();
+    env.strata_in(
         "cross-root",
         &["build", "--platform", "linux/arm64", "-t", "cross", &ctx],
-    )?;
-    let (arch, _) = env.ok(
-        "cross-root",
-        &[
-            "inspect",
-            "--format",
-            "{{.Architecture}} {{.Config.Labels.arch}}",
-            "cross",
-        ],
-    )?;
+    )
+    .ok()?;
+    let arch = env
+        .strata_in(
+            "cross-root",
+            &[
+                "inspect",
+                "--format",
+                "{{.Architecture}} {{.Config.Labels.arch}}",
+                "cross",
+            ],
+        )
+        .ok()?
+        .stdout;
     assert_eq!(arch.trim(), "arm64 arm64");
-    let (base, _) = env.ok(
-        "cross-root",
-        &["inspect", "--format", "{{.Architecture}}", &name],
-    )?;
+    let base = env
+        .strata_in(
+            "cross-root",
+            &["inspect", "--format", "{{.Architecture}}", &name],
+        )
+        .ok()?
+        .stdout;
     assert_eq!(base.trim(), "arm64");
 
-    let missing = env.strata_in("root-x", &["pull", "--platform", "linux/s390x", &name], "")?;
-    assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("s390x"));
+    let missing = env
+        .strata_in("root-x", &["pull", "--platform", "linux/s390x", &name])
+        .output()?;
+    assert_eq!(missing.code, Some(1));
+    assert!(missing.stderr.contains("s390x"));
     Ok(())
 }
 
 #[test]
 fn save_and_load_round_trip_between_roots() -> R {
     let env = Env::new()?;
-    let ctx = env.context("saved", "FROM scratch\nCOPY a.txt /a.txt\n")?;
-    env.ok("one", &["build", "-t", "saved:1", &ctx])?;
-    let (digest, _) = env.ok("one", &["inspect", "--format", "{{.Digest}}", "saved:1"])?;
+    let ctx = env
+        .context("saved", "FROM scratch\nCOPY a.txt /a.txt\n")?
+        .display()
+        .to_string();
+    env.strata_in("one", &["build", "-t", "saved:1", &ctx])
+        .ok()?;
+    let digest = env
+        .strata_in("one", &["inspect", "--format", "{{.Digest}}", "saved:1"])
+        .ok()?
+        .stdout;
 
     let oci = env.path("saved.tar");
-    env.ok(
+    env.strata_in(
         "one",
         &["save", "-o", &oci.display().to_string(), "saved:1"],
-    )?;
-    let (loaded, _) = env.ok("two", &["load", "-i", &oci.display().to_string()])?;
+    )
+    .ok()?;
+    let loaded = env
+        .strata_in("two", &["load", "-i", &oci.display().to_string()])
+        .ok()?
+        .stdout;
     assert!(loaded.contains("saved:1"), "{loaded}");
-    let (again, _) = env.ok("two", &["inspect", "--format", "{{.Digest}}", "saved:1"])?;
+    let again = env
+        .strata_in("two", &["inspect", "--format", "{{.Digest}}", "saved:1"])
+        .ok()?
+        .stdout;
     assert_eq!(again, digest);
 
     // A docker archive comes back with its tag and the same image ID.
     let docker = env.path("saved-docker.tar");
-    env.ok(
+    env.strata_in(
         "one",
         &[
             "save",
@@ -402,10 +331,15 @@ fn save_and_load_round_trip_between_roots() -> R {
             &docker.display().to_string(),
             "saved:1",
         ],
-    )?;
-    env.ok("three", &["load", "-i", &docker.display().to_string()])?;
-    let id = |root: &str| env.ok(root, &["inspect", "--format", "{{.Id}}", "saved:1"]);
-    assert_eq!(id("three")?.0, id("one")?.0);
+    )
+    .ok()?;
+    env.strata_in("three", &["load", "-i", &docker.display().to_string()])
+        .ok()?;
+    let id = |root: &str| {
+        env.strata_in(root, &["inspect", "--format", "{{.Id}}", "saved:1"])
+            .ok()
+    };
+    assert_eq!(id("three")?.stdout, id("one")?.stdout);
 
     // Archives written by skopeo load too, and the image builds on.
     let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
@@ -419,15 +353,24 @@ fn save_and_load_round_trip_between_roots() -> R {
             &format!("docker-archive:{}:from-skopeo:1", archive.display()),
         ],
     )?;
-    let (loaded, _) = env.ok("four", &["load", "-i", &archive.display().to_string()])?;
+    let loaded = env
+        .strata_in("four", &["load", "-i", &archive.display().to_string()])
+        .ok()?
+        .stdout;
     assert!(loaded.contains("from-skopeo:1"), "{loaded}");
-    let ctx = env.context("on-loaded", "FROM from-skopeo:1\nRUN echo ok > /ok\n")?;
-    env.ok("four", &["build", &ctx])?;
-    let qualified = env.context(
-        "qualified",
-        "FROM docker.io/library/from-skopeo:1\nRUN echo ok > /ok\n",
-    )?;
-    env.ok("four", &["build", &qualified])?;
+    let ctx = env
+        .context("on-loaded", "FROM from-skopeo:1\nRUN echo ok > /ok\n")?
+        .display()
+        .to_string();
+    env.strata_in("four", &["build", &ctx]).ok()?;
+    let qualified = env
+        .context(
+            "qualified",
+            "FROM docker.io/library/from-skopeo:1\nRUN echo ok > /ok\n",
+        )?
+        .display()
+        .to_string();
+    env.strata_in("four", &["build", &qualified]).ok()?;
     Ok(())
 }
 
@@ -438,33 +381,53 @@ fn pull_flag_re_resolves_a_moved_tag() -> R {
     let host = registry.host();
     let base = format!("{host}/base:latest");
     let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
-    skopeo_push(&layout, &base, false)?;
-    let ctx = env.context("user", &format!("FROM {base}\nRUN true\n"))?;
-    env.ok("root", &["build", &ctx])?;
-    let digest = |root: &str| env.ok(root, &["inspect", "--format", "{{.Digest}}", &base]);
-    let first = digest("root")?.0;
+    push_layout(&layout, &base, &[])?;
+    let ctx = env
+        .context("user", &format!("FROM {base}\nRUN true\n"))?
+        .display()
+        .to_string();
+    env.strata_in("root", &["build", &ctx]).ok()?;
+    let digest = |root: &str| {
+        env.strata_in(root, &["inspect", "--format", "{{.Digest}}", &base])
+            .ok()
+    };
+    let first = digest("root")?.stdout;
 
     // Another image takes the tag in the registry.
-    let other = env.context("other", "FROM scratch\nCOPY a.txt /a.txt\n")?;
-    env.ok("pusher", &["build", "-t", &base, "--push", &other])?;
-    let moved = digest("pusher")?.0;
+    let other = env
+        .context("other", "FROM scratch\nCOPY a.txt /a.txt\n")?
+        .display()
+        .to_string();
+    env.strata_in("pusher", &["build", "-t", &base, "--push", &other])
+        .ok()?;
+    let moved = digest("pusher")?.stdout;
     assert_ne!(first, moved);
 
-    let plain = env.context("plain", &format!("FROM {base}\nCOPY a.txt /b.txt\n"))?;
-    env.ok("root", &["build", &plain])?;
+    let plain = env
+        .context("plain", &format!("FROM {base}\nCOPY a.txt /b.txt\n"))?
+        .display()
+        .to_string();
+    env.strata_in("root", &["build", &plain]).ok()?;
     assert_eq!(
-        digest("root")?.0,
+        digest("root")?.stdout,
         first,
         "without --pull the local tag is used"
     );
-    env.ok("root", &["build", "--pull", &plain])?;
-    assert_eq!(digest("root")?.0, moved, "--pull re-resolves the tag");
+    env.strata_in("root", &["build", "--pull", &plain]).ok()?;
+    assert_eq!(digest("root")?.stdout, moved, "--pull re-resolves the tag");
 
     // An image that was built here and never pushed is used as it is.
     let local = format!("{host}/local-only:1");
-    env.ok("root", &["build", "-t", &local, &other])?;
-    let on_local = env.context("on-local", &format!("FROM {local}\nCOPY a.txt /c.txt\n"))?;
-    let (_, progress) = env.ok("root", &["build", "--pull", &on_local])?;
+    env.strata_in("root", &["build", "-t", &local, &other])
+        .ok()?;
+    let on_local = env
+        .context("on-local", &format!("FROM {local}\nCOPY a.txt /c.txt\n"))?
+        .display()
+        .to_string();
+    let progress = env
+        .strata_in("root", &["build", "--pull", &on_local])
+        .ok()?
+        .stderr;
     assert!(progress.contains("using the local image"), "{progress}");
     Ok(())
 }
@@ -476,31 +439,26 @@ fn a_corrupt_blob_fails_the_pull_and_never_enters_the_store() -> R {
     let host = registry.host();
     let name = format!("{host}/busybox:latest");
     let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
-    skopeo_push(&layout, &name, false)?;
-    let remote = skopeo_inspect(&name)?;
+    push_layout(&layout, &name, &[])?;
+    let remote = inspect(&name, &[])?;
     let layer = remote["Layers"][0].as_str().ok_or("no layer")?.to_string();
     let hex = layer.trim_start_matches("sha256:");
-    let data = registry
-        .storage
-        .join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data");
+    let data = registry.blob_data(&layer);
     let mut bytes = std::fs::read(&data)?;
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&data, bytes)?;
 
-    let out = env.strata_in("root", &["pull", &name], "")?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let out = env.strata_in("root", &["pull", &name]).output()?;
+    let err = &out.stderr;
+    assert_eq!(out.code, Some(1), "{err}");
     assert!(
         err.contains("digest mismatch") && err.contains(&layer),
         "{err}"
     );
     assert!(!env.path("root/store/blobs/sha256").join(hex).exists());
-    let tagged = env.strata_in("root", &["inspect", &name], "")?;
-    assert!(!tagged.status.success(), "a failed pull tags nothing");
+    let tagged = env.strata_in("root", &["inspect", &name]).output()?;
+    assert_ne!(tagged.code, Some(0), "a failed pull tags nothing");
     Ok(())
 }
 
@@ -511,41 +469,138 @@ fn docker_v2_schema2_base_images_build_and_push() -> R {
     let host = registry.host();
     let base = format!("{host}/hub-like:latest");
     let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
-    skopeo_push_with(&layout, &base, &["--format", "v2s2"])?;
+    push_layout(&layout, &base, &["--format", "v2s2"])?;
     assert_eq!(
-        skopeo_raw(&base)?["mediaType"],
+        inspect(&base, &["--raw"])?["mediaType"],
         "application/vnd.docker.distribution.manifest.v2+json"
     );
-    let ctx = env.context("v2", &format!("FROM {base}\nRUN echo ok > /ok\n"))?;
+    let ctx = env
+        .context("v2", &format!("FROM {base}\nRUN echo ok > /ok\n"))?
+        .display()
+        .to_string();
     let app = format!("{host}/v2app:1");
-    env.ok("root", &["build", "-t", &app, "--push", &ctx])?;
-    let remote = skopeo_inspect(&app)?;
+    env.strata_in("root", &["build", "-t", &app, "--push", &ctx])
+        .ok()?;
+    let remote = inspect(&app, &[])?;
     assert_eq!(remote["Layers"].as_array().map(Vec::len), Some(2));
     let copied = env.path("v2copy");
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--src-tls-verify=false",
-            &format!("docker://{app}"),
-            &format!("oci:{}:x", copied.display()),
-        ],
-    )?;
+    copy_to_layout(&app, &copied)?;
     Ok(())
 }
 
-fn skopeo_raw(reference: &str) -> Res<Value> {
-    let out = tool(
-        "skopeo",
+/// The machine's hostname and the loopback address it resolves to (in
+/// /etc/hosts: 127.0.0.1 here, 127.0.1.1 on a stock Debian install). The
+/// registry client treats only `localhost`, `*.localhost` and IP literals as
+/// loopback, so this name is not.
+fn loopback_hostname() -> Res<(String, std::net::Ipv4Addr)> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?
+        .trim()
+        .to_string();
+    let addrs: Vec<_> = (name.as_str(), 1).to_socket_addrs()?.collect();
+    let ip = addrs.iter().find_map(|a| match a.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => Some(ip),
+        _ => None,
+    });
+    match ip {
+        Some(ip) if name != "localhost" && !name.ends_with(".localhost") => Ok((name, ip)),
+        _ => Err(format!(
+            "this test needs the hostname ({name}) to resolve to a 127.x address \
+             (it resolves to {addrs:?}): add `127.0.0.1 {name}` to /etc/hosts"
+        )
+        .into()),
+    }
+}
+
+#[test]
+fn a_non_loopback_name_is_refused_without_insecure_registry() -> R {
+    let env = Env::new()?;
+    let (name, ip) = loopback_hostname()?;
+    let registry = Registry::start_on(ip, None)?;
+    let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
+    push_layout(&layout, &format!("{}/busybox:latest", registry.host()), &[])?;
+    let host = format!("{name}:{}", registry.port);
+    let image = format!("{host}/busybox:latest");
+    let want = inspect(&image, &[])?["Digest"].clone();
+
+    // Without the flag strata speaks TLS to it, which a plain HTTP registry refuses.
+    let refused = env.strata(&["pull", &image]).output()?;
+    assert_eq!(refused.code, Some(3), "{}", refused.stderr);
+    assert!(refused.stderr.contains(&host), "{}", refused.stderr);
+    let ctx = env.context("insecure", &format!("FROM {image}\nRUN echo ok > /ok\n"))?;
+    let ctx = ctx.to_string_lossy();
+    let refused = env.strata(&["build", &ctx]).output()?;
+    assert_eq!(refused.code, Some(3), "{}", refused.stderr);
+
+    let pulled = env
+        .strata(&["pull", "--insecure-registry", &host, &image])
+        .ok()?;
+    assert_eq!(pulled.stdout.trim(), want.as_str().unwrap_or_default());
+    let app = format!("{host}/app:1");
+    env.strata_in(
+        "builder",
         &[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{reference}"),
+            "build",
+            "--insecure-registry",
+            &host,
+            "-t",
+            &app,
+            "--push",
+            &ctx,
         ],
-    )?;
-    Ok(serde_json::from_slice(&out.stdout)?)
+    )
+    .ok()?;
+    inspect(&app, &[])?;
+    Ok(())
+}
+
+#[test]
+fn docker_hub_names_are_pulled_through_a_mirror() -> R {
+    let env = Env::new()?;
+    let registry = Registry::start(None)?;
+    let host = registry.host();
+    let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
+    // Where Docker Hub keeps `busybox`: library/busybox.
+    push_layout(&layout, &format!("{host}/library/busybox:latest"), &[])?;
+    let want = inspect(&format!("{host}/library/busybox:latest"), &[])?["Digest"].clone();
+    let mirror = format!("docker.io={host}");
+
+    let ctx = env.context("hub", "FROM busybox\nRUN echo ok > /ok\n")?;
+    let built = env
+        .strata(&[
+            "build",
+            "--progress=plain",
+            "-t",
+            "hub",
+            &ctx.to_string_lossy(),
+        ])
+        .env("STRATA_REGISTRY_MIRRORS", &mirror)
+        .ok()?;
+    assert!(built.stderr.contains("pulling sha256:"), "{}", built.stderr);
+    // Stored under the short name `docker build` shows.
+    for name in ["busybox", "busybox:latest"] {
+        let digest = env
+            .strata(&["inspect", "--format", "{{.Digest}}", name])
+            .ok()?;
+        assert_eq!(digest.stdout.trim(), want.as_str().unwrap_or_default());
+    }
+    let pulled = env
+        .strata_in("fresh", &["pull", "library/busybox"])
+        .env("STRATA_REGISTRY_MIRRORS", &mirror)
+        .ok()?;
+    assert_eq!(pulled.stdout.trim(), want.as_str().unwrap_or_default());
+
+    let bad = env
+        .strata_in("bad", &["pull", "busybox"])
+        .env("STRATA_REGISTRY_MIRRORS", "docker.io")
+        .output()?;
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("STRATA_REGISTRY_MIRRORS"),
+        "{}",
+        bad.stderr
+    );
+    Ok(())
 }
 
 #[test]
@@ -555,17 +610,19 @@ fn output_type_registry_and_image_push_true_push_like_push() -> R {
     let host = registry.host();
     let base = format!("{host}/busybox:latest");
     let layout = strata_fixtures::busybox_image(&env.path("busybox"))?;
-    skopeo_push(&layout, &base, false)?;
-    let ctx = env.context("outs", &format!("FROM {base}\nRUN echo out > /out.txt\n"))?;
+    push_layout(&layout, &base, &[])?;
+    let ctx = env
+        .context("outs", &format!("FROM {base}\nRUN echo out > /out.txt\n"))?
+        .display()
+        .to_string();
     for (repo, output) in [
         ("by-registry", "type=registry,name={name}"),
         ("by-image", "type=image,name={name},push=true"),
     ] {
         let name = format!("{host}/{repo}:1");
         let iid = env.path(&format!("{repo}.iid"));
-        let (_, progress) = env.ok(
-            "root",
-            &[
+        let progress = env
+            .strata(&[
                 "build",
                 "--progress=plain",
                 "-o",
@@ -573,19 +630,20 @@ fn output_type_registry_and_image_push_true_push_like_push() -> R {
                 "--iidfile",
                 &iid.display().to_string(),
                 &ctx,
-            ],
-        )?;
+            ])
+            .ok()?
+            .stderr;
         push_counts(&progress)?;
         assert!(progress.contains(&format!("pushed {name} ")), "{progress}");
         // The registry holds the image built: its config is the image ID.
-        let remote = skopeo_raw(&name)?;
+        let remote = inspect(&name, &["--raw"])?;
         assert_eq!(
             remote["config"]["digest"].as_str(),
             Some(std::fs::read_to_string(&iid)?.trim()),
             "{output}"
         );
         // And the local store has it under that name too.
-        env.ok("root", &["inspect", &name])?;
+        env.strata(&["inspect", &name]).ok()?;
     }
     Ok(())
 }

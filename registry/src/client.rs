@@ -22,6 +22,9 @@ const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
 pub struct ClientConfig {
     /// Registries (`host[:port]`) reached over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// Mirrors: a registry name as written in references (`docker.io`) and
+    /// the `host[:port]` that serves its API instead.
+    pub mirrors: Vec<(String, String)>,
     /// Where credentials come from.
     pub auth: AuthSource,
     /// Tries per request (and per streamed blob) before giving up; at least 1.
@@ -40,6 +43,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             insecure_registries: Vec::new(),
+            mirrors: Vec::new(),
             auth: AuthSource::DockerConfigDefault,
             attempts: 4,
             backoff_base: Duration::from_millis(200),
@@ -113,8 +117,23 @@ impl Client {
         Client { transport, config }
     }
 
+    /// The `host[:port]` serving `reference`'s API and the registry name
+    /// its credentials and messages go by: a configured mirror's (for both,
+    /// so a registry's credentials never go to its mirror), else its own.
+    fn endpoint<'a>(&'a self, reference: &'a Reference) -> (&'a str, &'a str) {
+        match self
+            .config
+            .mirrors
+            .iter()
+            .find(|(registry, _)| registry == reference.registry())
+        {
+            Some((_, mirror)) => (mirror, mirror),
+            None => (reference.api_host(), reference.registry()),
+        }
+    }
+
     fn req<'a>(
-        &self,
+        &'a self,
         method: Method,
         reference: &'a Reference,
         path: String,
@@ -122,8 +141,8 @@ impl Client {
     ) -> Req<'a> {
         Req::new(
             method,
-            reference.api_host(),
-            reference.registry(),
+            self.endpoint(reference).0,
+            self.endpoint(reference).1,
             format!("/v2/{}/{path}", reference.repository()),
             what,
         )
@@ -159,7 +178,7 @@ impl Client {
             .limit(MAX_MANIFEST)
             .read_to_vec()
             .map_err(|e| Error::Unreachable {
-                host: reference.api_host().to_string(),
+                host: self.endpoint(reference).0.to_string(),
                 during: what.clone(),
                 reason: format!("connection lost while reading: {e}"),
             })?;
@@ -268,7 +287,7 @@ impl Client {
                 Err(CopyError::Read(e)) => {
                     if attempt >= self.config.attempts.max(1) {
                         return Err(Error::Unreachable {
-                            host: repo.api_host().to_string(),
+                            host: self.endpoint(repo).0.to_string(),
                             during: what.clone(),
                             reason: format!("connection lost while reading: {e}"),
                         });
@@ -335,8 +354,8 @@ impl Client {
         if let Some(location) = location(&resp) {
             let cancel = Req::new(
                 Method::DELETE,
-                repo.api_host(),
-                repo.registry(),
+                self.endpoint(repo).0,
+                self.endpoint(repo).1,
                 location,
                 what,
             )
@@ -410,8 +429,8 @@ impl Client {
                 let range = format!("{sent}-{}", sent + n as u64 - 1);
                 let req = Req::new(
                     Method::PATCH,
-                    repo.api_host(),
-                    repo.registry(),
+                    self.endpoint(repo).0,
+                    self.endpoint(repo).1,
                     location.clone(),
                     what.clone(),
                 )
@@ -450,8 +469,8 @@ impl Client {
         );
         let req = Req::new(
             Method::PUT,
-            repo.api_host(),
-            repo.registry(),
+            self.endpoint(repo).0,
+            self.endpoint(repo).1,
             target,
             what.clone(),
         )

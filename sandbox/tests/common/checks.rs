@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use strata_sandbox::{Network, Runtime};
@@ -274,14 +274,49 @@ pub fn concurrent_runs(rt: &dyn Runtime) -> TestResult {
     Ok(())
 }
 
+/// Processes of the host whose arguments are exactly `argv` (zombies,
+/// whose command line is empty, are not counted).
+fn processes_running(argv: &[&str]) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc")?.flatten() {
+        // Processes may exit while we read.
+        if fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == want) {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(found)
+}
+
 pub fn cancellation_kills_the_tree(rt: &dyn Runtime) -> TestResult {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
     let (_dir, root) = busybox_root()?;
+    // The background sleep has a duration no other process uses, so the
+    // host's /proc tells whether it outlived the run. The step says
+    // `started` once the sleep is exec'd (before, its command line is the
+    // shell's).
+    let seconds = format!(
+        "{}{}",
+        100_000 + std::process::id() % 100_000,
+        RUNS.fetch_add(1, Ordering::SeqCst)
+    );
     let started = AtomicBool::new(false);
-    let spec = sh("sleep 100 & echo started; sleep 100");
+    let spec = sh(&format!(
+        "sleep {seconds} & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done; echo started; sleep 100"
+    ));
     let lines = std::sync::Mutex::new(Vec::new());
+    let seen_running = std::sync::Mutex::new(Vec::new());
     let start = Instant::now();
     let output = |_s, line: &[u8]| {
         if line == b"started" {
+            if let (Ok(found), Ok(mut seen)) =
+                (processes_running(&["sleep", &seconds]), seen_running.lock())
+            {
+                *seen = found;
+            }
             started.store(true, Ordering::SeqCst);
         }
         if let Ok(mut l) = lines.lock() {
@@ -293,6 +328,24 @@ pub fn cancellation_kills_the_tree(rt: &dyn Runtime) -> TestResult {
     assert!(
         start.elapsed() < Duration::from_secs(60),
         "the run was not cut short"
+    );
+    let seen = seen_running.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(
+        seen.len(),
+        1,
+        "the background `sleep {seconds}` was not seen running"
+    );
+    // Killing a pid namespace is immediate, its reaping nearly so.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left = processes_running(&["sleep", &seconds])?;
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        left = processes_running(&["sleep", &seconds])?;
+    }
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "the step's background `sleep {seconds}` outlived the cancelled run"
     );
     Ok(())
 }

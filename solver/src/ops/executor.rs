@@ -146,6 +146,7 @@ impl StackExecutor {
         let mut layers = parents;
         layers.push(LayerRef::Step { id: id.clone() });
         self.index.put(&key, &CacheRecord::new(layers))?;
+        strata_cache::test_stop::point("step-recorded");
         if let Ok(mut held) = self.held.lock() {
             held.insert(id.as_str().to_string());
         }
@@ -284,6 +285,7 @@ impl StackExecutor {
                 strata_sandbox::Stream::Stderr => Stream::Stderr,
             };
             log.line(stream, line);
+            strata_cache::test_stop::point("run-output");
         };
         let cancel = job.cancel.clone();
         let result = self

@@ -1,0 +1,58 @@
+//! Processes as the host sees them in /proc: finding a step's process by a
+//! unique argument, and the programs above it.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::Res;
+
+/// Processes with an argument containing `needle` (cmdline, NUL-separated).
+pub fn with_arg(needle: &str) -> Res<Vec<u32>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Gone meanwhile: not a match.
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline
+            .split(|b| *b == 0)
+            .any(|arg| String::from_utf8_lossy(arg).contains(needle))
+        {
+            out.push(pid);
+        }
+    }
+    Ok(out)
+}
+
+/// The parent of `pid` (field 4 of /proc/PID/stat).
+fn parent(pid: u32) -> Res<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(") ").ok_or("bad stat")?.1;
+    Ok(after.split(' ').nth(1).ok_or("bad stat")?.parse()?)
+}
+
+/// The programs (`argv[0]`) of the processes above `pid`, nearest first,
+/// up to and excluding `top`. (Not `/proc/PID/exe`: a runtime's process in
+/// a private mount namespace shows an unreachable path there.)
+pub fn ancestor_programs(pid: u32, top: u32) -> Res<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut p = parent(pid)?;
+    while p != top && p > 1 {
+        let cmdline = fs::read(format!("/proc/{p}/cmdline"))?;
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        out.push(PathBuf::from(String::from_utf8_lossy(argv0).into_owned()));
+        p = parent(p)?;
+    }
+    if p != top {
+        return Err(format!("process {pid} does not run under {top}").into());
+    }
+    Ok(out)
+}
