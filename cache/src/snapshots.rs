@@ -318,10 +318,17 @@ pub(crate) fn dir_size(path: &Path) -> Result<u64, CacheError> {
 
 impl Snapshots {
     /// Opens (creating if needed) the snapshots folder `dir`
-    /// (`$ROOT/snapshots`).
+    /// (`$ROOT/snapshots`), private to its owner: base layers may carry
+    /// device nodes and setuid files, which no other user of the host may
+    /// reach through it (Docker keeps `/var/lib/docker` 0710 for the same
+    /// reason).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Snapshots, CacheError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let meta = fs::metadata(&dir).map_err(io_err(&dir))?;
+        if meta.mode() & 0o777 != 0o700 {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
+        }
         Ok(Snapshots { dir })
     }
 

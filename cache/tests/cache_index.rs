@@ -342,3 +342,19 @@ fn dropped_prepared_snapshots_and_work_folders_are_removed() -> R {
     assert_eq!(fs::read_dir(snaps.dir())?.count(), 0);
     Ok(())
 }
+
+#[test]
+fn the_snapshots_folder_is_private_to_its_owner() -> R {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let snapshots = dir.path().join("snapshots");
+    std::fs::create_dir(&snapshots)?;
+    std::fs::set_permissions(&snapshots, std::fs::Permissions::from_mode(0o755))?;
+    Snapshots::open(&snapshots)?;
+    let mode = std::fs::metadata(&snapshots)?.permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o700,
+        "base layers' device nodes must not be reachable by others"
+    );
+    Ok(())
+}
