@@ -7,20 +7,19 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-type R = Result<(), Box<dyn std::error::Error>>;
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use crate::common::{Env, R, Res};
 
 const DOCKERFILE: &str = "FROM busybox\nRUN echo built > /built\n";
 
-struct Env {
-    dir: tempfile::TempDir,
-    /// `--build-context` value for the genuine busybox.
-    genuine: String,
-    /// `--build-context` value for the forged one.
+/// A harness [`Env`] (whose `base` is the genuine busybox) with a forged
+/// busybox layout beside it and a context building [`DOCKERFILE`].
+struct Forged {
+    env: Env,
+    ctx: PathBuf,
+    /// `--build-context` value for the forged busybox.
     forged: String,
     forgery: Forgery,
 }
@@ -35,51 +34,27 @@ struct Forgery {
     actual: String,
 }
 
-impl Env {
-    fn new() -> Res<Env> {
-        let dir = tempfile::tempdir()?;
-        let genuine = strata_fixtures::busybox_build_context(dir.path())?;
-        let forged_dir = dir.path().join("forged");
+impl Forged {
+    fn new() -> Res<Forged> {
+        let env = Env::new()?;
+        let forged_dir = env.path("forged");
         strata_fixtures::busybox_image(&forged_dir)?;
         let forgery = forge(&forged_dir)?;
-        let ctx = dir.path().join("ctx");
-        fs::create_dir_all(&ctx)?;
-        fs::write(ctx.join("Dockerfile"), DOCKERFILE)?;
-        Ok(Env {
+        let ctx = env.context("ctx", DOCKERFILE)?;
+        Ok(Forged {
             forged: format!("busybox=oci-layout://{}:latest", forged_dir.display()),
-            genuine,
             forgery,
-            dir,
+            ctx,
+            env,
         })
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn strata(&self, args: &[&str]) -> Result<Output, std::io::Error> {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env("STRATA_ROOT", self.root())
-            .args(args)
-            .output()
-    }
-
-    /// `strata build` of the test Dockerfile with `base` as busybox.
-    fn build(&self, base: &str, extra: &[&str]) -> Res<Output> {
-        let ctx = self.dir.path().join("ctx");
-        let mut args = vec!["build", "--progress=plain", "--build-context", base];
-        args.extend_from_slice(extra);
-        args.push(ctx.to_str().ok_or("non-UTF-8 path")?);
-        Ok(self.strata(&args)?)
     }
 
     /// Builds from the genuine busybox (with `--no-cache`), exports the
     /// result's filesystem and checks that the forged layer left no trace.
     fn genuine_build_is_clean(&self, name: &str) -> R {
-        let out_dir = self.dir.path().join(name);
+        let out_dir = self.env.path(name);
         let dest = format!("type=local,dest={}", out_dir.display());
-        let out = self.build(&self.genuine, &["--no-cache", "-o", &dest])?;
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        self.env.build(&self.ctx, &["--no-cache", "-o", &dest])?;
         assert!(out_dir.join("bin/busybox").is_file(), "no busybox exported");
         assert_eq!(fs::read_to_string(out_dir.join("built"))?, "built\n");
         assert!(
@@ -91,9 +66,12 @@ impl Env {
 
     /// The forged build fails, on one line naming the layer and both digests.
     fn forged_build_is_refused(&self) -> R {
-        let out = self.build(&self.forged, &[])?;
-        let err = stderr(&out);
-        assert_ne!(out.status.code(), Some(0), "the forged layer was accepted");
+        let out = self
+            .env
+            .build_command_from(&self.forged, &self.ctx, &[])?
+            .output()?;
+        let err = &out.stderr;
+        assert_ne!(out.code, Some(0), "the forged layer was accepted");
         let f = &self.forgery;
         assert!(
             err.lines()
@@ -106,17 +84,10 @@ impl Env {
         Ok(())
     }
 
-    /// `strata doctor --deep` (plus `extra`).
-    fn doctor(&self, extra: &[&str]) -> Res<Output> {
-        let mut args = vec!["doctor", "--deep"];
-        args.extend_from_slice(extra);
-        Ok(self.strata(&args)?)
-    }
-
     /// The base layer snapshot folders of the root.
     fn base_snapshots(&self) -> Res<Vec<PathBuf>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(self.root().join("snapshots"))? {
+        for entry in fs::read_dir(self.env.root().join("snapshots"))? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with("l-") && path.is_dir() {
@@ -125,14 +96,6 @@ impl Env {
         }
         Ok(out)
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -229,40 +192,40 @@ fn forge(layout: &Path) -> Res<Forgery> {
 
 #[test]
 fn forged_layer_is_refused_and_genuine_builds_stay_clean() -> R {
-    let env = Env::new()?;
-    env.forged_build_is_refused()?;
+    let f = Forged::new()?;
+    f.forged_build_is_refused()?;
     // Nothing was recorded for it, nothing left behind.
-    let snapshots: Vec<String> = fs::read_dir(env.root().join("snapshots"))?
+    let snapshots: Vec<String> = fs::read_dir(f.env.root().join("snapshots"))?
         .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
         .collect::<Result<_, std::io::Error>>()?;
     assert!(snapshots.is_empty(), "{snapshots:?}");
-    env.genuine_build_is_clean("first")?;
+    f.genuine_build_is_clean("first")?;
     // Refused again now that the genuine layer's snapshot exists.
-    env.forged_build_is_refused()?;
-    env.genuine_build_is_clean("second")?;
-    let doctor = env.doctor(&[])?;
-    assert_eq!(doctor.status.code(), Some(0), "{}", stdout(&doctor));
+    f.forged_build_is_refused()?;
+    f.genuine_build_is_clean("second")?;
+    let doctor = f.env.doctor("root", &["--deep"])?;
+    assert_eq!(doctor.code, Some(0), "{}", doctor.stdout);
     Ok(())
 }
 
 #[test]
 fn forged_layer_is_refused_after_the_genuine_one() -> R {
-    let env = Env::new()?;
-    env.genuine_build_is_clean("first")?;
-    env.forged_build_is_refused()?;
-    env.genuine_build_is_clean("second")?;
+    let f = Forged::new()?;
+    f.genuine_build_is_clean("first")?;
+    f.forged_build_is_refused()?;
+    f.genuine_build_is_clean("second")?;
     Ok(())
 }
 
 #[test]
 fn doctor_deep_finds_and_repairs_a_changed_base_snapshot() -> R {
-    let env = Env::new()?;
-    env.genuine_build_is_clean("first")?;
-    let doctor = env.doctor(&[])?;
-    assert_eq!(doctor.status.code(), Some(0), "{}", stdout(&doctor));
-    assert!(stdout(&doctor).contains("ok: no inconsistency"));
+    let f = Forged::new()?;
+    f.genuine_build_is_clean("first")?;
+    let doctor = f.env.doctor("root", &["--deep"])?;
+    assert_eq!(doctor.code, Some(0), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("ok: no inconsistency"));
 
-    let bases = env.base_snapshots()?;
+    let bases = f.base_snapshots()?;
     assert_eq!(bases.len(), 1, "{bases:?}");
     let name = bases[0]
         .file_name()
@@ -271,9 +234,9 @@ fn doctor_deep_finds_and_repairs_a_changed_base_snapshot() -> R {
         .to_string();
     fs::write(bases[0].join("POISONED"), "poison\n")?;
 
-    let doctor = env.doctor(&[])?;
-    let report = stdout(&doctor);
-    assert_eq!(doctor.status.code(), Some(1), "{report}");
+    let doctor = f.env.doctor("root", &["--deep"])?;
+    let report = &doctor.stdout;
+    assert_eq!(doctor.code, Some(1), "{report}");
     assert!(
         report
             .lines()
@@ -281,17 +244,17 @@ fn doctor_deep_finds_and_repairs_a_changed_base_snapshot() -> R {
         "no problem names {name}:\n{report}"
     );
 
-    let repair = env.doctor(&["--repair"])?;
-    let report = stdout(&repair);
-    assert_eq!(repair.status.code(), Some(0), "{report}");
+    let repair = f.env.doctor("root", &["--deep", "--repair"])?;
+    let report = &repair.stdout;
+    assert_eq!(repair.code, Some(0), "{report}");
     assert!(
         report
             .lines()
             .any(|l| l.starts_with("repaired: ") && l.contains(&name)),
         "repair did not remove {name}:\n{report}"
     );
-    let doctor = env.doctor(&[])?;
-    assert_eq!(doctor.status.code(), Some(0), "{}", stdout(&doctor));
-    env.genuine_build_is_clean("after-repair")?;
+    let doctor = f.env.doctor("root", &["--deep"])?;
+    assert_eq!(doctor.code, Some(0), "{}", doctor.stdout);
+    f.genuine_build_is_clean("after-repair")?;
     Ok(())
 }

@@ -2,47 +2,30 @@
 //! `strata_exporter::export`, without the binary, give the image that
 //! `strata build` gives on the same fixture.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use strata_exporter::{Compression, CompressionKind, ExportRequest, export};
 use strata_registry::{Client, ClientConfig};
 use strata_solver::NetworkMode;
 use strata_solver::dockerfile::{BuildArgs, parse_build_context};
 use strata_solver::{BuildRequest, ChannelSink, RuntimeChoice, solve};
 
-type R = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Env, R, fixtures};
 
 /// A fixed SOURCE_DATE_EPOCH: both builds stamp the same times.
 const EPOCH: i64 = 1_700_000_000;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dockerfiles/run-output")
-}
-
 #[test]
 fn solve_and_export_give_the_image_strata_build_gives() -> R {
-    let dir = tempfile::tempdir()?;
-    let base = strata_fixtures::busybox_build_context(dir.path())?;
-    let context = fixture();
+    let env = Env::new()?;
+    let context = fixtures().join("run-output");
 
-    let meta = dir.path().join("cli.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .env("STRATA_ROOT", dir.path().join("cli-root"))
+    let meta = env.path("cli.json");
+    let meta_arg = meta.to_str().ok_or("non-UTF-8 path")?;
+    env.build_command(&context, &["--metadata-file", meta_arg])?
         .env("SOURCE_DATE_EPOCH", EPOCH.to_string())
-        .args(["build", "--progress=plain", "--build-context", &base])
-        .arg("--metadata-file")
-        .arg(&meta)
-        .arg(&context)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .ok()?;
     let by_cli: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta)?)?;
 
-    let root = dir.path().join("lib-root");
+    let root = env.path("lib-root");
     let solved = solve(
         BuildRequest {
             dockerfile: std::fs::read(context.join("Dockerfile"))?,
@@ -52,7 +35,7 @@ fn solve_and_export_give_the_image_strata_build_gives() -> R {
             build_args: BuildArgs::default(),
             target: None,
             platform: None,
-            build_contexts: vec![parse_build_context(&base)?],
+            build_contexts: vec![parse_build_context(&env.base)?],
             network: NetworkMode::Default,
             runtime: RuntimeChoice::Builtin,
             no_cache: false,

@@ -92,8 +92,14 @@ impl Env {
 
     /// The command [`Env::build`] runs.
     pub fn build_command(&self, ctx: &Path, extra: &[&str]) -> Res<TestCommand> {
+        self.build_command_from(&self.base, ctx, extra)
+    }
+
+    /// [`Env::build_command`] with `base` as its `--build-context` value
+    /// (another image standing for `busybox`).
+    pub fn build_command_from(&self, base: &str, ctx: &Path, extra: &[&str]) -> Res<TestCommand> {
         let ctx = ctx.to_str().ok_or("non-UTF-8 path")?;
-        let mut args = vec!["build", "--progress=plain", "--build-context", &self.base];
+        let mut args = vec!["build", "--progress=plain", "--build-context", base];
         args.extend_from_slice(extra);
         args.push(ctx);
         Ok(self.strata(&args))
