@@ -149,14 +149,14 @@ fn good_names_are_tagged() -> R {
         "-t",
         &digest,
         "-t",
-        "a__b.c-d---e/f_g:V_1.2-x",
+        "a__b-c---e/f.g_h:V_1.2-x",
     ])?;
     assert!(out.status.success(), "{log}");
     let index = String::from_utf8_lossy(&env.index()).into_owned();
     for name in [
         "localhost:5000/a/b:v1.0",
         digest.as_str(),
-        "a__b.c-d---e/f_g:V_1.2-x",
+        "a__b-c---e/f.g_h:V_1.2-x",
     ] {
         assert!(index.contains(name), "{name} is not in the store:\n{index}");
     }
