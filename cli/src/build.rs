@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use strata_exporter::{Compression, CompressionKind, ExportEvent, ExportRequest, Output, export};
+use strata_exporter::{
+    Compression, CompressionKind, ExportEvent, ExportRequest, Output, check_request, export,
+};
 use strata_solver::NetworkMode;
 use strata_solver::Platform;
 use strata_solver::{BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context};
@@ -203,6 +205,8 @@ fn run_inner(
         .map(|o| Output::parse(o).map_err(|e| usage(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let compression = compression(args)?;
+    // Names and levels are refused now, not after the whole build.
+    check_request(&args.tags, &outputs, compression)?;
     let epoch = source_date_epoch()?;
     let req = request(args, root, (file_name.clone(), src.clone()))?;
 

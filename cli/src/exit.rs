@@ -99,7 +99,9 @@ impl From<ImportError> for Failure {
 impl From<ExportError> for Failure {
     fn from(e: ExportError) -> Self {
         match e {
-            ExportError::NothingToPush => Failure::Usage(e.to_string()),
+            ExportError::NothingToPush | ExportError::BadLevel { .. } => {
+                Failure::Usage(e.to_string())
+            }
             ExportError::Registry(e) => e.into(),
             ExportError::Layout { .. } | ExportError::WriteFile { .. } => {
                 Failure::Environment(e.to_string())

@@ -162,6 +162,7 @@ pub fn rmi(root: &Path, names: &[String], out: &mut dyn Write) -> Result<(), Fai
 
 /// `strata tag SRC DST`.
 pub fn tag(root: &Path, src: &str, dst: &str) -> Result<(), Failure> {
+    strata_registry::Reference::parse(dst)?;
     let store = open(root)?;
     let desc = store
         .resolve(src)

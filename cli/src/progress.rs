@@ -113,6 +113,11 @@ impl<W: Write> PlainRenderer<W> {
                 "[Warning] One or more build-args [{}] were not consumed",
                 names.join(" ")
             ),
+            ProgressEvent::Warning(w) => writeln!(
+                self.out,
+                "WARNING: {}: {} ({}:{})",
+                w.rule, w.message, w.file, w.line
+            ),
             ProgressEvent::VertexFailed { vertex, error, .. } => {
                 let (n, _) = self.step(*vertex);
                 writeln!(self.out, "#{n} ERROR: {error}")

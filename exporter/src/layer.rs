@@ -47,6 +47,41 @@ pub struct Compression {
 }
 
 impl Compression {
+    /// Checks the level against the algorithm's range, so that a bad
+    /// `--compression-level` is refused before anything is built.
+    pub fn check(&self) -> Result<(), ExportError> {
+        match self.kind {
+            CompressionKind::Gzip => self.gzip_level().map(drop),
+            CompressionKind::Zstd => self.zstd_level().map(drop),
+            CompressionKind::Uncompressed => Ok(()),
+        }
+    }
+
+    fn gzip_level(&self) -> Result<u32, ExportError> {
+        let level = self.level.unwrap_or(DEFAULT_GZIP_LEVEL);
+        u32::try_from(level)
+            .ok()
+            .filter(|l| *l <= 9)
+            .ok_or(ExportError::BadLevel {
+                algorithm: "gzip",
+                level,
+                range: "0-9",
+            })
+    }
+
+    fn zstd_level(&self) -> Result<i32, ExportError> {
+        let level = self.level.unwrap_or(DEFAULT_ZSTD_LEVEL);
+        if (1..=22).contains(&level) {
+            Ok(level)
+        } else {
+            Err(ExportError::BadLevel {
+                algorithm: "zstd",
+                level,
+                range: "1-22",
+            })
+        }
+    }
+
     /// The OCI media type of layers compressed this way.
     pub fn media_type(&self) -> &'static str {
         match self.kind {
@@ -139,27 +174,11 @@ impl Encoder {
     fn new(blob: BlobWriter, compression: Compression) -> Result<Self, ExportError> {
         Ok(match compression.kind {
             CompressionKind::Gzip => {
-                let level = compression.level.unwrap_or(DEFAULT_GZIP_LEVEL);
-                let level =
-                    u32::try_from(level)
-                        .ok()
-                        .filter(|l| *l <= 9)
-                        .ok_or(ExportError::BadLevel {
-                            algorithm: "gzip",
-                            level,
-                            range: "0-9",
-                        })?;
+                let level = compression.gzip_level()?;
                 Encoder::Gzip(ParallelGzip::new(blob, flate2::Compression::new(level)))
             }
             CompressionKind::Zstd => {
-                let level = compression.level.unwrap_or(DEFAULT_ZSTD_LEVEL);
-                if !(1..=22).contains(&level) {
-                    return Err(ExportError::BadLevel {
-                        algorithm: "zstd",
-                        level,
-                        range: "1-22",
-                    });
-                }
+                let level = compression.zstd_level()?;
                 let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let workers = u32::try_from(workers).unwrap_or(1);
                 let encoder =

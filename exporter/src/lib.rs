@@ -26,7 +26,8 @@ mod walk;
 
 pub use error::ExportError;
 pub use export::{
-    ExportEvent, ExportRequest, Exported, Output, OutputError, describe_push, export, push,
+    ExportEvent, ExportRequest, Exported, Output, OutputError, check_request, describe_push,
+    export, push,
 };
 pub use image::{History, ImageInput, ImageRef, ManifestRef, MediaTypes, write_image};
 pub use import::{ImportError, load};

@@ -101,6 +101,14 @@ fn valid_references_normalize_like_docker() -> Result<(), Box<dyn std::error::Er
             "ghcr.io/org/team/tool:v1_2-3",
         ),
         (
+            "localhost:5000/a/b:v1.0",
+            "localhost:5000",
+            "a/b",
+            Some("v1.0"),
+            false,
+            "localhost:5000/a/b:v1.0",
+        ),
+        (
             "quay.io/a.b/c__d/e---f",
             "quay.io",
             "a.b/c__d/e---f",
@@ -183,6 +191,23 @@ fn invalid_references_are_rejected_naming_the_reference() {
         ("[::1/x", "invalid registry host"),
         ("foo_bar.baz/x:TAG", "invalid registry host"),
         ("localhost:5000/", "at least one component"),
+        // The names of issue 9, once stored as tags.
+        ("UPPER", "must be lowercase"),
+        ("a:b:c", "invalid repository path component"),
+        ("name@sha256:bad", "64 lowercase hex"),
+        ("../../x", "invalid registry host"),
+        ("a-_b", "invalid repository path component"),
+        ("a.-b", "invalid repository path component"),
+        ("a:.tag", "invalid tag"),
+        ("host:5000:1/a", "invalid registry host"),
+        (
+            "a@sha256:0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF",
+            "64 lowercase hex",
+        ),
+        (
+            "a@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+            "64 lowercase hex",
+        ),
         (
             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "64-byte hexadecimal",

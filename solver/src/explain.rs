@@ -6,8 +6,19 @@
 //! (context, Dockerfile, target). The next build compares each step that
 //! ran with the step at the same place in that summary and names the first
 //! difference a user can act on.
+//!
+//! Values of build args and environment are secrets often enough that they
+//! are never kept or shown: a summary holds `NAME=<digest>`, where the
+//! digest is the first 12 hex of a blake3 hash keyed with 32 random bytes
+//! made once per state root (`explain/key`, mode 0600). An unkeyed hash of
+//! a short value is found offline by hashing guesses; without the key,
+//! which never leaves the root, a summary file (0600 too) tells nothing
+//! about a value but whether it changed.
 
 use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -27,7 +38,7 @@ pub struct StepSummary {
     pub copy_from: Option<String>,
     /// RUN: command, environment, user, workdir, network.
     pub argv: Vec<String>,
-    /// RUN: `KEY=value` pairs.
+    /// RUN: `KEY=<digest of the value>` pairs (see [`ValueKey`]).
     pub env: Vec<String>,
     /// RUN: user, working directory and network, as one line.
     pub context: String,
@@ -49,8 +60,69 @@ fn place(v: &Vertex) -> (String, String) {
     }
 }
 
-/// Summarizes the steps `ids` of `graph`.
-pub fn summarize(graph: &BuildGraph, ids: &[VertexId]) -> Summary {
+/// The key that digests build-arg and environment values in summaries.
+#[derive(Debug, Clone)]
+pub struct ValueKey([u8; 32]);
+
+impl ValueKey {
+    /// The root's key under `dir` (`$STRATA_ROOT/explain`), made on first
+    /// use. Summaries written before there was a key hold plain values:
+    /// they are removed then.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        let path = dir.join("key");
+        let mut key = [0u8; 32];
+        match std::fs::File::open(&path) {
+            Ok(mut f) => {
+                f.read_exact(&mut key)?;
+                return Ok(ValueKey(key));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(dir)? {
+            let p = entry?.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                std::fs::remove_file(&p)?;
+            }
+        }
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        let tmp = dir.join(format!("key.tmp{}", std::process::id()));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&key)?;
+        f.sync_all()?;
+        // Another build may have made one meanwhile: the first link wins.
+        match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => {
+                std::fs::remove_file(&tmp)?;
+                Ok(ValueKey(key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                Self::open(dir)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `NAME=value` as `NAME=<12 hex of the keyed digest of value>`.
+    fn redact(&self, pair: &str) -> String {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let digest = blake3::keyed_hash(&self.0, value.as_bytes()).to_hex();
+        format!("{name}={}", &digest[..12])
+    }
+}
+
+/// Summarizes the steps `ids` of `graph`, values digested with `key`.
+pub fn summarize(graph: &BuildGraph, ids: &[VertexId], key: &ValueKey) -> Summary {
     let mut out = Summary::new();
     for &id in ids {
         let Some(v) = graph.vertex(id) else { continue };
@@ -73,7 +145,7 @@ pub fn summarize(graph: &BuildGraph, ids: &[VertexId]) -> Summary {
         match &v.op {
             Op::Exec(e) => {
                 s.argv = e.argv.clone();
-                s.env = e.env.clone();
+                s.env = e.env.iter().map(|pair| key.redact(pair)).collect();
                 s.context = format!("user={} workdir={} network={:?}", e.user, e.cwd, e.network);
             }
             Op::Copy(c) => {
@@ -128,28 +200,21 @@ pub fn reason(before: Option<&StepSummary>, now: &StepSummary, no_cache: bool) -
         return format!("files of the build context changed: {}", changed.join(", "));
     }
     if b.env != now.env {
+        let name = |pair: &str| pair.split_once('=').map_or(pair, |p| p.0).to_string();
+        let names = |env: &[String]| env.iter().map(|p| name(p)).collect::<Vec<_>>();
+        let (was, is) = (names(&b.env), names(&now.env));
         let diff: Vec<String> = now
             .env
             .iter()
             .filter(|e| !b.env.contains(e))
-            .map(|e| {
-                let name = e.split('=').next().unwrap_or(e);
-                let old = b
-                    .env
-                    .iter()
-                    .find(|o| o.split('=').next() == Some(name))
-                    .map_or("unset", |o| o.split_once('=').map_or("", |x| x.1));
-                format!("{name} ({old} → {})", e.split_once('=').map_or("", |x| x.1))
+            .map(|e| match name(e) {
+                n if was.contains(&n) => format!("{n} changed"),
+                n => format!("{n} (new)"),
             })
             .chain(
-                b.env
-                    .iter()
-                    .filter(|o| {
-                        !now.env
-                            .iter()
-                            .any(|e| e.split('=').next() == o.split('=').next())
-                    })
-                    .map(|o| format!("{} (now unset)", o.split('=').next().unwrap_or(o))),
+                was.iter()
+                    .filter(|n| !is.contains(n))
+                    .map(|n| format!("{n} (now unset)")),
             )
             .collect();
         return format!("build args or environment changed: {}", diff.join(", "));
@@ -193,16 +258,23 @@ pub fn load(path: &Path) -> Summary {
         .unwrap_or_default()
 }
 
-/// Saves `summary` for the next build (through a rename: never half a file).
+/// Saves `summary` for the next build, readable by the root's owner only
+/// (through a rename: never half a file).
 pub fn save(path: &Path, summary: &Summary) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(summary).map_err(std::io::Error::other)?,
-    )?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec(summary).map_err(std::io::Error::other)?)?;
     std::fs::rename(&tmp, path)
 }
 
@@ -228,10 +300,15 @@ mod tests {
             "no earlier build had this step"
         );
         let mut now = step("b");
-        now.env = vec!["PATH=/bin".into(), "VERSION=2".into()];
+        now.env = vec!["PATH=/bin".into(), "VERSION=2".into(), "NEW=x".into()];
         assert_eq!(
             reason(Some(&before), &now, false),
-            "build args or environment changed: VERSION (1 → 2)"
+            "build args or environment changed: VERSION changed, NEW (new)"
+        );
+        now.env = vec!["VERSION=1".into()];
+        assert_eq!(
+            reason(Some(&before), &now, false),
+            "build args or environment changed: PATH (now unset)"
         );
         let mut now = step("b");
         now.parent = Some(("p2".into(), "COPY . /src".into()));
@@ -253,5 +330,38 @@ mod tests {
         );
         assert!(reason(Some(&before), &step("a"), false).starts_with("its result was no longer"));
         assert!(reason(Some(&before), &step("b"), true).contains("--no-cache"));
+    }
+
+    #[test]
+    fn values_are_keyed_digests_and_files_are_private() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let explain = dir.path().join("explain");
+        std::fs::create_dir_all(&explain)?;
+        let old = explain.join("old.json");
+        std::fs::write(&old, "{\"env\":[\"DB_PASSWORD=hunter2\"]}")?;
+        let key = ValueKey::open(&explain)?;
+        assert!(!old.exists(), "a summary with plain values was kept");
+        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode(&explain.join("key"))?, 0o600);
+        assert_eq!(ValueKey::open(&explain)?.0, key.0, "the key changed");
+
+        let redacted = key.redact("DB_PASSWORD=hunter2");
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        let (name, digest) = redacted.split_once('=').ok_or("no =")?;
+        assert_eq!(name, "DB_PASSWORD");
+        assert_eq!(digest.len(), 12);
+        assert_ne!(redacted, key.redact("DB_PASSWORD=hunter3"));
+        // Keyed: not the plain hash anyone can compute from a guess.
+        assert!(!blake3::hash(b"hunter2").to_hex().starts_with(digest));
+        let other = ValueKey::open(&dir.path().join("other"))?;
+        assert_ne!(redacted, other.redact("DB_PASSWORD=hunter2"));
+
+        let path = explain.join("s.json");
+        let mut summary = Summary::new();
+        summary.insert("stage 1/1".into(), step("a"));
+        save(&path, &summary)?;
+        assert_eq!(mode(&path)?, 0o600);
+        assert_eq!(mode(&explain)?, 0o700);
+        Ok(())
     }
 }

@@ -27,7 +27,7 @@ pub use graph::{
 };
 pub use image::{Healthcheck, HistoryEntry, ImageConfig};
 pub use platform::Platform;
-pub use progress::{ChannelSink, ProgressEvent, ProgressSink, Stream};
+pub use progress::{BuildWarning, ChannelSink, ProgressEvent, ProgressSink, Stream};
 pub use pull::{PullError, Pulled, human_size, pull};
 pub use schedule::{CancelFlag, Executor, Job, JobLog, OpError, ScheduleError, Scheduler};
 pub use solve::{BuildRequest, RuntimeChoice, SolveError, Solved, StepFailure, solve};

@@ -52,6 +52,8 @@ pub enum ProgressEvent {
     Message(String),
     /// `--build-arg` names no ARG declared (docker warns about them).
     UnusedBuildArgs(Vec<String>),
+    /// A build check found something in the Dockerfile worth a warning.
+    Warning(BuildWarning),
     /// A vertex failed; the build stops.
     VertexFailed {
         /// The vertex.
@@ -61,6 +63,19 @@ pub enum ProgressEvent {
         /// How long it ran.
         elapsed: Duration,
     },
+}
+
+/// A build check's finding, as BuildKit's checks report them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildWarning {
+    /// The check (`SecretsUsedInArgOrEnv`).
+    pub rule: String,
+    /// What it found and what to do instead, one sentence.
+    pub message: String,
+    /// The Dockerfile, as named in messages.
+    pub file: String,
+    /// The line of the instruction (1-based).
+    pub line: u32,
 }
 
 /// Where a build's events go.

@@ -9,7 +9,7 @@ mod push;
 use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, MediaType};
-use strata_registry::{Client, PushReport};
+use strata_registry::{Client, PushReport, Reference};
 use strata_solver::Solved;
 
 use crate::{Compression, ExportError, ImageRef};
@@ -67,8 +67,27 @@ pub struct Exported {
     pub pushed: Vec<(String, PushReport)>,
 }
 
+/// Checks what an export will be asked before anything is built: every
+/// image name (`-t`, `-o name=`, and so every push) against the reference
+/// grammar of the distribution spec, and the compression level.
+pub fn check_request(
+    tags: &[String],
+    outputs: &[Output],
+    compression: Compression,
+) -> Result<(), ExportError> {
+    let image_names = outputs.iter().flat_map(|o| match o {
+        Output::Image { names, .. } => names.as_slice(),
+        _ => &[],
+    });
+    for name in tags.iter().chain(image_names) {
+        Reference::parse(name)?;
+    }
+    compression.check()
+}
+
 /// Exports `solved` as `req` asks.
 pub fn export(solved: &Solved, req: ExportRequest<'_>) -> Result<Exported, ExportError> {
+    check_request(&req.tags, &req.outputs, req.compression)?;
     let pushes = push_names(&req)?;
     let store = &solved.store;
     let image = memo::write_image(&memo::ImageRequest {

@@ -18,6 +18,7 @@
 //! its ignore file). This file dispatches.
 
 mod base;
+mod checks;
 mod copy;
 mod error;
 mod ignore;
@@ -36,6 +37,7 @@ use crate::image::ImageConfig;
 use crate::platform::Platform;
 use crate::sources::{ContextFiles, ImageResolver};
 
+pub(crate) use checks::secrets_in_arg_or_env;
 pub use error::LowerError;
 pub use ignore::{IgnoreError, dockerfile_path, read_ignore};
 pub use scope::{BuildArgError, BuildArgs};

@@ -15,7 +15,9 @@ use strata_cache::snapshots::Hold;
 use strata_cache::{BuildLease, ImageStore, PlatformSelector};
 use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime, private_mount_namespace};
 
-use crate::dockerfile::{LowerError, LowerOptions, Lowered, lower, read_ignore};
+use crate::dockerfile::{
+    LowerError, LowerOptions, Lowered, lower, read_ignore, secrets_in_arg_or_env,
+};
 use crate::explain;
 use crate::image::ImageConfig;
 use crate::images::{LocalImages, RegistryPull};
@@ -95,8 +97,14 @@ impl Built {
     /// summary for the next one.
     fn finish(self, ran: &[VertexId]) -> Solved {
         let graph = &self.lowered.graph;
-        let now = explain::summarize(graph, &graph.ancestors(&[self.lowered.target]));
-        let lines = self.explain.then(|| {
+        // Without its key no summary is written or compared: values stay out.
+        let key = self
+            .explain_path
+            .parent()
+            .and_then(|dir| explain::ValueKey::open(dir).ok());
+        let summary = key
+            .map(|key| explain::summarize(graph, &graph.ancestors(&[self.lowered.target]), &key));
+        let lines = summary.as_ref().filter(|_| self.explain).map(|now| {
             let before = explain::load(&self.explain_path);
             ran.iter()
                 .filter_map(|&id| graph.vertex(id).map(|v| (id, v)))
@@ -113,7 +121,9 @@ impl Built {
                 .collect()
         });
         // The next build compares with this one; losing it only loses an explanation.
-        let _ = explain::save(&self.explain_path, &now);
+        if let Some(now) = &summary {
+            let _ = explain::save(&self.explain_path, now);
+        }
         Solved {
             stack: self.stack,
             config: self.lowered.config,
@@ -144,6 +154,9 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
     let src = String::from_utf8(req.dockerfile).map_err(|_| SolveError::NotUtf8(file.clone()))?;
     let ignore = read_ignore(&req.context, req.dockerfile_path.as_deref())?;
     let df = strata_parser::parse(&src).map_err(SolveError::Parse)?;
+    for warning in secrets_in_arg_or_env(&df, &file) {
+        events.send(ProgressEvent::Warning(warning));
+    }
     let runtime = runtime(req.runtime)?;
 
     private_mount_namespace()?;

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use strata_cache::ContextHasher;
@@ -35,7 +36,7 @@ pub(crate) fn digest(
         links: HashMap::new(),
     };
     for s in sources {
-        d.entry(&mut h, &s.host, &s.meta, &s.named, &s.resolved)?;
+        d.entry(&mut h, &s.host, &s.meta, s.named.as_bytes(), &s.resolved)?;
     }
     Ok(h.finalize().to_hex().to_string())
 }
@@ -47,7 +48,7 @@ struct Digester<'a, 'b> {
     keep_owner: bool,
     /// Multiply-linked files seen so far → the path they were first seen at:
     /// the copy keeps hard links, so which paths share a file counts.
-    links: HashMap<(u64, u64), String>,
+    links: HashMap<(u64, u64), Vec<u8>>,
 }
 
 fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
@@ -56,13 +57,15 @@ fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
 }
 
 impl Digester<'_, '_> {
-    /// Hashes one entry and what is below it.
+    /// Hashes one entry and what is below it. `shown` is its path in the
+    /// copy as bytes: a name that is not UTF-8 counts as it is, never as a
+    /// lossy string that another name shares.
     fn entry(
         &mut self,
         h: &mut blake3::Hasher,
         host: &Path,
         meta: &fs::Metadata,
-        shown: &str,
+        shown: &[u8],
         ctx: &str,
     ) -> Result<(), CopyError> {
         let ft = meta.file_type();
@@ -82,16 +85,16 @@ impl Digester<'_, '_> {
             // Sockets are not copied.
             return Ok(());
         };
-        field(h, shown.as_bytes());
+        field(h, shown);
         field(h, kind);
         if !ft.is_dir() && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.links.get(&key) {
                 field(h, b"hardlink");
-                field(h, first.as_bytes());
+                field(h, first);
                 return Ok(());
             }
-            self.links.insert(key, shown.to_string());
+            self.links.insert(key, shown.to_vec());
         }
         field(h, &(meta.mode() & 0o7777).to_le_bytes());
         if self.keep_owner {
@@ -132,15 +135,17 @@ impl Digester<'_, '_> {
                 .map_err(io_err(host))?;
             names.sort();
             for name in names {
+                // `.dockerignore` patterns are text; the digest takes the bytes.
                 let n = name.to_string_lossy();
                 let child_ctx = match ctx {
                     "" => n.to_string(),
                     c => format!("{c}/{n}"),
                 };
-                let child_shown = match shown {
-                    "" => n.to_string(),
-                    s => format!("{s}/{n}"),
-                };
+                let mut child_shown = shown.to_vec();
+                if !child_shown.is_empty() {
+                    child_shown.push(b'/');
+                }
+                child_shown.extend_from_slice(name.as_bytes());
                 let child = host.join(&name);
                 let child_meta = fs::symlink_metadata(&child).map_err(io_err(&child))?;
                 if let Some(ignore) = self.origin.ignore {
