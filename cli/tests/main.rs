@@ -16,6 +16,7 @@ mod debug_parse;
 mod disk_full;
 mod layers;
 mod library_api;
+mod names;
 mod registry_e2e;
 
 /// `autotests = false` (cli/Cargo.toml): a file of tests/ that no `mod`

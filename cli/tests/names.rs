@@ -9,44 +9,39 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-type R = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{self, R, Res, Run};
 
-/// A context and a state root in one temporary directory.
-struct Env {
-    dir: tempfile::TempDir,
+/// The shared test environment with one context, `ctx`, holding `dockerfile`.
+struct Names {
+    env: common::Env,
+    ctx: PathBuf,
 }
 
-impl Env {
-    fn new(dockerfile: &str) -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        fs::create_dir_all(dir.path().join("ctx"))?;
-        fs::write(dir.path().join("ctx/Dockerfile"), dockerfile)?;
-        fs::write(dir.path().join("ctx/a.txt"), "A\n")?;
-        Ok(Env { dir })
+impl Names {
+    fn new(dockerfile: &str) -> Res<Self> {
+        let env = common::Env::new()?;
+        let ctx = env.context("ctx", dockerfile)?;
+        Ok(Names { env, ctx })
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.env.path(rel)
     }
 
     fn root(&self) -> PathBuf {
-        self.path("root")
+        self.env.root()
     }
 
-    /// `strata build --progress=plain ARGS ctx`.
-    fn build(&self, args: &[&str]) -> Result<(Output, String), std::io::Error> {
-        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env("STRATA_ROOT", self.root())
-            .env_remove("SOURCE_DATE_EPOCH")
-            .arg("build")
-            .arg("--progress=plain")
-            .args(args)
-            .arg(self.path("ctx"))
-            .output()?;
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        Ok((out, log))
+    /// `strata build --progress=plain ARGS ctx`; the run and its progress output.
+    fn build(&self, args: &[&str]) -> Res<(Run, String)> {
+        let ctx = self.ctx.to_str().ok_or("non-UTF-8 path")?;
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend_from_slice(args);
+        all.push(ctx);
+        let run = self.env.strata(&all).output()?;
+        let log = run.stderr.clone();
+        Ok((run, log))
     }
 
     /// The store's index.json (tags), empty when there is no store.
@@ -70,9 +65,9 @@ impl Env {
 
 #[test]
 fn bad_names_and_levels_exit_2_before_any_step() -> R {
-    let env = Env::new("FROM scratch\nCOPY a.txt /\n")?;
+    let env = Names::new("FROM scratch\nCOPY a.txt /\n")?;
     let (out, log) = env.build(&["-t", "good:1"])?;
-    assert!(out.status.success(), "{log}");
+    assert!((out.code == Some(0)), "{log}");
     let index = env.index();
     let snapshots = env.snapshots();
     assert!(
@@ -122,7 +117,7 @@ fn bad_names_and_levels_exit_2_before_any_step() -> R {
     ];
     for (args, message) in cases {
         let (out, log) = env.build(args)?;
-        assert_eq!(out.status.code(), Some(2), "{args:?}:\n{log}");
+        assert_eq!(out.code, Some(2), "{args:?}:\n{log}");
         let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("ERROR: ")).collect();
         assert_eq!(errors.len(), 1, "{args:?}: one ERROR line:\n{log}");
         assert!(
@@ -141,7 +136,7 @@ fn bad_names_and_levels_exit_2_before_any_step() -> R {
 
 #[test]
 fn good_names_are_tagged() -> R {
-    let env = Env::new("FROM scratch\nCOPY a.txt /\n")?;
+    let env = Names::new("FROM scratch\nCOPY a.txt /\n")?;
     let digest = format!("name@sha256:{}", "0123456789abcdef".repeat(4));
     let (out, log) = env.build(&[
         "-t",
@@ -151,7 +146,7 @@ fn good_names_are_tagged() -> R {
         "-t",
         "a__b-c---e/f.g_h:V_1.2-x",
     ])?;
-    assert!(out.status.success(), "{log}");
+    assert!((out.code == Some(0)), "{log}");
     let index = String::from_utf8_lossy(&env.index()).into_owned();
     for name in [
         "localhost:5000/a/b:v1.0",
@@ -165,7 +160,7 @@ fn good_names_are_tagged() -> R {
 
 #[test]
 fn renaming_a_non_utf8_file_misses_the_cache() -> R {
-    let env = Env::new("FROM scratch\nCOPY files/ /files/\n")?;
+    let env = Names::new("FROM scratch\nCOPY files/ /files/\n")?;
     let files = env.path("ctx/files");
     fs::create_dir_all(&files)?;
     let old = files.join(OsStr::from_bytes(b"a\xff"));
@@ -174,9 +169,9 @@ fn renaming_a_non_utf8_file_misses_the_cache() -> R {
     let out_dir = |n: &str| env.path(n).display().to_string();
 
     let (out, log) = env.build(&["-o", &format!("type=local,dest={}", out_dir("out1"))])?;
-    assert!(out.status.success(), "{log}");
+    assert!((out.code == Some(0)), "{log}");
     let (out, log) = env.build(&["-o", &format!("type=local,dest={}", out_dir("out2"))])?;
-    assert!(out.status.success(), "{log}");
+    assert!((out.code == Some(0)), "{log}");
     assert!(
         log.contains("CACHED"),
         "an unchanged rebuild ran COPY:\n{log}"
@@ -184,7 +179,7 @@ fn renaming_a_non_utf8_file_misses_the_cache() -> R {
 
     fs::rename(&old, &new)?;
     let (out, log) = env.build(&["-o", &format!("type=local,dest={}", out_dir("out3"))])?;
-    assert!(out.status.success(), "{log}");
+    assert!((out.code == Some(0)), "{log}");
     assert!(
         !log.contains("CACHED"),
         "the renamed file was a cache hit:\n{log}"
@@ -225,10 +220,10 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 #[test]
 fn build_arg_values_stay_out_of_the_root_and_the_output() -> R {
-    let env = Env::new(
+    let env = Names::new(
         "FROM busybox\nARG DB_PASSWORD\nARG VERSION=1\nRUN test -n \"$DB_PASSWORD\" && echo built\n",
     )?;
-    let base = strata_fixtures::busybox_build_context(env.dir.path())?;
+    let base = env.env.base.clone();
     let build = |value: &str| {
         env.build(&[
             "--explain-cache",
@@ -239,9 +234,9 @@ fn build_arg_values_stay_out_of_the_root_and_the_output() -> R {
         ])
     };
     let (out, first) = build("hunter2-canary-one")?;
-    assert!(out.status.success(), "{first}");
+    assert!((out.code == Some(0)), "{first}");
     let (out, log) = build("hunter3-canary-two")?;
-    assert!(out.status.success(), "{log}");
+    assert!((out.code == Some(0)), "{log}");
     assert!(
         log.contains("build args or environment changed: DB_PASSWORD changed"),
         "{log}"
@@ -292,7 +287,7 @@ fn build_arg_values_stay_out_of_the_root_and_the_output() -> R {
         "--build-arg",
         "DB_PASSWORD=quiet",
     ])?;
-    assert!(out.status.success(), "{quiet}");
+    assert!((out.code == Some(0)), "{quiet}");
     assert!(!quiet.contains("WARNING"), "-q printed a warning:\n{quiet}");
     Ok(())
 }
