@@ -69,6 +69,12 @@ pub enum SandboxError {
         /// What went wrong.
         message: String,
     },
+    /// The seccomp profile could not be compiled into BPF for this host.
+    #[error("seccomp profile: {message}")]
+    Seccomp {
+        /// What went wrong.
+        message: String,
+    },
     /// An OCI runtime binary failed outside the container process.
     #[error("{runtime}: {message}")]
     OciRuntime {

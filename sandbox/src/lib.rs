@@ -5,7 +5,8 @@
 //! mounts and credentials itself, and [`OciRuntime`], which writes an OCI bundle and
 //! hands it to `runc` or `crun`. Both must run as root. [`MergedView`] shows a layer stack
 //! read-only for the ops that read files rather than run (COPY, user lookups), inside the
-//! build's [`private_mount_namespace`]: the sandbox is the one crate that mounts.
+//! build's [`private_mount_namespace`]: the sandbox is the one crate that mounts. Every run
+//! gets Docker's default seccomp profile unless its spec says [`Seccomp::Unconfined`].
 
 #![allow(unsafe_code)] // namespaces, mounts and credentials need raw syscalls; each block says why it is sound
 
@@ -19,6 +20,7 @@ mod oci;
 mod output;
 mod overlay;
 mod placeholders;
+mod seccomp;
 mod view;
 
 use std::path::PathBuf;
@@ -80,6 +82,19 @@ pub struct ProcessSpec {
     pub network: Network,
     /// Hostname inside the sandbox (BuildKit uses `buildkitsandbox`).
     pub hostname: String,
+    /// The system call filter.
+    pub seccomp: Seccomp,
+}
+
+/// The system calls a step may make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// Docker's default profile, resolved for Docker's default capability set: no keyrings,
+    /// no new namespaces, no mounts, no io_uring, among others.
+    #[default]
+    DockerDefault,
+    /// No filter (for `RUN --security=insecure`, which needs the build's entitlement).
+    Unconfined,
 }
 
 /// Runs one process in an isolated root.

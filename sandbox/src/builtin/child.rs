@@ -21,7 +21,7 @@ pub(crate) const KIND_STEP: u32 = 1;
 pub(crate) const KIND_EXEC: u32 = 2;
 
 /// Fixed steps after the setup ops, indexed by `KIND_STEP` reports.
-pub(crate) const STEPS: [&str; 9] = [
+pub(crate) const STEPS: [&str; 10] = [
     "redirect stdio",
     "drop capabilities from the bounding set",
     "clear ambient capabilities",
@@ -31,6 +31,7 @@ pub(crate) const STEPS: [&str; 9] = [
     "capset",
     "set no_new_privs",
     "mark inherited file descriptors close-on-exec",
+    "install the seccomp filter",
 ];
 
 /// The descriptors the child uses; all were created close-on-exec by the parent.
@@ -111,6 +112,7 @@ pub(crate) unsafe fn child_main(
         }
         set_credentials(launch, fds);
         libc::umask(0o022);
+        install_seccomp(launch, fds);
         let mut saw_eacces = false;
         for candidate in &launch.candidates {
             libc::execve(candidate.as_ptr(), argv.as_ptr(), envp.as_ptr());
@@ -215,6 +217,33 @@ unsafe fn set_credentials(launch: &Launch, fds: &ChildFds) {
         ) < 0
         {
             fail(fds, KIND_STEP, 8, errno());
+        }
+    }
+}
+
+/// Installs the seccomp programs, last of all before `execve` (which they allow): after
+/// no_new_privs, which lets a process without CAP_SYS_ADMIN install a filter.
+///
+/// # Safety
+/// Same as [`child_main`].
+unsafe fn install_seccomp(launch: &Launch, fds: &ChildFds) {
+    for program in &launch.seccomp {
+        let fprog = libc::sock_fprog {
+            len: program.len() as libc::c_ushort,
+            filter: program.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+        };
+        // SAFETY: fprog points at a prepared program of `len` instructions laid out as the
+        // kernel's `struct sock_filter`; the kernel copies it and writes nothing back.
+        let installed = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        if installed < 0 {
+            fail(fds, KIND_STEP, 9, errno());
         }
     }
 }

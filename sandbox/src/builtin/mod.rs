@@ -1,15 +1,17 @@
 //! The builtin runtime: a device cgroup, namespaces, an overlay root, pivot_root,
-//! capabilities, exec.
+//! capabilities, seccomp, exec.
 //!
 //! Design: the parent prepares the whole setup as a list of [`plan::Op`]s with every string
 //! allocated, then calls the raw `clone` system call with the new namespaces (mount, pid,
 //! ipc, uts, and net for [`Network::None`]). The child is PID 1 of its pid namespace; it runs
 //! the ops with bare system calls (see [`child`] for why nothing else is allowed there),
-//! the first of which moves it into the step's device cgroup ([`crate::cgroup`]), and
-//! execs the program, which stays PID 1 (as with BuildKit's runc executor). The overlay and
-//! every other mount exist only in the child's mount namespace, so they vanish with it. The
-//! parent thread waits on a pidfd, polling `cancelled`; killing PID 1 kills the whole pid
-//! namespace. No process-global state (cwd, umask, signal handlers) of the parent changes.
+//! the first of which moves it into the step's device cgroup ([`crate::cgroup`]); it then
+//! sets its credentials, installs the seccomp programs compiled in the parent
+//! ([`crate::seccomp`]) and execs the program, which stays PID 1 (as with BuildKit's runc
+//! executor). The overlay and every other mount exist only in the child's mount namespace,
+//! so they vanish with it. The parent thread waits on a pidfd, polling `cancelled`; killing
+//! PID 1 kills the whole pid namespace. No process-global state (cwd, umask, signal
+//! handlers) of the parent changes.
 
 mod child;
 pub(crate) mod plan;
@@ -25,7 +27,7 @@ use crate::etc_files::EtcFiles;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
 use crate::placeholders::Placeholders;
-use crate::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Stream, caps};
+use crate::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Seccomp, Stream, caps, seccomp};
 use child::{ChildFds, KIND_EXEC, KIND_OP, KIND_STEP, STEPS};
 use plan::{Launch, Op, cpath, cstr};
 
@@ -236,12 +238,17 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
 fn build_launch(spec: &ProcessSpec) -> Result<Launch, SandboxError> {
     let strings = |v: &[String]| v.iter().map(|s| cstr(s)).collect::<Result<Vec<_>, _>>();
     let argv0 = spec.argv.first().map(String::as_str).unwrap_or_default();
+    let keep_caps = caps::docker_default_mask();
     Ok(Launch {
         uid: spec.uid,
         gid: spec.gid,
         groups: spec.additional_gids.clone(),
-        keep_caps: caps::docker_default_mask(),
+        keep_caps,
         last_cap: caps::last_cap(),
+        seccomp: match spec.seccomp {
+            Seccomp::DockerDefault => seccomp::compile(keep_caps)?,
+            Seccomp::Unconfined => Vec::new(),
+        },
         candidates: strings(&plan::exec_candidates(argv0, &spec.env))?,
         argv: strings(&spec.argv)?,
         env: strings(&spec.env)?,

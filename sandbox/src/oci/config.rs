@@ -1,5 +1,6 @@
 //! The OCI runtime `config.json` for a step: same namespaces, mounts, capabilities and
-//! credentials as the builtin runtime, and the device allow-list as the only cgroup resource.
+//! credentials as the builtin runtime, Docker's default seccomp profile, and the device
+//! allow-list as the only cgroup resource.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use oci_spec::runtime::{
 use crate::cgroup::ALLOWED_DEVICES;
 use crate::docker_paths;
 use crate::etc_files::EtcFiles;
-use crate::{Network, ProcessSpec, caps};
+use crate::{Network, ProcessSpec, Seccomp, caps, seccomp};
 
 fn docker_caps() -> Result<Capabilities, String> {
     caps::DOCKER_DEFAULT
@@ -174,6 +175,13 @@ pub(crate) fn build(
     linux.set_gid_mappings(None);
     linux.set_devices(None);
     linux.set_sysctl(None);
+    linux.set_seccomp(match spec.seccomp {
+        Seccomp::DockerDefault => Some(
+            seccomp::oci_profile(caps::docker_default_mask())
+                .map_err(|e| format!("seccomp profile: {e}"))?,
+        ),
+        Seccomp::Unconfined => None,
+    });
 
     let mut config = Spec::default();
     config.set_version("1.0.2".into());

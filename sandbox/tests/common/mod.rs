@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod device_checks;
 pub mod loop_device;
+pub mod seccomp_checks;
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use strata_sandbox::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Stream};
+use strata_sandbox::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Seccomp, Stream};
 use tempfile::TempDir;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -72,6 +73,7 @@ pub fn sh(script: &str) -> ProcessSpec {
         additional_gids: vec![],
         network: Network::Host,
         hostname: "buildkitsandbox".into(),
+        seccomp: Seccomp::DockerDefault,
     }
 }
 

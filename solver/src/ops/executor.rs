@@ -277,6 +277,7 @@ impl StackExecutor {
                 NetworkMode::Default | NetworkMode::Host => Network::Host,
             },
             hostname: HOSTNAME.to_string(),
+            seccomp: strata_sandbox::Seccomp::DockerDefault,
         };
         let log = job.log.clone();
         let output = move |stream: strata_sandbox::Stream, line: &[u8]| {
