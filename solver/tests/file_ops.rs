@@ -63,6 +63,7 @@ fn copy(source: CopySource, path: &str, dest: &str, cwd: &str) -> Op {
         chown: None,
         chmod: None,
         extract_archives: false,
+        decompression_limit: strata_solver::DEFAULT_DECOMPRESSION_LIMIT,
     })
 }
 
