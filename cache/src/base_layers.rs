@@ -83,24 +83,27 @@ pub enum BaseLayerError {
 
 /// The snapshot of base layer `blob` (of `content`), unpacked and verified
 /// unless a snapshot of its diffID exists, and held for the caller.
+/// More than `limit` uncompressed bytes fail with [`UnpackError::TooLarge`]
+/// (and record nothing).
 pub fn base_layer(
     snaps: &Snapshots,
     content: &ContentStore,
     blob: &BlobRef,
+    limit: u64,
 ) -> Result<(SnapshotId, Hold), BaseLayerError> {
     let cache = |source| BaseLayerError::Cache {
         blob: blob.digest.clone(),
         source,
     };
     let short = SnapshotId::for_diff_id(&blob.diff_id).map_err(cache)?;
-    match snapshot_as(snaps, content, blob, &short) {
+    match snapshot_as(snaps, content, blob, &short, limit) {
         // Another diffID has the same first 16 hex digits: use them all.
         Err(BaseLayerError::Cache {
             source: CacheError::DiffIdCollision { .. },
             ..
         }) => {
             let long = SnapshotId::for_diff_id_long(&blob.diff_id).map_err(cache)?;
-            snapshot_as(snaps, content, blob, &long).map(|hold| (long, hold))
+            snapshot_as(snaps, content, blob, &long, limit).map(|hold| (long, hold))
         }
         other => other.map(|hold| (short, hold)),
     }
@@ -112,6 +115,7 @@ fn snapshot_as(
     content: &ContentStore,
     blob: &BlobRef,
     id: &SnapshotId,
+    limit: u64,
 ) -> Result<Hold, BaseLayerError> {
     let cache = |source| BaseLayerError::Cache {
         blob: blob.digest.clone(),
@@ -133,7 +137,7 @@ fn snapshot_as(
     }
     let prepared = snaps.prepare().map_err(cache)?;
     let file = open_blob(content, &blob.digest)?;
-    unpack_verified_layer(BufReader::new(file), prepared.path(), &blob.diff_id).map_err(
+    unpack_verified_layer(BufReader::new(file), prepared.path(), &blob.diff_id, limit).map_err(
         |e| match e {
             UnpackError::DiffIdMismatch { claimed, actual } => BaseLayerError::DiffIdMismatch {
                 blob: blob.digest.clone(),

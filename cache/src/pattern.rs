@@ -132,34 +132,64 @@ fn class_has(negated: bool, ranges: &[(char, char)], c: char) -> bool {
     ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != negated
 }
 
-/// Backtracking match of `tokens` against all of `path`.
+/// Whether `tokens` match all of `path`. A backtracking search memoized on
+/// (token, position): each pair is decided once, so the work is bounded by
+/// tokens × positions × positions however many `*` and `**` a pattern has
+/// (plain backtracking is exponential in them).
 fn match_at(tokens: &[Token], path: &[char]) -> bool {
-    let Some((first, rest)) = tokens.split_first() else {
-        return path.is_empty();
-    };
-    match first {
-        Token::Char(c) => path.first() == Some(c) && match_at(rest, &path[1..]),
-        Token::Any => path.first().is_some_and(|&c| c != '/') && match_at(rest, &path[1..]),
-        Token::Class { negated, ranges } => {
-            // Like Go's classes, and unlike `?`, a class may match `/`.
-            path.first()
-                .is_some_and(|&c| class_has(*negated, ranges, c))
-                && match_at(rest, &path[1..])
+    Matcher {
+        tokens,
+        path,
+        memo: vec![None; (tokens.len() + 1) * (path.len() + 1)],
+    }
+    .at(0, 0)
+}
+
+struct Matcher<'a> {
+    tokens: &'a [Token],
+    path: &'a [char],
+    /// The outcome of `at(t, p)`, at `t * (path.len() + 1) + p`.
+    memo: Vec<Option<bool>>,
+}
+
+impl Matcher<'_> {
+    /// Whether `tokens[t..]` match all of `path[p..]`.
+    fn at(&mut self, t: usize, p: usize) -> bool {
+        let slot = t * (self.path.len() + 1) + p;
+        if let Some(known) = self.memo[slot] {
+            return known;
         }
-        Token::Star => {
-            // Try every run of non-separator characters, shortest first.
-            let run = path.iter().take_while(|&&c| c != '/').count();
-            (0..=run).any(|n| match_at(rest, &path[n..]))
-        }
-        Token::StarStarEnd => true,
-        Token::StarStarDirs => {
-            // Zero directories, or everything up to and including any `/`.
-            match_at(rest, path)
-                || path
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &c)| c == '/')
-                    .any(|(i, _)| match_at(rest, &path[i + 1..]))
+        let found = self.step(t, p);
+        self.memo[slot] = Some(found);
+        found
+    }
+
+    fn step(&mut self, t: usize, p: usize) -> bool {
+        let path = self.path;
+        let Some(first) = self.tokens.get(t) else {
+            return p == path.len();
+        };
+        let next = path.get(p).copied();
+        match first {
+            Token::Char(c) => next == Some(*c) && self.at(t + 1, p + 1),
+            Token::Any => next.is_some_and(|c| c != '/') && self.at(t + 1, p + 1),
+            Token::Class { negated, ranges } => {
+                // Like Go's classes, and unlike `?`, a class may match `/`.
+                next.is_some_and(|c| class_has(*negated, ranges, c)) && self.at(t + 1, p + 1)
+            }
+            Token::Star => {
+                // Try every run of non-separator characters, shortest first.
+                let run = path[p..].iter().take_while(|&&c| c != '/').count();
+                (0..=run).any(|n| self.at(t + 1, p + n))
+            }
+            Token::StarStarEnd => true,
+            Token::StarStarDirs => {
+                // Zero directories, or everything up to and including any `/`.
+                self.at(t + 1, p)
+                    || (p..path.len())
+                        .filter(|&i| path[i] == '/')
+                        .any(|i| self.at(t + 1, i + 1))
+            }
         }
     }
 }

@@ -106,6 +106,13 @@ pub enum UnpackError {
         /// The tar type byte.
         kind: u8,
     },
+    /// The archive decompresses to more than the caller's limit; reading
+    /// stopped there.
+    #[error("it decompresses to more than {limit} bytes, the decompression limit")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The uncompressed layer does not hash to the diffID it was unpacked
     /// for (see [`unpack_verified_layer`]).
     #[error("its content has diffID {actual}, not the claimed {claimed}")]
@@ -140,16 +147,24 @@ pub fn unpack_layer(reader: impl Read + Send, dest: &Path) -> Result<UnpackStats
 /// in the same pass, and fails with [`UnpackError::DiffIdMismatch`] unless
 /// its sha256 is `diff_id`. The digest covers the whole stream: whatever
 /// follows the tar's end-of-archive blocks is read and hashed too, as it is
-/// part of the diffID. On any error, what was written to `dest` is the
-/// caller's to discard.
+/// part of the diffID. More than `limit` uncompressed bytes fail with
+/// [`UnpackError::TooLarge`]. On any error, what was written to `dest` is
+/// the caller's to discard.
 pub fn unpack_verified_layer(
     reader: impl Read + Send,
     dest: &Path,
     diff_id: &str,
+    limit: u64,
 ) -> Result<UnpackStats, UnpackError> {
-    let mut hashed = Sha256Reader::new(decompress(reader).map_err(UnpackError::Read)?);
-    let stats = Unpacker::new(dest, Flavor::Layer)?.run(&mut hashed)?;
-    io::copy(&mut hashed, &mut io::sink()).map_err(UnpackError::Read)?;
+    let bounded = Bounded::new(decompress(reader).map_err(UnpackError::Read)?, limit);
+    let mut hashed = Sha256Reader::new(bounded);
+    let unpacked = Unpacker::new(dest, Flavor::Layer)?
+        .run(&mut hashed)
+        .and_then(|stats| {
+            io::copy(&mut hashed, &mut io::sink()).map_err(UnpackError::Read)?;
+            Ok(stats)
+        });
+    let stats = hashed.inner.check(unpacked)?;
     let actual = hashed.diff_id();
     if actual != diff_id {
         return Err(UnpackError::DiffIdMismatch {
@@ -200,6 +215,8 @@ impl<R: Read> Read for Sha256Reader<R> {
 /// `ADD` does, merging with what is there. Ownership is the archive's, or
 /// `owner` (uid, gid) for every entry when given (`--chown`). Whiteout names
 /// are extracted as ordinary files, as Docker's and BuildKit's `ADD` do.
+/// More than `limit` decompressed bytes fail with [`UnpackError::TooLarge`],
+/// leaving what was extracted so far for the caller to discard.
 ///
 /// Returns `Ok(false)`, having written nothing, when the decompressed content
 /// does not start with a valid tar header (the file is then copied as is by
@@ -208,17 +225,73 @@ pub fn extract_archive(
     reader: impl Read + Send,
     dest: &Path,
     owner: Option<(u32, u32)>,
+    limit: u64,
 ) -> Result<bool, UnpackError> {
-    let Ok(mut reader) = decompress(reader) else {
+    let Ok(reader) = decompress(reader) else {
         return Ok(false);
     };
+    let mut reader = Bounded::new(reader, limit);
     let mut first = [0u8; 512];
     if reader.read_exact(&mut first).is_err() || !is_tar_header(&first) {
         return Ok(false);
     }
-    let reader = io::Cursor::new(first).chain(reader);
-    Unpacker::new(dest, Flavor::Extract { owner })?.run(reader)?;
+    let unpacked = Unpacker::new(dest, Flavor::Extract { owner })?
+        .run(io::Cursor::new(first).chain(&mut reader));
+    reader.check(unpacked)?;
     Ok(true)
+}
+
+/// A reader that fails once more than `limit` bytes have passed through it,
+/// and remembers that it did: a decompression bomb stops at the limit, and
+/// the error that surfaces (tar may wrap or replace the read error) is
+/// turned back into [`UnpackError::TooLarge`] by [`Bounded::check`].
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+    exceeded: bool,
+}
+
+impl<R: Read> Bounded<R> {
+    fn new(inner: R, limit: u64) -> Self {
+        Bounded {
+            inner,
+            left: limit,
+            limit,
+            exceeded: false,
+        }
+    }
+
+    /// `result`, or [`UnpackError::TooLarge`] when the limit was hit.
+    fn check<T>(&self, result: Result<T, UnpackError>) -> Result<T, UnpackError> {
+        if self.exceeded {
+            return Err(UnpackError::TooLarge { limit: self.limit });
+        }
+        result
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Reading one byte past the limit tells "exactly the limit" from "more".
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        match self.left.checked_sub(n as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(n)
+            }
+            None => {
+                self.exceeded = true;
+                Err(io::Error::other(format!(
+                    "decompressed content exceeds {} bytes",
+                    self.limit
+                )))
+            }
+        }
+    }
 }
 
 /// True when `block` is a tar header whose checksum is right (an all-zero

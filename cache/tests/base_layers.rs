@@ -74,7 +74,7 @@ impl Root {
     }
 
     fn expect_refused(&self, forged: &BlobRef, actual: &str) -> R {
-        match base_layer(&self.snaps, &self.content, forged) {
+        match base_layer(&self.snaps, &self.content, forged, u64::MAX) {
             Err(BaseLayerError::DiffIdMismatch {
                 blob,
                 claimed,
@@ -117,7 +117,7 @@ fn a_forged_blob_is_refused_before_and_after_the_genuine_one() -> R {
     root.expect_refused(&forged, &sha256(&p.forged))?;
     assert!(fs::read_dir(root.snaps.dir())?.next().is_none());
 
-    let (id, _hold) = base_layer(&root.snaps, &root.content, &genuine)?;
+    let (id, _hold) = base_layer(&root.snaps, &root.content, &genuine, u64::MAX)?;
     assert_eq!(id, SnapshotId::for_diff_id(&diff_id)?);
     assert!(!root.snaps.path(&id).join("POISONED").exists());
     assert_eq!(fs::read(root.snaps.path(&id).join("bin/sh"))?, b"shell");
@@ -132,7 +132,7 @@ fn a_forged_blob_is_refused_before_and_after_the_genuine_one() -> R {
     // Another genuine blob of the same diffID (uncompressed here) is
     // verified once, then remembered.
     let plain = root.layer(&p.genuine, &diff_id)?;
-    let (again, _hold) = base_layer(&root.snaps, &root.content, &plain)?;
+    let (again, _hold) = base_layer(&root.snaps, &root.content, &plain, u64::MAX)?;
     assert_eq!(again, id);
     assert_eq!(
         root.snaps.base_meta(&id)?.blobs,
@@ -148,7 +148,7 @@ fn doctor_deep_finds_a_changed_snapshot_and_repair_removes_it() -> R {
     let p = pair()?;
     let diff_id = sha256(&p.genuine);
     let genuine = root.layer(&gzip(&p.genuine)?, &diff_id)?;
-    let (id, hold) = base_layer(&root.snaps, &root.content, &genuine)?;
+    let (id, hold) = base_layer(&root.snaps, &root.content, &genuine, u64::MAX)?;
     drop(hold);
     assert_eq!(doctor(root.path(), true)?, Default::default());
 
@@ -171,7 +171,7 @@ fn doctor_deep_finds_a_changed_snapshot_and_repair_removes_it() -> R {
     assert_eq!(doctor(root.path(), true)?, Default::default());
 
     // Unpacked again, clean, from the verified blob.
-    let (again, _hold) = base_layer(&root.snaps, &root.content, &genuine)?;
+    let (again, _hold) = base_layer(&root.snaps, &root.content, &genuine, u64::MAX)?;
     assert!(!root.snaps.path(&again).join("POISONED").exists());
     assert_eq!(doctor(root.path(), true)?, Default::default());
     Ok(())
@@ -184,7 +184,7 @@ fn doctor_deep_rehashes_the_recorded_blobs() -> R {
     let diff_id = sha256(&p.genuine);
     let genuine = root.layer(&gzip(&p.genuine)?, &diff_id)?;
     let forged = root.layer(&gzip(&p.forged)?, &diff_id)?;
-    let (id, hold) = base_layer(&root.snaps, &root.content, &genuine)?;
+    let (id, hold) = base_layer(&root.snaps, &root.content, &genuine, u64::MAX)?;
     drop(hold);
     // Metadata claiming the forged blob was verified (as a bug or a hand
     // edit could leave it).
@@ -227,7 +227,7 @@ fn a_short_name_holding_another_diff_id_is_not_reused() -> R {
     };
     drop(root.snaps.commit_base(prepared, &short, &meta)?);
 
-    let (id, _hold) = base_layer(&root.snaps, &root.content, &genuine)?;
+    let (id, _hold) = base_layer(&root.snaps, &root.content, &genuine, u64::MAX)?;
     assert_eq!(id, SnapshotId::for_diff_id_long(&diff_id)?);
     assert_eq!(id.as_str().len(), 2 + 64);
     assert!(!root.snaps.path(&id).join("POISONED").exists());

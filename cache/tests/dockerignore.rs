@@ -72,3 +72,23 @@ fn skipping_a_directory_is_only_safe_without_exceptions() {
     let with_exception = DockerIgnore::parse("node_modules\n!node_modules/keep\n").unwrap();
     assert!(!with_exception.skips_dir("node_modules"));
 }
+
+/// Eight `**/` segments over a 40-deep path: plain backtracking tries every
+/// way of splitting the path among them (tens of millions per prefix) and
+/// hung for minutes; the memoized matcher decides each (segment, position)
+/// pair once. The bound guards against the hang; the bench measures speed.
+#[test]
+fn many_double_stars_over_a_deep_path_finish_quickly() {
+    let deep = vec!["d"; 40].join("/");
+    let start = std::time::Instant::now();
+    let miss = DockerIgnore::parse(&format!("{}nomatch\n", "**/".repeat(8))).unwrap();
+    assert!(!miss.matches(&format!("{deep}/file")));
+    let hit = DockerIgnore::parse(&format!("{}d/file\n", "**/d/".repeat(8))).unwrap();
+    assert!(hit.matches(&format!("{deep}/file")));
+    assert!(!hit.matches(&format!("{}/file", ["d"; 8].join("/"))));
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "matching took {elapsed:?}"
+    );
+}

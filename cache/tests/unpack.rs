@@ -2,7 +2,7 @@
 //! the tar crate's raw header API (which lets us write names it would refuse).
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -444,7 +444,7 @@ fn add_extracts_tar_archives_and_leaves_other_files() -> TestResult {
         E::File("app/.wh.marker", b"", 0o644),
         E::Owned("app/owned", 1000, 1000),
     ])?;
-    assert!(extract_archive(gzip(&tar)?.as_slice(), d, None)?);
+    assert!(extract_archive(gzip(&tar)?.as_slice(), d, None, u64::MAX)?);
     assert_eq!(fs::read_to_string(d.join("existing"))?, "kept");
     assert_eq!(
         fs::metadata(d)?.mode() & 0o777,
@@ -462,7 +462,8 @@ fn add_extracts_tar_archives_and_leaves_other_files() -> TestResult {
     assert!(extract_archive(
         zstd::encode_all(tar.as_slice(), 1)?.as_slice(),
         &chowned,
-        Some((7, 8))
+        Some((7, 8)),
+        u64::MAX,
     )?);
     let run = fs::metadata(chowned.join("app/run"))?;
     assert_eq!((run.uid(), run.gid(), run.mode() & 0o777), (7, 8, 0o755));
@@ -472,20 +473,27 @@ fn add_extracts_tar_archives_and_leaves_other_files() -> TestResult {
     assert!(!extract_archive(
         &b"just some text, longer than nothing"[..],
         &not_tar,
-        None
+        None,
+        u64::MAX,
     )?);
     assert!(!extract_archive(
         gzip(b"compressed text")?.as_slice(),
         &not_tar,
-        None
+        None,
+        u64::MAX,
     )?);
     assert!(
-        !extract_archive(&[0u8; 1024][..], &not_tar, None)?,
+        !extract_archive(&[0u8; 1024][..], &not_tar, None, u64::MAX)?,
         "an empty tar is no archive"
     );
     let mut corrupt = tar.clone();
     corrupt[0] ^= 1; // breaks the first header's checksum
-    assert!(!extract_archive(corrupt.as_slice(), &not_tar, None)?);
+    assert!(!extract_archive(
+        corrupt.as_slice(),
+        &not_tar,
+        None,
+        u64::MAX
+    )?);
     assert!(!not_tar.exists());
 
     arena.assert_outside_untouched()
@@ -510,7 +518,7 @@ fn add_follows_symlinks_only_inside_the_destination() -> TestResult {
         E::Symlink("out", &outside),
         E::File("out/pwned", b"x", 0o644),
     ])?;
-    assert!(extract_archive(tar.as_slice(), d, None)?);
+    assert!(extract_archive(tar.as_slice(), d, None, u64::MAX)?);
     assert_eq!(fs::read_to_string(d.join("usr/lib/from-archive"))?, "1");
     assert_eq!(fs::read_to_string(d.join("usr/lib/absolute"))?, "2");
     assert_eq!(
@@ -559,7 +567,8 @@ fn verified_unpack_accepts_the_right_diff_id() -> TestResult {
         E::File("etc/hostname", b"box\n", 0o644),
     ])?;
     let arena = Arena::new()?;
-    let stats = unpack_verified_layer(gzip(&tar)?.as_slice(), &arena.dest, &sha256(&tar))?;
+    let stats =
+        unpack_verified_layer(gzip(&tar)?.as_slice(), &arena.dest, &sha256(&tar), u64::MAX)?;
     assert_eq!(stats.files, 1);
     assert_eq!(fs::read(arena.dest.join("etc/hostname"))?, b"box\n");
     assert_eq!(layer_diff_id(gzip(&tar)?.as_slice())?, sha256(&tar));
@@ -574,7 +583,12 @@ fn verified_unpack_refuses_another_diff_id() -> TestResult {
         E::File("POISONED", b"x", 0o644),
     ])?;
     let arena = Arena::new()?;
-    match unpack_verified_layer(gzip(&forged)?.as_slice(), &arena.dest, &sha256(&genuine)) {
+    match unpack_verified_layer(
+        gzip(&forged)?.as_slice(),
+        &arena.dest,
+        &sha256(&genuine),
+        u64::MAX,
+    ) {
         Err(UnpackError::DiffIdMismatch { claimed, actual }) => {
             assert_eq!(claimed, sha256(&genuine));
             assert_eq!(actual, sha256(&forged));
@@ -596,13 +610,65 @@ fn verified_unpack_hashes_what_follows_the_end_of_the_archive() -> TestResult {
     assert_ne!(tar_only, whole);
 
     let arena = Arena::new()?;
-    match unpack_verified_layer(stream.as_slice(), &arena.dest, &tar_only) {
+    match unpack_verified_layer(stream.as_slice(), &arena.dest, &tar_only, u64::MAX) {
         Err(UnpackError::DiffIdMismatch { actual, .. }) => assert_eq!(actual, whole),
         other => panic!("trailing data was not hashed: {other:?}"),
     }
     let arena = Arena::new()?;
-    unpack_verified_layer(gzip(&stream)?.as_slice(), &arena.dest, &whole)?;
+    unpack_verified_layer(gzip(&stream)?.as_slice(), &arena.dest, &whole, u64::MAX)?;
     assert_eq!(fs::read(arena.dest.join("a"))?, b"content");
     assert_eq!(layer_diff_id(stream.as_slice())?, whole);
     Ok(())
+}
+
+/// A gzip bomb: a tar holding `size` zero bytes as one file, gzipped as it
+/// is written (about a thousandth of `size`).
+fn bomb(size: u64) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut b = tar::Builder::new(gz);
+    let mut h = header(tar::EntryType::Regular, "zeros", 0o644);
+    h.set_size(size);
+    h.set_cksum();
+    b.append(&h, std::io::repeat(0).take(size))?;
+    Ok(b.into_inner()?.finish()?)
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_decompression_limit() -> TestResult {
+    let gz = bomb(100 << 20)?;
+    assert!(gz.len() < 1 << 20, "the bomb is {} bytes", gz.len());
+    let limit = 10 << 20;
+    let arena = Arena::new()?;
+    match extract_archive(gz.as_slice(), &arena.dest, None, limit) {
+        Err(UnpackError::TooLarge { limit: l }) => assert_eq!(l, limit),
+        other => panic!("ADD bomb not stopped: {other:?}"),
+    }
+    let written = fs::metadata(arena.dest.join("zeros")).map_or(0, |m| m.len());
+    assert!(written <= limit, "{written} bytes written");
+    let arena = Arena::new()?;
+    match unpack_verified_layer(gz.as_slice(), &arena.dest, "sha256:unused", limit) {
+        Err(UnpackError::TooLarge { limit: l }) => assert_eq!(l, limit),
+        other => panic!("layer bomb not stopped: {other:?}"),
+    }
+    arena.assert_outside_untouched()
+}
+
+#[test]
+fn the_decompression_limit_is_inclusive() -> TestResult {
+    let tar = build(&[E::File("a", b"content", 0o644)])?;
+    let exact = tar.len() as u64;
+    let arena = Arena::new()?;
+    unpack_verified_layer(gzip(&tar)?.as_slice(), &arena.dest, &sha256(&tar), exact)?;
+    let arena = Arena::new()?;
+    assert!(extract_archive(
+        gzip(&tar)?.as_slice(),
+        &arena.dest,
+        None,
+        exact
+    )?);
+    let arena = Arena::new()?;
+    match unpack_verified_layer(tar.as_slice(), &arena.dest, &sha256(&tar), exact - 1) {
+        Err(UnpackError::TooLarge { .. }) => Ok(()),
+        other => panic!("one byte over the limit accepted: {other:?}"),
+    }
 }

@@ -82,6 +82,17 @@ pub struct BuildArgs {
     /// Write `containerimage.digest` and `image.name` as JSON to this file.
     #[arg(long = "metadata-file")]
     pub metadata_file: Option<PathBuf>,
+    /// The most one base layer or one ADD archive may decompress to (e.g.
+    /// 100GiB, 512MB); more fails the build naming the layer or archive.
+    /// Stops decompression bombs; the default is far above any real layer.
+    #[arg(
+        long = "decompression-limit",
+        env = "STRATA_DECOMPRESSION_LIMIT",
+        default_value = "100GiB",
+        value_name = "SIZE",
+        value_parser = crate::cache_cmd::parse_size
+    )]
+    pub decompression_limit: u64,
     #[command(flatten)]
     pub registry: crate::registry_cmd::RegistryArgs,
     /// The build context directory.
@@ -183,6 +194,7 @@ fn request(
         pull: args.pull,
         root: root.to_path_buf(),
         explain: args.explain_cache && !args.quiet,
+        decompression_limit: args.decompression_limit,
     })
 }
 
@@ -234,6 +246,15 @@ fn run_inner(
     let Ok(mut renderer) = renderer else {
         return Err(Failure::Environment("the progress thread panicked".into()));
     };
+    // Errors that point into the Dockerfile are shown like parse errors.
+    if let Err(SolveError::Lower { source, .. }) = &result
+        && let Some((span, message)) = source.at()
+    {
+        let e = strata_parser::ParseError::new(message, span);
+        let text = strata_parser::render(&e, &file_name, &src);
+        let _ = renderer.note(text.trim_end_matches('\n'));
+        return Ok(EXIT_USAGE);
+    }
     let solved = match result {
         Ok(solved) => solved,
         Err(SolveError::Parse(e)) => {

@@ -14,6 +14,7 @@ mod cache_crash;
 mod cache_invalidation;
 mod debug_parse;
 mod disk_full;
+mod hostile_text;
 mod layers;
 mod library_api;
 mod names;

@@ -60,6 +60,20 @@ fn lookup_kv<'a>(kv: &'a str, name: &str) -> Option<&'a str> {
     (k == name).then_some(v)
 }
 
+/// The most one expanded word may hold, in bytes. Far more than a real
+/// Dockerfile needs (Linux refuses any single environment string over
+/// 128 KiB to `execve`, so a RUN could not even receive a larger value),
+/// and small enough that a word doubled through a chain of ARGs stops here
+/// instead of exhausting memory.
+pub const MAX_WORD_BYTES: usize = 1 << 20;
+
+/// The most pattern-matching work one word's `${VAR#…}`, `${VAR%…}` and
+/// `${VAR/…}` may do, in automaton steps: well under a second, and orders
+/// of magnitude above what real values need (a step per character and
+/// live pattern position), so a hostile pattern over a large value fails
+/// instead of running for hours.
+pub const MAX_MATCH_STEPS: u64 = 100_000_000;
+
 /// Why an expansion failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExpandError {
@@ -89,6 +103,18 @@ pub enum ExpandError {
         /// The expanded message, or a default one.
         message: String,
     },
+    /// The result would be larger than [`MAX_WORD_BYTES`].
+    #[error(
+        "the expanded word is larger than {} MiB, the limit for one word",
+        MAX_WORD_BYTES >> 20
+    )]
+    TooLarge,
+    /// Pattern matching would take more than [`MAX_MATCH_STEPS`].
+    #[error(
+        "matching the patterns of this word takes more than {} steps, the limit",
+        MAX_MATCH_STEPS
+    )]
+    TooComplex,
     /// A quote that is never closed.
     #[error("unexpected end of input looking for matching {quote} in \"{word}\"")]
     UnterminatedQuote {
@@ -165,6 +191,7 @@ impl Lexer {
             env,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            budget: MAX_MATCH_STEPS,
         };
         let mut out = Output::new(split);
         st.process(&mut out, None, false)?;
@@ -180,13 +207,16 @@ impl Lexer {
     }
 }
 
-/// Accumulates output words; `split` turns on field splitting.
+/// Accumulates output words; `split` turns on field splitting. All words
+/// together hold at most [`MAX_WORD_BYTES`].
 struct Output {
     split: bool,
     words: Vec<String>,
     cur: String,
     /// The current word exists even if empty (e.g. after `""`).
     started: bool,
+    /// Bytes held in `words` and `cur`.
+    len: usize,
 }
 
 impl Output {
@@ -196,29 +226,49 @@ impl Output {
             words: Vec::new(),
             cur: String::new(),
             started: false,
+            len: 0,
         }
+    }
+
+    /// Accounts for `n` more bytes, refusing before they are stored.
+    fn grow(&mut self, n: usize) -> Result<(), ExpandError> {
+        self.len = self
+            .len
+            .checked_add(n)
+            .filter(|&l| l <= MAX_WORD_BYTES)
+            .ok_or(ExpandError::TooLarge)?;
+        Ok(())
     }
 
     /// Text that must never split (quoted or escaped).
-    fn quoted(&mut self, s: &str) {
+    fn quoted(&mut self, s: &str) -> Result<(), ExpandError> {
+        self.grow(s.len())?;
         self.cur.push_str(s);
         self.started = true;
+        Ok(())
     }
 
-    fn quoted_char(&mut self, c: char) {
+    fn quoted_char(&mut self, c: char) -> Result<(), ExpandError> {
+        self.grow(c.len_utf8())?;
         self.cur.push(c);
         self.started = true;
+        Ok(())
     }
 
     /// Text subject to field splitting (literal or from a variable).
-    fn unquoted(&mut self, s: &str) {
+    fn unquoted(&mut self, s: &str) -> Result<(), ExpandError> {
+        if !self.split {
+            // An empty value does not start a word; quoted text ("") does.
+            return if s.is_empty() { Ok(()) } else { self.quoted(s) };
+        }
         for c in s.chars() {
-            if self.split && c.is_whitespace() {
+            if c.is_whitespace() {
                 self.break_word();
             } else {
-                self.quoted_char(c);
+                self.quoted_char(c)?;
             }
         }
+        Ok(())
     }
 
     fn break_word(&mut self) {
@@ -246,6 +296,8 @@ struct State<'a, E: Env + ?Sized> {
     env: &'a E,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    /// Pattern-matching steps left (see [`MAX_MATCH_STEPS`]).
+    budget: u64,
 }
 
 /// Names of special parameters that always expand to nothing.
@@ -281,15 +333,15 @@ impl<E: Env + ?Sized> State<'_, E> {
                 '"' => self.double_quoted(out, pattern)?,
                 '$' => {
                     let v = self.dollar(false)?;
-                    out.unquoted(&v);
+                    out.unquoted(&v)?;
                 }
                 c if c == self.escape => {
                     // A lone trailing escape is dropped.
                     if let Some(n) = self.bump() {
-                        push_lit(out, n, pattern);
+                        push_lit(out, n, pattern)?;
                     }
                 }
-                c => out.unquoted(&c.to_string()),
+                c => out.unquoted(c.encode_utf8(&mut [0; 4]))?,
             }
         }
         Ok(())
@@ -303,35 +355,35 @@ impl<E: Env + ?Sized> State<'_, E> {
     }
 
     fn single_quoted(&mut self, out: &mut Output, pattern: bool) -> Result<(), ExpandError> {
-        out.quoted("");
+        out.quoted("")?;
         loop {
             match self.bump() {
                 None => return Err(self.unterminated('\'')),
                 Some('\'') => return Ok(()),
-                Some(c) => push_lit(out, c, pattern),
+                Some(c) => push_lit(out, c, pattern)?,
             }
         }
     }
 
     fn double_quoted(&mut self, out: &mut Output, pattern: bool) -> Result<(), ExpandError> {
-        out.quoted("");
+        out.quoted("")?;
         loop {
             match self.bump() {
                 None => return Err(self.unterminated('"')),
                 Some('"') => return Ok(()),
                 Some('$') => {
                     let v = self.dollar(true)?;
-                    out.quoted(&v);
+                    out.quoted(&v)?;
                 }
                 Some(c) if c == self.escape => match self.peek() {
                     // Inside double quotes the escape only works before these.
                     Some(n) if n == '$' || n == '"' || n == self.escape => {
                         self.pos += 1;
-                        push_lit(out, n, pattern);
+                        push_lit(out, n, pattern)?;
                     }
-                    _ => push_lit(out, c, pattern),
+                    _ => push_lit(out, c, pattern)?,
                 },
-                Some(c) => push_lit(out, c, pattern),
+                Some(c) => push_lit(out, c, pattern)?,
             }
         }
     }
@@ -502,22 +554,14 @@ impl<E: Env + ?Sized> State<'_, E> {
         let text: Vec<char> = value.unwrap_or_default().chars().collect();
         let n = text.len();
         let cut = if m == '#' {
-            let mut lens: Vec<usize> = (0..=n).collect();
-            if longest {
-                lens.reverse();
-            }
-            lens.into_iter()
-                .find(|&i| glob_match(&pat, &text[..i]))
-                .map(|i| (i, n))
+            let (short, long) = match_lengths(&pat, &text, &mut self.budget)?;
+            if longest { long } else { short }.map(|k| (k, n))
         } else {
-            let mut starts: Vec<usize> = (0..=n).rev().collect();
-            if longest {
-                starts.reverse();
-            }
-            starts
-                .into_iter()
-                .find(|&i| glob_match(&pat, &text[i..]))
-                .map(|i| (0, i))
+            // A suffix match is a prefix match of both reversed.
+            let pat: Vec<Tok> = pat.iter().rev().copied().collect();
+            let rev: Vec<char> = text.iter().rev().copied().collect();
+            let (short, long) = match_lengths(&pat, &rev, &mut self.budget)?;
+            if longest { long } else { short }.map(|k| (0, n - k))
         };
         Ok(match cut {
             Some((a, b)) => text[a..b].iter().collect(),
@@ -541,15 +585,15 @@ impl<E: Env + ?Sized> State<'_, E> {
         };
         self.close()?;
         let text: Vec<char> = value.unwrap_or_default().chars().collect();
-        Ok(replace_matches(&pat, &text, &rep, all))
+        replace_matches(&pat, &text, &rep, all, &mut self.budget)
     }
 }
 
-fn push_lit(out: &mut Output, c: char, pattern: bool) {
+fn push_lit(out: &mut Output, c: char, pattern: bool) -> Result<(), ExpandError> {
     if pattern && matches!(c, '*' | '?' | '\\') {
-        out.quoted_char('\\');
+        out.quoted_char('\\')?;
     }
-    out.quoted_char(c);
+    out.quoted_char(c)
 }
 
 fn is_name_start(c: char) -> bool {
@@ -583,75 +627,226 @@ fn parse_pattern(p: &str) -> Vec<Tok> {
     toks
 }
 
-/// Whole-text glob match, iterative with single-star backtracking (linear-ish).
-fn glob_match(pat: &[Tok], text: &[char]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pat.get(p) {
-            Some(Tok::AnyMany) => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(Tok::AnyOne) => {
-                p += 1;
-                t += 1;
-            }
-            Some(Tok::Lit(c)) if *c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
+/// The shortest and longest `k` for which `pat` matches all of `text[..k]`.
+/// The pattern runs as an automaton over the text, each step visiting the
+/// live pattern positions once (no backtracking), and stops when none is
+/// left; every visit is charged to `budget`.
+fn match_lengths(
+    pat: &[Tok],
+    text: &[char],
+    budget: &mut u64,
+) -> Result<(Option<usize>, Option<usize>), ExpandError> {
+    let end = pat.len();
+    // `live[p]`: position `p` is in `cur`.
+    let mut live = vec![false; end + 1];
+    let mut cur = Vec::new();
+    enter(pat, 0, &mut cur, &mut live);
+    let (mut shortest, mut longest) = (None, None);
+    for at in 0..=text.len() {
+        if live[end] {
+            shortest.get_or_insert(at);
+            longest = Some(at);
         }
+        let Some(&c) = text.get(at) else { break };
+        if cur.is_empty() {
+            break;
+        }
+        *budget = budget
+            .checked_sub(cur.len() as u64)
+            .ok_or(ExpandError::TooComplex)?;
+        for &p in &cur {
+            live[p] = false;
+        }
+        let mut next = Vec::with_capacity(cur.len());
+        for &p in &cur {
+            match pat.get(p) {
+                Some(Tok::Lit(l)) if *l == c => enter(pat, p + 1, &mut next, &mut live),
+                Some(Tok::AnyOne) => enter(pat, p + 1, &mut next, &mut live),
+                Some(Tok::AnyMany) => enter(pat, p, &mut next, &mut live),
+                _ => {}
+            }
+        }
+        cur = next;
     }
-    pat[p.min(pat.len())..].iter().all(|t| *t == Tok::AnyMany)
+    Ok((shortest, longest))
 }
 
-/// Replaces the first (or every) non-empty longest match of `pat` in `text`.
-fn replace_matches(pat: &[Tok], text: &[char], rep: &str, all: bool) -> String {
-    let mut out = String::new();
+/// Adds pattern position `p` to `list`, and the positions after any `*`s
+/// from there (a `*` may match nothing).
+fn enter(pat: &[Tok], mut p: usize, list: &mut Vec<usize>, live: &mut [bool]) {
+    loop {
+        if live[p] {
+            return;
+        }
+        live[p] = true;
+        list.push(p);
+        if pat.get(p) != Some(&Tok::AnyMany) {
+            return;
+        }
+        p += 1;
+    }
+}
+
+/// Replaces the first (or every) non-empty longest match of `pat` in `text`;
+/// the result is bounded like any word (`${A//?/$A}` squares `A`'s length).
+fn replace_matches(
+    pat: &[Tok],
+    text: &[char],
+    rep: &str,
+    all: bool,
+    budget: &mut u64,
+) -> Result<String, ExpandError> {
+    let mut out = Output::new(false);
     let mut i = 0;
     let mut done = false;
     while i < text.len() {
         let end = if done || pat.is_empty() {
             None
         } else {
-            (i + 1..=text.len())
-                .rev()
-                .find(|&e| glob_match(pat, &text[i..e]))
+            let (_, longest) = match_lengths(pat, &text[i..], budget)?;
+            longest.filter(|&k| k > 0).map(|k| i + k)
         };
         match end {
             Some(e) => {
-                out.push_str(rep);
+                out.quoted(rep)?;
                 i = e;
                 done = !all;
             }
             None => {
-                out.push(text[i]);
+                out.quoted_char(text[i])?;
                 i += 1;
             }
         }
     }
-    out
+    Ok(out.finish().concat())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Whether `pat` matches all of `text`.
+    fn full(pat: &str, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        let mut budget = MAX_MATCH_STEPS;
+        matches!(
+            match_lengths(&parse_pattern(pat), &text, &mut budget),
+            Ok((_, Some(k))) if k == text.len()
+        )
+    }
+
     #[test]
     fn glob_basics() {
-        let p = parse_pattern("a*c");
-        assert!(glob_match(&p, &['a', 'b', 'c']));
-        assert!(!glob_match(&p, &['a', 'b']));
-        assert!(glob_match(&parse_pattern("\\*"), &['*']));
-        assert!(!glob_match(&parse_pattern("\\*"), &['x']));
+        assert!(full("a*c", "abc"));
+        assert!(!full("a*c", "ab"));
+        assert!(full("\\*", "*"));
+        assert!(!full("\\*", "x"));
+        assert!(full("*a?*", "xxay"));
+        assert!(full("", ""));
+        assert!(!full("", "x"));
+    }
+
+    #[test]
+    fn trims_and_replacements_keep_their_meaning() {
+        let lexer = Lexer::default();
+        let env = [("P", "/usr/local/bin:/usr/bin:/bin"), ("F", "a.tar.gz")];
+        for (word, want) in [
+            ("${F#*.}", "tar.gz"),
+            ("${F##*.}", "gz"),
+            ("${F%.*}", "a.tar"),
+            ("${F%%.*}", "a"),
+            ("${F#x}", "a.tar.gz"),
+            ("${F%%}", "a.tar.gz"),
+            ("${P//:/ }", "/usr/local/bin /usr/bin /bin"),
+            ("${P/:*/}", "/usr/local/bin"),
+            ("${F/a/A}", "A.tar.gz"),
+            ("${F//a/A}", "A.tAr.gz"),
+            ("${F//?/.}", "........"),
+        ] {
+            assert_eq!(
+                lexer.process_word(word, env.as_slice()).as_deref(),
+                Ok(want),
+                "{word}"
+            );
+        }
+    }
+
+    /// Patterns that make a backtracking matcher quadratic or worse over a
+    /// large value stop at the step limit instead.
+    #[test]
+    fn hostile_patterns_stop_at_the_step_limit() {
+        let lexer = Lexer::default();
+        let big = "a".repeat(MAX_WORD_BYTES);
+        let env = [("BIG", big.as_str())];
+        let start = std::time::Instant::now();
+        assert_eq!(
+            lexer.process_word("${BIG//*b/x}", env.as_slice()),
+            Err(ExpandError::TooComplex)
+        );
+        // Linear ones finish.
+        assert_eq!(
+            lexer
+                .process_word("${BIG%%*b}", env.as_slice())
+                .map(|w| w.len()),
+            Ok(MAX_WORD_BYTES)
+        );
+        assert_eq!(
+            lexer.process_word("${BIG##*a}", env.as_slice()),
+            Ok(String::new())
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    }
+
+    /// `ARG A1=${A0}${A0}` and so on: each step doubles, and the step
+    /// past the limit fails instead of allocating.
+    #[test]
+    fn doubling_stops_at_the_word_limit() {
+        let lexer = Lexer::default();
+        let mut env: Vec<(String, String)> = vec![("A0".into(), "xxxxxxxx".into())];
+        let mut failed_at = None;
+        for i in 1..=30 {
+            let word = format!("${{A{}}}${{A{}}}", i - 1, i - 1);
+            match lexer.process_word(&word, env.as_slice()) {
+                Ok(v) => env.push((format!("A{i}"), v)),
+                Err(e) => {
+                    assert_eq!(e, ExpandError::TooLarge);
+                    failed_at = Some(i);
+                    break;
+                }
+            }
+        }
+        // 8 bytes doubled 17 times is exactly 1 MiB, still allowed.
+        assert_eq!(failed_at, Some(18));
+        assert_eq!(env.last().map(|(_, v)| v.len()), Some(MAX_WORD_BYTES));
+    }
+
+    #[test]
+    fn every_construct_is_bounded() {
+        let lexer = Lexer::default();
+        let big = "a b".repeat(MAX_WORD_BYTES / 3);
+        let env = [("BIG", big.as_str()), ("TWO", "ab")];
+        for word in [
+            "$BIG$TWO$TWO",
+            "\"$BIG$TWO$TWO\"",
+            "${BIG}-${BIG}",
+            "${UNSET:-$BIG$BIG}",
+            "${TWO:+$BIG$BIG}",
+            "${TWO//?/$BIG}",
+        ] {
+            assert_eq!(
+                lexer.process_word(word, env.as_slice()),
+                Err(ExpandError::TooLarge),
+                "{word}"
+            );
+        }
+        // Field splitting counts the words together.
+        assert_eq!(
+            lexer.process_words("$BIG $BIG", env.as_slice()),
+            Err(ExpandError::TooLarge)
+        );
+        assert_eq!(
+            lexer.process_word("$BIG", env.as_slice()).map(|w| w.len()),
+            Ok(big.len())
+        );
     }
 }

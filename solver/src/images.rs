@@ -24,6 +24,7 @@ use crate::graph::ImageSource;
 use crate::image::{Healthcheck, HistoryEntry, ImageConfig};
 use crate::ops::executor::{BaseLayers, Layer};
 use crate::pull::{PullError, pull};
+use crate::solve::DEFAULT_DECOMPRESSION_LIMIT;
 use crate::sources::{ImageError, ImageResolver, ResolvedImage};
 
 /// How images missing from the local store are pulled.
@@ -58,6 +59,8 @@ pub struct LocalImages {
     /// Base layers in use, kept from prune.
     holds: Mutex<Vec<Hold>>,
     registry: Option<RegistryPull>,
+    /// The most bytes one layer may decompress to.
+    decompression_limit: u64,
 }
 
 impl LocalImages {
@@ -74,7 +77,14 @@ impl LocalImages {
             resolved: Mutex::default(),
             holds: Mutex::default(),
             registry: None,
+            decompression_limit: DEFAULT_DECOMPRESSION_LIMIT,
         })
+    }
+
+    /// Refuses layers that decompress to more than `limit` bytes.
+    pub fn with_decompression_limit(mut self, limit: u64) -> Self {
+        self.decompression_limit = limit;
+        self
     }
 
     /// Pulls store references that are not local (or always, see
@@ -197,8 +207,9 @@ impl LocalImages {
     /// its shared snapshot, once per root, verifying its diffID; the snapshot
     /// is held (safe from prune) for this process's life.
     fn unpack(&self, image: &str, blob: BlobRef) -> Result<Layer, ImageError> {
+        let limit = self.decompression_limit;
         let (id, hold) =
-            base_layer(&self.snapshots, self.store.content(), &blob).map_err(|source| {
+            base_layer(&self.snapshots, self.store.content(), &blob, limit).map_err(|source| {
                 ImageError::Layer {
                     image: image.to_string(),
                     source: Box::new(source),

@@ -30,5 +30,8 @@ pub use platform::Platform;
 pub use progress::{BuildWarning, ChannelSink, ProgressEvent, ProgressSink, Stream};
 pub use pull::{PullError, Pulled, human_size, pull};
 pub use schedule::{CancelFlag, Executor, Job, JobLog, OpError, ScheduleError, Scheduler};
-pub use solve::{BuildRequest, RuntimeChoice, SolveError, Solved, StepFailure, solve};
+pub use solve::{
+    BuildRequest, DEFAULT_DECOMPRESSION_LIMIT, RuntimeChoice, SolveError, Solved, StepFailure,
+    solve,
+};
 pub use sources::{ContextFiles, ImageError, ImageResolver, ResolvedImage};

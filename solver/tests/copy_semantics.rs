@@ -74,6 +74,7 @@ impl Fx {
             chown: o.chown.as_ref(),
             chmod: o.chmod,
             extract_archives: o.add,
+            decompression_limit: strata_solver::DEFAULT_DECOMPRESSION_LIMIT,
         };
         copy(&req, &|| false)
     }
@@ -526,6 +527,7 @@ fn cancellation_stops_the_copy() -> R {
         chown: None,
         chmod: None,
         extract_archives: false,
+        decompression_limit: strata_solver::DEFAULT_DECOMPRESSION_LIMIT,
     };
     assert!(matches!(copy(&req, &|| true), Err(CopyError::Cancelled)));
     Ok(())

@@ -94,6 +94,7 @@ impl Lowerer<'_> {
             .clone()
             .unwrap_or_else(|| format!("stage-{index}"));
         let line = stage.span.line;
+        self.at = stage.span;
         let base = self.expand(&self.globals, &stage.base, line)?;
         let (base_vertex, mut config) = if self.named_context(&base).is_none()
             && let Some(i) = stages::resolve_stage(&self.names, index, &base, false)

@@ -1,7 +1,9 @@
 //! Why a Dockerfile cannot be lowered; each error names the line.
 
+use strata_parser::Span;
 use strata_parser::shell::ExpandError;
 
+use super::scope::ScopeTooLarge;
 use super::stages::RefError;
 use crate::graph::GraphError;
 use crate::sources::ImageError;
@@ -14,9 +16,22 @@ pub enum LowerError {
     Expand {
         /// 1-based line.
         line: u32,
+        /// The instruction whose word failed.
+        span: Span,
         /// What failed.
         #[source]
         source: ExpandError,
+    },
+    /// An ARG or ENV would make its scope's variables too large.
+    #[error("line {line}: {source}")]
+    ScopeTooLarge {
+        /// 1-based line.
+        line: u32,
+        /// The ARG or ENV instruction.
+        span: Span,
+        /// The limit.
+        #[source]
+        source: ScopeTooLarge,
     },
     /// A reference (`--target`, `oci-layout://`) is invalid.
     #[error("line {line}: {source}")]
@@ -77,6 +92,16 @@ impl LowerError {
     /// refusing the credentials) rather than the Dockerfile or its images.
     pub fn is_environment(&self) -> bool {
         matches!(self, LowerError::Image { source, .. } if source.is_environment())
+    }
+
+    /// Where in the Dockerfile the error points, for errors a caret can
+    /// show, with the message to show there.
+    pub fn at(&self) -> Option<(Span, String)> {
+        match self {
+            LowerError::Expand { span, source, .. } => Some((*span, source.to_string())),
+            LowerError::ScopeTooLarge { span, source, .. } => Some((*span, source.to_string())),
+            _ => None,
+        }
     }
 }
 

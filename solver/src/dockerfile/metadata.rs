@@ -232,7 +232,7 @@ impl Lowerer<'_> {
                     let words = self
                         .lexer
                         .process_words(p, &st.scope)
-                        .map_err(|source| LowerError::Expand { line, source })?;
+                        .map_err(|source| self.expand_error(line, source))?;
                     for w in words {
                         st.config.expose(&w);
                     }

@@ -29,7 +29,7 @@ mod stages;
 
 use std::sync::Arc;
 
-use strata_parser::shell::{Env, Lexer};
+use strata_parser::shell::{Env, ExpandError, Lexer};
 use strata_parser::{Dockerfile, Instruction, InstructionKind, Span};
 
 use crate::graph::{BuildGraph, NetworkMode, VertexId};
@@ -40,7 +40,7 @@ use crate::sources::{ContextFiles, ImageResolver};
 pub(crate) use checks::secrets_in_arg_or_env;
 pub use error::LowerError;
 pub use ignore::{IgnoreError, dockerfile_path, read_ignore};
-pub use scope::{BuildArgError, BuildArgs};
+pub use scope::{BuildArgError, BuildArgs, ScopeTooLarge};
 pub use stages::{NamedContext, RefError, parse_build_context};
 
 use metadata::StageConfig;
@@ -91,6 +91,8 @@ struct Lowerer<'a> {
     src: &'a str,
     opts: &'a LowerOptions,
     lexer: Lexer,
+    /// The instruction being lowered, where expansion errors point.
+    at: Span,
     globals: GlobalArgs,
     graph: BuildGraph,
     names: Vec<Option<String>>,
@@ -108,6 +110,7 @@ pub fn lower(df: &Dockerfile, src: &str, opts: &LowerOptions) -> Result<Lowered,
         src,
         opts,
         lexer: Lexer::new(df.escape),
+        at: Span::default(),
         globals: GlobalArgs::new(platform_args(&host, &target_platform)),
         graph: BuildGraph::new(),
         names: df.stages.iter().map(|s| s.name.clone()).collect(),
@@ -144,7 +147,25 @@ impl Lowerer<'_> {
     fn expand(&self, scope: &impl Env, w: &str, line: u32) -> Result<String, LowerError> {
         self.lexer
             .process_word(w, scope)
-            .map_err(|source| LowerError::Expand { line, source })
+            .map_err(|source| self.expand_error(line, source))
+    }
+
+    /// A failed expansion on `line`, pointing at the instruction lowered now.
+    fn expand_error(&self, line: u32, source: ExpandError) -> LowerError {
+        LowerError::Expand {
+            line,
+            span: self.at,
+            source,
+        }
+    }
+
+    /// A scope outgrowing its limit at the instruction lowered now.
+    fn too_large(&self, source: ScopeTooLarge) -> LowerError {
+        LowerError::ScopeTooLarge {
+            line: self.at.line,
+            span: self.at,
+            source,
+        }
     }
 
     /// The instruction's first source line, for progress and history.
@@ -167,6 +188,7 @@ impl Lowerer<'_> {
         span: Span,
     ) -> Result<(), LowerError> {
         let line = span.line;
+        self.at = span;
         match &ins.kind {
             InstructionKind::Arg(decls) => self.arg(st, decls, &text, line),
             InstructionKind::Env(pairs) => self.env(st, pairs, text, line),

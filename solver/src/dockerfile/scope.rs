@@ -35,6 +35,35 @@ const PROXY_ARGS: [&str; 8] = [
     "no_proxy",
 ];
 
+/// The most the variables of one scope (a stage's ARGs and ENV, or the
+/// global ARGs) may hold together, in bytes: ten words at the shell
+/// module's per-word limit, and five times what Linux lets `execve` pass
+/// as a RUN's whole environment (a quarter of the default 8 MiB stack), so
+/// no working Dockerfile comes near it, while a file repeating
+/// `ARG Bn=${BIG}` cannot grow memory without bound.
+pub const MAX_SCOPE_BYTES: usize = 10 << 20;
+
+/// A scope would outgrow [`MAX_SCOPE_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the ARG and ENV values in scope would total more than {} MiB, the limit",
+    MAX_SCOPE_BYTES >> 20
+)]
+pub struct ScopeTooLarge;
+
+/// Refuses a scope whose `pairs` plus one more `name=value` would be too large.
+fn fits<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    name: &str,
+    value: &str,
+) -> Result<(), ScopeTooLarge> {
+    let held: usize = pairs.map(|(k, v)| k.len() + v.len()).sum();
+    if held + name.len() + value.len() > MAX_SCOPE_BYTES {
+        return Err(ScopeTooLarge);
+    }
+    Ok(())
+}
+
 /// The platform ARGs BuildKit predefines, for a build on `build` targeting `target`.
 pub fn platform_args(build: &Platform, target: &Platform) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -133,9 +162,21 @@ impl GlobalArgs {
 
     /// `ARG name[=default]` before the first FROM; `default` already expanded
     /// with [`GlobalArgs::lookup`].
-    pub fn declare(&mut self, args: &BuildArgs, name: &str, default: Option<String>) {
+    pub fn declare(
+        &mut self,
+        args: &BuildArgs,
+        name: &str,
+        default: Option<String>,
+    ) -> Result<(), ScopeTooLarge> {
         let value = args.get(name).map(str::to_string).or(default);
+        let others = self
+            .values
+            .iter()
+            .filter(|(k, _)| *k != name)
+            .map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or("")));
+        fits(others, name, value.as_deref().unwrap_or(""))?;
         self.values.insert(name.to_string(), value);
+        Ok(())
     }
 
     /// The value of a global ARG, for expanding FROM lines and global defaults.
@@ -180,24 +221,42 @@ impl StageScope {
         globals: &GlobalArgs,
         name: &str,
         default: Option<String>,
-    ) {
+    ) -> Result<(), ScopeTooLarge> {
         let value = args
             .get(name)
             .map(str::to_string)
             .or(default)
             .or_else(|| globals.lookup(name).map(str::to_string));
+        let others = self.args.iter().filter(|(k, _)| k != name);
+        fits(
+            others
+                .chain(&self.env)
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            name,
+            value.as_deref().unwrap_or(""),
+        )?;
         self.args.retain(|(k, _)| k != name);
         if let Some(v) = value {
             self.args.push((name.to_string(), v));
         }
+        Ok(())
     }
 
     /// `ENV key=value`, value already expanded.
-    pub fn set_env(&mut self, key: &str, value: String) {
+    pub fn set_env(&mut self, key: &str, value: String) -> Result<(), ScopeTooLarge> {
+        let others = self.env.iter().filter(|(k, _)| k != key);
+        fits(
+            others
+                .chain(&self.args)
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            key,
+            &value,
+        )?;
         match self.env.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = value,
             None => self.env.push((key.to_string(), value)),
         }
+        Ok(())
     }
 
     /// The value of a variable for word expansion: ENV first, then ARG.
@@ -252,13 +311,15 @@ impl Lowerer<'_> {
     ) -> Result<(), LowerError> {
         for ins in ins {
             if let strata_parser::InstructionKind::Arg(decls) = &ins.kind {
+                self.at = ins.span;
                 for d in decls {
                     let default = match &d.default {
                         Some(w) => Some(self.expand(&self.globals, w, ins.span.line)?),
                         None => None,
                     };
                     self.globals
-                        .declare(&self.opts.build_args, &d.name, default);
+                        .declare(&self.opts.build_args, &d.name, default)
+                        .map_err(|source| self.too_large(source))?;
                 }
             }
         }
@@ -279,7 +340,8 @@ impl Lowerer<'_> {
                 None => None,
             };
             st.scope
-                .declare_arg(&self.opts.build_args, &self.globals, &d.name, default);
+                .declare_arg(&self.opts.build_args, &self.globals, &d.name, default)
+                .map_err(|source| self.too_large(source))?;
         }
         let declared = text.get(3..).map(str::trim).unwrap_or_default();
         st.config.history(format!("ARG {declared}"), true);
@@ -297,7 +359,9 @@ impl Lowerer<'_> {
         for (k, v) in pairs {
             let k = self.expand(&st.scope, k, line)?;
             let v = self.expand(&st.scope, v, line)?;
-            st.scope.set_env(&k, v.clone());
+            st.scope
+                .set_env(&k, v.clone())
+                .map_err(|source| self.too_large(source))?;
             st.config.env(&k, &v);
         }
         st.config.history(text, true);
@@ -324,16 +388,16 @@ mod tests {
     fn global_args_need_redeclaration_in_a_stage() {
         let a = args(&["VERSION=2"]);
         let mut g = GlobalArgs::new(vec![("TARGETOS".into(), "linux".into())]);
-        g.declare(&a, "VERSION", Some("1".into()));
-        g.declare(&a, "BASE", Some("alpine".into()));
+        assert_eq!(g.declare(&a, "VERSION", Some("1".into())), Ok(()));
+        assert_eq!(g.declare(&a, "BASE", Some("alpine".into())), Ok(()));
         assert_eq!(g.lookup("VERSION"), Some("2"));
         assert_eq!(g.lookup("BASE"), Some("alpine"));
 
         let mut s = StageScope::new(&a, &[]);
         assert_eq!(s.lookup("BASE"), None, "not visible before ARG BASE");
-        s.declare_arg(&a, &g, "BASE", None);
-        s.declare_arg(&a, &g, "TARGETOS", None);
-        s.declare_arg(&a, &g, "UNSET", None);
+        for name in ["BASE", "TARGETOS", "UNSET"] {
+            assert_eq!(s.declare_arg(&a, &g, name, None), Ok(()));
+        }
         assert_eq!(s.lookup("BASE"), Some("alpine"));
         assert_eq!(s.lookup("TARGETOS"), Some("linux"));
         assert_eq!(s.run_env(), vec!["BASE=alpine", "TARGETOS=linux"]);
@@ -345,9 +409,9 @@ mod tests {
         let a = args(&["X=cli", "UNUSED=1", "HTTP_PROXY=http://p"]);
         let g = GlobalArgs::default();
         let mut s = StageScope::new(&a, &["PATH=/bin".into()]);
-        s.declare_arg(&a, &g, "X", Some("default".into()));
+        assert_eq!(s.declare_arg(&a, &g, "X", Some("default".into())), Ok(()));
         assert_eq!(s.lookup("X"), Some("cli"));
-        s.set_env("X", "env".into());
+        assert_eq!(s.set_env("X", "env".into()), Ok(()));
         assert_eq!(s.lookup("X"), Some("env"));
         assert_eq!(s.image_env(), vec!["PATH=/bin", "X=env"]);
         assert_eq!(
@@ -360,5 +424,34 @@ mod tests {
     #[test]
     fn bad_build_arg_is_rejected() {
         assert!(BuildArgs::parse(["=x"]).is_err());
+    }
+
+    /// Many words each under the word limit still cannot grow a scope past
+    /// its own; redefining a name replaces its share instead of adding.
+    #[test]
+    fn scopes_are_bounded() {
+        let a = args(&[]);
+        let g = GlobalArgs::default();
+        let mut s = StageScope::new(&a, &[]);
+        let mib = "x".repeat(1 << 20);
+        for i in 0..8 {
+            let r = s.declare_arg(&a, &g, &format!("B{i}"), Some(mib.clone()));
+            assert_eq!(r, Ok(()));
+        }
+        assert_eq!(s.set_env("E0", mib.clone()), Ok(()));
+        assert_eq!(s.set_env("E0", mib.clone()), Ok(()), "a replacement");
+        assert_eq!(s.declare_arg(&a, &g, "B7", Some(mib.clone())), Ok(()));
+        assert_eq!(s.set_env("E1", mib.clone()), Err(ScopeTooLarge));
+        assert_eq!(s.lookup("E1"), None, "nothing stored");
+
+        let mut globals = GlobalArgs::default();
+        for i in 0..9 {
+            let r = globals.declare(&a, &format!("G{i}"), Some(mib.clone()));
+            assert_eq!(r, Ok(()));
+        }
+        let r = globals.declare(&a, "G9", Some(mib.clone()));
+        assert_eq!(r, Err(ScopeTooLarge));
+        assert_eq!(globals.declare(&a, "G8", Some("small".into())), Ok(()));
+        assert_eq!(globals.declare(&a, "G9", Some(mib.clone())), Ok(()));
     }
 }

@@ -51,6 +51,8 @@ pub struct CopyRequest<'a> {
     pub chmod: Option<u32>,
     /// ADD: a local tar archive is unpacked into `dest` instead of copied.
     pub extract_archives: bool,
+    /// The most bytes an archive may decompress to.
+    pub decompression_limit: u64,
 }
 
 /// What a copy wrote.
@@ -131,12 +133,13 @@ pub enum CopyError {
         source: UserError,
     },
     /// An ADD archive that cannot be unpacked.
-    #[error("cannot extract {path}: {message}")]
+    #[error("cannot extract {path}: {source}")]
     Archive {
         /// The archive, as named.
         path: String,
         /// Why.
-        message: String,
+        #[source]
+        source: strata_cache::UnpackError,
     },
     /// The build was cancelled.
     #[error("copy cancelled")]
@@ -209,7 +212,10 @@ pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyS
     };
     let dest = resolve_dest(req, &dest_abs)?;
     for src in &sources {
-        if req.extract_archives && src.meta.is_file() && extract(&mut w, src, &dest, owner)? {
+        if req.extract_archives
+            && src.meta.is_file()
+            && extract(&mut w, src, &dest, owner, req.decompression_limit)?
+        {
             continue;
         }
         let (target, top_existed) = if src.meta.is_dir() {
@@ -257,10 +263,11 @@ fn extract(
     src: &select::Source,
     dest: &str,
     owner: Option<(u32, u32)>,
+    limit: u64,
 ) -> Result<bool, CopyError> {
-    let archive_err = |message: String| CopyError::Archive {
+    let archive_err = |source| CopyError::Archive {
         path: src.named.clone(),
-        message,
+        source,
     };
     w.ensure_dirs(parent_of(dest))?;
     let existed = w.is_dir(dest);
@@ -272,8 +279,8 @@ fn extract(
         source,
     })?;
     let host = w.host(dest);
-    let unpacked = strata_cache::extract_archive(io::BufReader::new(file), &host, owner)
-        .map_err(|e| archive_err(e.to_string()))?;
+    let unpacked = strata_cache::extract_archive(io::BufReader::new(file), &host, owner, limit)
+        .map_err(archive_err)?;
     if unpacked && !existed {
         w.adopt_new_dir(dest)?;
     }

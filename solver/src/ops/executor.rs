@@ -22,6 +22,7 @@ use crate::ops::copy::{self, CopyRequest};
 use crate::ops::user;
 use crate::progress::Stream;
 use crate::schedule::{Executor, Job, OpError};
+use crate::solve::DEFAULT_DECOMPRESSION_LIMIT;
 use crate::sources::ImageError;
 
 /// One layer of a filesystem: its directory (in overlayfs diff format) and
@@ -81,6 +82,8 @@ pub struct StackExecutor {
     used: Mutex<Vec<[u8; 32]>>,
     /// Records read ahead for the build's steps (see [`StackExecutor::prefetch`]).
     prefetched: Mutex<HashMap<[u8; 32], CacheRecord>>,
+    /// The most bytes one ADD archive may decompress to.
+    decompression_limit: u64,
 }
 
 /// The hostname RUN steps see, as under BuildKit.
@@ -114,7 +117,14 @@ impl StackExecutor {
             held: Mutex::default(),
             used: Mutex::default(),
             prefetched: Mutex::default(),
+            decompression_limit: DEFAULT_DECOMPRESSION_LIMIT,
         })
+    }
+
+    /// Refuses ADD archives that decompress to more than `limit` bytes.
+    pub fn with_decompression_limit(mut self, limit: u64) -> Self {
+        self.decompression_limit = limit;
+        self
     }
 
     /// These vertices run even when the cache has them (`--no-cache`,
@@ -457,6 +467,7 @@ impl Executor for StackExecutor {
                     chown: c.chown.as_ref(),
                     chmod: c.chmod,
                     extract_archives: c.extract_archives,
+                    decompression_limit: self.decompression_limit,
                 };
                 copy::copy(&req, &|| job.cancel.is_cancelled())?;
                 if job.cancel.is_cancelled() {

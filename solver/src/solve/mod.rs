@@ -29,7 +29,7 @@ use crate::schedule::{ScheduleError, Scheduler};
 use crate::{Op, VertexId};
 
 pub use error::{SolveError, StepFailure};
-pub use request::{BuildRequest, RuntimeChoice};
+pub use request::{BuildRequest, DEFAULT_DECOMPRESSION_LIMIT, RuntimeChoice};
 
 /// A finished build: the target stage's filesystem and config, held from
 /// prune until this value is dropped (after the export).
@@ -168,7 +168,8 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
     let images = Arc::new(
         LocalImages::new(store.clone(), root, selector.clone())
             .map_err(|e| SolveError::Images(Box::new(e)))?
-            .with_registry(pulls),
+            .with_registry(pulls)
+            .with_decompression_limit(req.decompression_limit),
     );
     let context = Arc::new(ContextDigests::new(
         &req.context,
@@ -223,7 +224,8 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
             images.clone(),
         )
         .map_err(|e| SolveError::Executor(Box::new(e)))?
-        .with_no_cache(no_cache.clone()),
+        .with_no_cache(no_cache.clone())
+        .with_decompression_limit(req.decompression_limit),
     );
     executor.prefetch(&lowered.graph);
     let target = lowered.target;

@@ -7,6 +7,14 @@ use crate::dockerfile::{BuildArgs, NamedContext};
 use crate::graph::NetworkMode;
 use crate::platform::Platform;
 
+/// The default of [`BuildRequest::decompression_limit`]: 100 GiB. Real
+/// layers and archives stay far below it (the largest base images, CUDA and
+/// ML stacks, have single layers of a few GiB to tens of GiB), while a
+/// decompression bomb, which expands about a thousand times under gzip and
+/// far more under zstd, stops there instead of filling the disk. A limit on
+/// the ratio would not do: a legitimate file of zeros reaches gzip's ratio.
+pub const DEFAULT_DECOMPRESSION_LIMIT: u64 = 100 << 30;
+
 /// The runtime RUN steps use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RuntimeChoice {
@@ -56,4 +64,8 @@ pub struct BuildRequest {
     pub root: PathBuf,
     /// Explain why each step that ran could not reuse the previous build.
     pub explain: bool,
+    /// The most bytes one base layer or one ADD archive may decompress to;
+    /// more fails the build naming the layer or archive and the limit.
+    /// [`DEFAULT_DECOMPRESSION_LIMIT`] unless the caller chooses.
+    pub decompression_limit: u64,
 }
