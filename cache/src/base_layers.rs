@@ -15,7 +15,7 @@ use std::io::BufReader;
 use crate::cache_error::CacheError;
 use crate::context_hash::{ContextHashError, snapshot_digest};
 use crate::snapshots::{BaseMeta, BlobRef, Hold, SnapshotId, Snapshots, dir_size, now_secs};
-use crate::store::{ContentStore, Digest, DigestParseError, StoreError};
+use crate::store::{ContentStore, Digest, StoreError};
 use crate::unpack::{UnpackError, layer_diff_id, unpack_verified_layer};
 
 /// Why a base layer could not be made available; each names the layer.
@@ -41,7 +41,7 @@ pub enum BaseLayerError {
         blob: String,
         /// The cause.
         #[source]
-        source: DigestParseError,
+        source: strata_registry::InvalidDigest,
     },
     /// The blob could not be opened in the content store.
     #[error("layer {blob}: {source}")]

@@ -284,8 +284,7 @@ pub fn docker_extras(raw_config: &[u8]) -> Result<DockerExtras, serde_json::Erro
 
 /// The strata digest of a descriptor.
 pub fn digest_of(desc: &Descriptor) -> Result<Digest, LayoutError> {
-    let s = desc.digest().to_string();
-    s.parse().map_err(|_| LayoutError::BadDigest(s))
+    Digest::try_from(desc.digest()).map_err(|_| LayoutError::BadDigest(desc.digest().to_string()))
 }
 
 /// What a descriptor points to.

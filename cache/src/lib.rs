@@ -40,7 +40,7 @@ pub use locks::{BuildLease, KeyLock};
 pub use snapshots::{
     BlobRef, Hold, LayerRef, PreparedSnapshot, SnapshotId, SnapshotMeta, Snapshots,
 };
-pub use store::{BlobWriter, ContentStore, Digest, StoreError};
+pub use store::{BlobWriter, ContentStore, StoreError};
 pub use unpack::{
     UnpackError, UnpackStats, extract_archive, layer_diff_id, unpack_layer, unpack_verified_layer,
 };

@@ -6,72 +6,12 @@
 //! digest name. A blob whose content does not hash to the expected digest is
 //! refused before it is renamed.
 
-use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
-
-/// A sha256 content digest, `sha256:<64 lowercase hex>`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
-
-/// Why a string is not a digest.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid digest {0:?}: expected sha256: and 64 lowercase hex digits")]
-pub struct DigestParseError(pub String);
-
-impl Digest {
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self::from_hasher(Sha256::new_with_prefix(bytes))
-    }
-
-    fn from_hasher(h: Sha256) -> Self {
-        Digest(format!("sha256:{}", hex::encode(h.finalize())))
-    }
-
-    /// The 64 hex digits.
-    pub fn hex(&self) -> &str {
-        &self.0["sha256:".len()..]
-    }
-
-    /// `sha256:<hex>`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Digest {
-    type Err = DigestParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s.strip_prefix("sha256:").is_some_and(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        });
-        if ok {
-            Ok(Digest(s.to_string()))
-        } else {
-            Err(DigestParseError(s.to_string()))
-        }
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.0)
-    }
-}
+pub(crate) use strata_registry::Digest;
 
 /// Errors of the content store; each names the blob or path.
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +165,7 @@ impl BlobWriter {
             hasher,
             ..
         } = self;
-        let digest = Digest::from_hasher(hasher);
+        let digest = Digest::from_sha256(hasher.finalize().into());
         if let Some(expected) = expected
             && expected != &digest
         {

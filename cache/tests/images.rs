@@ -97,7 +97,7 @@ fn retagging_replaces_and_missing_manifests_are_refused() -> TestResult {
     assert_eq!(store.list()?.len(), 1);
 
     let mut absent = manifest.clone();
-    absent.set_digest(strata_cache::Digest::of(b"absent").as_str().parse()?);
+    absent.set_digest(strata_registry::Digest::of(b"absent").into());
     let err = store
         .tag("ghost", &absent)
         .err()

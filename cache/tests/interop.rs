@@ -6,7 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata_cache::{ContentStore, Digest, OciLayout, PlatformSelector, unpack_layer};
+use strata_cache::{ContentStore, OciLayout, PlatformSelector, unpack_layer};
+use strata_registry::Digest;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -34,7 +35,7 @@ fn unpack_all(
     layout.import(&image, &store)?;
     let mut snapshots = Vec::new();
     for (i, layer) in image.manifest.layers().iter().enumerate() {
-        let digest: Digest = layer.digest().to_string().parse()?;
+        let digest = Digest::try_from(layer.digest())?;
         let dir = into.join(format!("snap{i}"));
         unpack_layer(store.open_blob(&digest)?, &dir)?;
         snapshots.push(dir);

@@ -7,7 +7,8 @@ use std::path::Path;
 use oci_spec::image::Descriptor;
 use serde_json::{Value, json};
 use strata_cache::layout::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, LayoutError};
-use strata_cache::{ContentStore, Digest, OciLayout, PlatformSelector, unpack_layer};
+use strata_cache::{ContentStore, OciLayout, PlatformSelector, unpack_layer};
+use strata_registry::Digest;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -16,7 +17,7 @@ fn platform(s: &str) -> Result<PlatformSelector, String> {
 }
 
 fn digest(desc: &Descriptor) -> Result<Digest, Box<dyn std::error::Error>> {
-    Ok(desc.digest().to_string().parse()?)
+    Ok(Digest::try_from(desc.digest())?)
 }
 
 #[test]

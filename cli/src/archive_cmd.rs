@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use strata_cache::{Digest, ImageStore};
+use strata_cache::ImageStore;
 use strata_exporter::ManifestRef;
 use strata_exporter::{docker_archive, oci_archive};
+use strata_registry::Digest;
 
 use crate::exit::Failure;
 

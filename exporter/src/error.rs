@@ -3,7 +3,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use strata_cache::{Digest, StoreError};
+use strata_cache::StoreError;
+use strata_registry::Digest;
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]

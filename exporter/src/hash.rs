@@ -3,9 +3,7 @@
 use std::io::{self, Write};
 
 use sha2::{Digest as _, Sha256};
-use strata_cache::Digest;
-
-use crate::error::ExportError;
+use strata_registry::Digest;
 
 /// Passes bytes to `inner`, hashing them on the way.
 pub(crate) struct HashWriter<W> {
@@ -24,9 +22,9 @@ impl<W: Write> HashWriter<W> {
     }
 
     /// The inner writer, the digest and the byte count of what was written.
-    pub(crate) fn finish(self) -> Result<(W, Digest, u64), ExportError> {
-        let digest = sha256_digest(self.hasher)?;
-        Ok((self.inner, digest, self.size))
+    pub(crate) fn finish(self) -> (W, Digest, u64) {
+        let digest = Digest::from_sha256(self.hasher.finalize().into());
+        (self.inner, digest, self.size)
     }
 }
 
@@ -41,11 +39,4 @@ impl<W: Write> Write for HashWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// The [`Digest`] a finished hasher stands for.
-pub(crate) fn sha256_digest(hasher: Sha256) -> Result<Digest, ExportError> {
-    let text = format!("sha256:{:x}", hasher.finalize());
-    text.parse::<Digest>()
-        .map_err(|e| ExportError::InvalidImage(e.to_string()))
 }

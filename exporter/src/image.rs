@@ -1,7 +1,8 @@
 //! Image config and manifest, written to the store as canonical JSON.
 
 use serde_json::{Map, Value, json};
-use strata_cache::{ContentStore, Digest};
+use strata_cache::ContentStore;
+use strata_registry::Digest;
 
 use crate::canonical::to_canonical_json;
 use crate::error::ExportError;

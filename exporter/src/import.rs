@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, MediaType};
 use serde_json::{Value, json};
-use strata_cache::{ContentStore, Digest, ImageStore, OciLayout};
+use strata_cache::{ContentStore, ImageStore, OciLayout};
+use strata_registry::Digest;
 
 const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -194,10 +195,7 @@ fn tag_docker(store: &ImageStore, dir: &Path) -> Result<Vec<String>, String> {
         let desc = Descriptor::new(
             MediaType::ImageManifest,
             manifest.len() as u64,
-            digest
-                .as_str()
-                .parse::<oci_spec::image::Digest>()
-                .map_err(|e| format!("{e}"))?,
+            digest.as_oci().clone(),
         );
         for tag in entry["RepoTags"].as_array().into_iter().flatten() {
             if let Some(tag) = tag.as_str() {

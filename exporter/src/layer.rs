@@ -4,7 +4,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use strata_cache::{BlobWriter, ContentStore, Digest};
+use strata_cache::{BlobWriter, ContentStore};
+use strata_registry::Digest;
 
 use crate::error::{ExportError, io_err};
 use crate::hash::HashWriter;
@@ -125,7 +126,7 @@ pub fn write_layer(
     let hashed = hashed
         .into_inner()
         .map_err(|e| io_err(dir)(e.into_error()))?;
-    let (encoder, diff_id, _) = hashed.finish()?;
+    let (encoder, diff_id, _) = hashed.finish();
     let blob = encoder.finish().map_err(io_err(dir))?;
     let size = blob.size();
     let digest = blob.commit(None)?;

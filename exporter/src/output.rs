@@ -12,7 +12,8 @@ use std::os::unix::fs::{PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use strata_cache::{ContentStore, Digest};
+use strata_cache::ContentStore;
+use strata_registry::Digest;
 
 use crate::canonical::to_canonical_json;
 use crate::error::{ExportError, io_err};
@@ -515,7 +516,7 @@ fn uncompress_to_temp(
     let temp_path = temp.path().to_path_buf();
     let mut hashed = HashWriter::new(BufWriter::new(temp.as_file_mut()));
     io::copy(&mut reader, &mut hashed).map_err(io_err(&blob_path))?;
-    let (out, actual, _) = hashed.finish()?;
+    let (out, actual, _) = hashed.finish();
     out.into_inner()
         .map_err(|e| io_err(&temp_path)(e.into_error()))?;
     if &actual != diff_id {

@@ -5,8 +5,9 @@ mod common;
 use std::io::Read as _;
 
 use common::*;
-use strata_cache::{ContentStore, Digest};
+use strata_cache::ContentStore;
 use strata_exporter::{Compression, CompressionKind, LayerBlob, write_layer, write_layers};
+use strata_registry::Digest;
 use tar::EntryType;
 
 #[derive(Debug, PartialEq)]

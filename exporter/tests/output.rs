@@ -11,12 +11,13 @@ use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-use strata_cache::{ContentStore, Digest};
+use strata_cache::ContentStore;
 use strata_exporter::{
     Compression, CompressionKind, History, ImageInput, ImageRef, LayerBlob, MediaTypes,
     write_image, write_layers,
 };
 use strata_exporter::{docker_archive, local_dir, oci_archive, tar_stream};
+use strata_registry::Digest;
 
 /// Runs a tool and returns its stdout; a missing tool fails the test by name.
 fn run(tool: &str, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {

@@ -1,21 +1,36 @@
 //! `sha256:<hex>` digests and a writer that verifies one while streaming.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
 
+use oci_spec::image::DigestAlgorithm;
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{Error, Result};
+/// A sha256 content digest, `sha256:<64 lowercase hex>`: oci-spec's
+/// `Digest` held to one algorithm. oci-spec's type also accepts sha384,
+/// sha512 and any registered `algo:encoded` pair and has no order; blobs are
+/// laid out as `blobs/sha256/<hex>` and every digest we verify is a sha256,
+/// so a digest of any other algorithm is refused where it is parsed. Boxed:
+/// oci-spec's digest is five words, and errors carry digests.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Digest(Box<oci_spec::image::Digest>);
 
-/// A content digest. Only `sha256` is accepted, as every registry uses it.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
+/// A string (or oci-spec digest) that is not `sha256:<64 lowercase hex>`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid digest {digest:?}: {reason}")]
+pub struct InvalidDigest {
+    /// The text as given.
+    pub digest: String,
+    /// Why it is invalid.
+    pub reason: String,
+}
 
 impl Digest {
     /// Parse `sha256:<64 lowercase hex>`.
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::InvalidDigest {
+    pub fn parse(s: &str) -> Result<Self, InvalidDigest> {
+        let bad = |reason: &str| InvalidDigest {
             digest: s.to_string(),
             reason: reason.to_string(),
         };
@@ -28,47 +43,98 @@ impl Digest {
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(bad("sha256 needs 64 lowercase hex characters"));
         }
-        Ok(Digest(s.to_string()))
+        oci_spec::image::Digest::from_str(s)
+            .map(|d| Digest(Box::new(d)))
+            .map_err(|e| bad(&e.to_string()))
     }
 
     /// The digest of `data`.
     pub fn of(data: &[u8]) -> Self {
-        Digest(format!("sha256:{}", hex::encode(Sha256::digest(data))))
+        Self::from_sha256(Sha256::digest(data).into())
+    }
+
+    /// The digest whose sha256 is `hash`.
+    pub fn from_sha256(hash: [u8; 32]) -> Self {
+        let text = format!("sha256:{}", hex::encode(hash));
+        // 64 lowercase hex digits after `sha256:` always parse.
+        Digest(Box::new(
+            oci_spec::image::Digest::from_str(&text).expect("a sha256 digest parses"),
+        ))
     }
 
     /// The full `sha256:…` text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        AsRef::<str>::as_ref(&*self.0)
     }
 
     /// The hex part.
     pub fn hex(&self) -> &str {
-        self.0.split_once(':').map_or("", |(_, h)| h)
+        self.0.digest()
+    }
+
+    /// The oci-spec digest, for descriptors.
+    pub fn as_oci(&self) -> &oci_spec::image::Digest {
+        &self.0
+    }
+}
+
+impl TryFrom<&oci_spec::image::Digest> for Digest {
+    type Error = InvalidDigest;
+
+    /// Accepts an oci-spec digest only if it is a sha256 (whose hex oci-spec
+    /// has already checked).
+    fn try_from(d: &oci_spec::image::Digest) -> Result<Self, InvalidDigest> {
+        if *d.algorithm() == DigestAlgorithm::Sha256 {
+            Ok(Digest(Box::new(d.clone())))
+        } else {
+            Err(InvalidDigest {
+                digest: d.to_string(),
+                reason: "only sha256 is supported".to_string(),
+            })
+        }
+    }
+}
+
+impl From<Digest> for oci_spec::image::Digest {
+    fn from(d: Digest) -> Self {
+        *d.0
+    }
+}
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Digest {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.0)
+        write!(f, "Digest({})", self.as_str())
     }
 }
 
 impl FromStr for Digest {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
+    type Err = InvalidDigest;
+    fn from_str(s: &str) -> Result<Self, InvalidDigest> {
         Digest::parse(s)
     }
 }
 
 impl serde::Serialize for Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -101,8 +167,10 @@ impl<'a> HashingWriter<'a> {
 
     /// The digest and length of everything written.
     pub(crate) fn finish(self) -> (Digest, u64) {
-        let hex = hex::encode(self.hasher.finalize());
-        (Digest(format!("sha256:{hex}")), self.written)
+        (
+            Digest::from_sha256(self.hasher.finalize().into()),
+            self.written,
+        )
     }
 }
 
@@ -129,6 +197,6 @@ impl Hasher {
         self.0.update(data);
     }
     pub(crate) fn finish(self) -> Digest {
-        Digest(format!("sha256:{}", hex::encode(self.0.finalize())))
+        Digest::from_sha256(self.0.finalize().into())
     }
 }

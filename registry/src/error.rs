@@ -16,13 +16,8 @@ pub enum Error {
         reason: String,
     },
     /// A digest string that is not `sha256:<64 lowercase hex>`.
-    #[error("invalid digest {digest:?}: {reason}")]
-    InvalidDigest {
-        /// The text as given.
-        digest: String,
-        /// Why it is invalid.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidDigest(#[from] crate::digest::InvalidDigest),
     /// A platform string that is not `os/arch[/variant]`.
     #[error("invalid platform {platform:?}: expected os/arch[/variant]")]
     InvalidPlatform {

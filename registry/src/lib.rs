@@ -24,7 +24,7 @@ mod transport;
 
 pub use auth::{AuthSource, default_config_path};
 pub use client::{Client, ClientConfig, RawManifest, Resolved};
-pub use digest::Digest;
+pub use digest::{Digest, InvalidDigest};
 pub use error::{Error, Result};
 pub use manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, OCI_INDEX, OCI_MANIFEST};
 pub use platform::Platform;

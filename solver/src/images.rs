@@ -134,9 +134,6 @@ impl LocalImages {
         else {
             return Ok(None);
         };
-        let Ok(digest) = digest.as_str().parse::<strata_cache::Digest>() else {
-            return Ok(None);
-        };
         let content = self.store.content();
         if !content.has(&digest) {
             return Ok(None);
@@ -276,7 +273,7 @@ impl BaseLayers for LocalImages {
 /// type read from the JSON (an index has `manifests`).
 fn manifest_descriptor(
     bytes: &[u8],
-    digest: &strata_cache::Digest,
+    digest: &strata_registry::Digest,
 ) -> Result<oci_spec::image::Descriptor, ImageError> {
     let invalid =
         |e: &dyn std::fmt::Display| ImageError::Invalid(format!("manifest {digest}: {e}"));
@@ -286,11 +283,10 @@ fn manifest_descriptor(
         None if v.get("manifests").is_some() => oci_spec::image::MediaType::ImageIndex.to_string(),
         None => oci_spec::image::MediaType::ImageManifest.to_string(),
     };
-    let parsed: oci_spec::image::Digest = digest.as_str().parse().map_err(|e| invalid(&e))?;
     Ok(oci_spec::image::Descriptor::new(
         oci_spec::image::MediaType::from(media_type.as_str()),
         bytes.len() as u64,
-        parsed,
+        digest.as_oci().clone(),
     ))
 }
 

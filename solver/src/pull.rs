@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oci_spec::image::{Descriptor as OciDescriptor, MediaType};
-use strata_cache::{Digest as StoreDigest, ImageStore, ImageStoreError, StoreError};
+use strata_cache::{ImageStore, ImageStoreError, StoreError};
 use strata_registry::{Client, Descriptor, Platform, Reference};
 
 /// Layer downloads at the same time.
@@ -100,10 +100,7 @@ pub fn pull(
     blobs.extend(resolved.layers.iter());
     let missing: Vec<&Descriptor> = blobs
         .into_iter()
-        .filter(|d| match d.digest.as_str().parse::<StoreDigest>() {
-            Ok(digest) => !content.has(&digest),
-            Err(_) => true,
-        })
+        .filter(|d| !content.has(&d.digest))
         .collect();
     fetch_all(store, client, &reference, &missing, name, progress)?;
     let digest = content
@@ -112,9 +109,8 @@ pub fn pull(
     let manifest = manifest_descriptor(
         &resolved.media_type,
         resolved.manifest_bytes.len() as u64,
-        digest.as_str(),
-        name,
-    )?;
+        &digest,
+    );
     let tagged = store
         .tag(name, &manifest)
         .map_err(|source| PullError::Tag {
@@ -188,36 +184,19 @@ fn fetch_one(
         digest: blob.digest.to_string(),
         source,
     };
-    let expected: StoreDigest = blob.digest.as_str().parse().map_err(|e| {
-        err(StoreError::Io {
-            path: store.content().root().to_path_buf(),
-            source: std::io::Error::other(format!("{e}")),
-        })
-    })?;
     let mut writer = store.content().writer().map_err(err)?;
     // On error the writer is dropped and its temporary file removed.
     client.fetch_blob(reference, blob, &mut writer)?;
-    writer.commit(Some(&expected)).map_err(err)?;
+    writer.commit(Some(&blob.digest)).map_err(err)?;
     Ok(())
 }
 
 fn manifest_descriptor(
     media_type: &str,
     size: u64,
-    digest: &str,
-    name: &str,
-) -> Result<OciDescriptor, PullError> {
-    let digest: oci_spec::image::Digest = digest.parse().map_err(|e| {
-        PullError::Registry(strata_registry::Error::InvalidManifest {
-            reference: name.to_string(),
-            reason: format!("digest {digest}: {e}"),
-        })
-    })?;
-    Ok(OciDescriptor::new(
-        MediaType::from(media_type),
-        size,
-        digest,
-    ))
+    digest: &strata_registry::Digest,
+) -> OciDescriptor {
+    OciDescriptor::new(MediaType::from(media_type), size, digest.as_oci().clone())
 }
 
 /// `sha256:0123456789ab…`.

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use strata_cache::{Digest, ImageStore, PlatformSelector};
+use strata_cache::{ImageStore, PlatformSelector};
+use strata_registry::Digest;
 use strata_solver::ImageConfig;
 use strata_solver::ops::Layer;
 

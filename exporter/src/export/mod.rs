@@ -100,7 +100,7 @@ pub fn export(solved: &Solved, req: ExportRequest<'_>) -> Result<Exported, Expor
         platform: solved.platform.clone(),
     })?;
     (req.progress)(ExportEvent::ImageWritten(image.config_digest.to_string()));
-    let desc = manifest_descriptor(&image)?;
+    let desc = manifest_descriptor(&image);
     let mut names = Vec::new();
     let image_names = req.outputs.iter().flat_map(|o| match o {
         Output::Image { names, .. } => names.as_slice(),
@@ -185,13 +185,10 @@ fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), ExportError> {
 }
 
 /// The OCI descriptor of an image's manifest.
-fn manifest_descriptor(image: &ImageRef) -> Result<Descriptor, ExportError> {
-    let digest: oci_spec::image::Digest = image.manifest_digest.as_str().parse().map_err(|e| {
-        ExportError::InvalidImage(format!("manifest digest {}: {e}", image.manifest_digest))
-    })?;
-    Ok(Descriptor::new(
+fn manifest_descriptor(image: &ImageRef) -> Descriptor {
+    Descriptor::new(
         MediaType::from(image.manifest_media_type.as_str()),
         image.manifest_size,
-        digest,
-    ))
+        image.manifest_digest.as_oci().clone(),
+    )
 }

@@ -29,19 +29,17 @@ pub fn push(
     let content = store.content();
     let mut blobs = Vec::new();
     for d in std::iter::once(image.manifest.config()).chain(image.manifest.layers()) {
-        let digest = d.digest().to_string();
-        let store_digest = digest
-            .parse()
-            .map_err(|_| ExportError::InvalidImage(format!("{name}: bad digest {digest}")))?;
+        let digest = Digest::try_from(d.digest())
+            .map_err(|e| ExportError::InvalidImage(format!("{name}: {e}")))?;
         blobs.push(PushBlob {
             descriptor: Descriptor {
                 media_type: d.media_type().to_string(),
-                digest: Digest::parse(&digest)?,
+                digest: digest.clone(),
                 size: d.size(),
                 platform: None,
                 annotations: None,
             },
-            source: BlobSource::Path(content.blob_path(&store_digest)),
+            source: BlobSource::Path(content.blob_path(&digest)),
         });
     }
     let media_type = image.descriptor.media_type().to_string();
