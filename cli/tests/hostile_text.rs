@@ -132,6 +132,9 @@ fn bomb(size: u64) -> Result<(Vec<u8>, String), Box<dyn std::error::Error>> {
     let mut h = tar::Header::new_gnu();
     h.set_path("zeros")?;
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_size(size);
     h.set_cksum();
     b.append(&h, std::io::Read::take(std::io::repeat(0), size))?;

@@ -194,7 +194,15 @@ impl StepCgroup {
         let n = NEXT_STEP.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("strata-{}-{n}", std::process::id()));
         let procs = cpath(&dir.join("cgroup.procs"))?;
-        fs::create_dir(&dir).map_err(|e| SandboxError::cgroup("create", &dir, e))?;
+        match fs::create_dir(&dir) {
+            // Our counter never repeats a name, so this is a leftover of a strata that had our
+            // pid and was killed before it could remove it: end what is left there and reuse it.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                remove(&dir)?;
+                fs::create_dir(&dir).map_err(|e| SandboxError::cgroup("create", &dir, e))?;
+            }
+            created => created.map_err(|e| SandboxError::cgroup("create", &dir, e))?,
+        }
         let mut cgroup = StepCgroup {
             procs,
             dir,
@@ -300,6 +308,23 @@ mod tests {
 31 25 0:28 / /sys/fs/cgroup/cpu\\040set rw,relatime - cgroup cgroup rw,cpuset
 35 25 0:32 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
+
+    #[test]
+    fn a_leftover_cgroup_under_our_name_is_replaced() -> Result<(), Box<dyn std::error::Error>> {
+        let control = DeviceControl::detect()?;
+        let parent = control.own_cgroup()?.join("strata");
+        let _ = fs::create_dir(&parent);
+        // The name the next step of this process will take, as a killed strata with our pid
+        // would have left it.
+        let next = NEXT_STEP.load(Ordering::Relaxed);
+        let stale = parent.join(format!("strata-{}-{next}", std::process::id()));
+        fs::create_dir(&stale)?;
+        let cgroup = StepCgroup::create(&control)?;
+        assert_eq!(cgroup.dir, stale);
+        cgroup.remove()?;
+        assert!(!stale.exists());
+        Ok(())
+    }
 
     #[test]
     fn finds_v1_devices_and_cgroup2_mounts() {
