@@ -4,14 +4,20 @@
 //! the typed layer.
 #![allow(clippy::unwrap_used)]
 
-#[test]
-fn realworld_corpus_parses_typed() {
+/// The real-world corpus's Dockerfiles, sorted by path.
+fn corpus() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(strata_fixtures::conformance().join("realworld"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn realworld_corpus_parses_typed() {
+    let files = corpus();
     assert!(
         files.len() >= 30,
         "expected 30 files, found {}",
@@ -85,12 +91,7 @@ fn buildkit_cases_through_the_typed_layer() {
 fn realworld_dumps_match_golden_files() {
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/realworld");
     let bless = std::env::var_os("STRATA_BLESS").is_some();
-    let mut files: Vec<_> = std::fs::read_dir(strata_fixtures::conformance().join("realworld"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
-        .collect();
-    files.sort();
+    let files = corpus();
     assert_eq!(files.len(), 30, "real-world files");
     let mut failures = Vec::new();
     for path in &files {
