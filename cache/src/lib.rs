@@ -2,7 +2,7 @@
 //!
 //! It owns the content store (`blobs/sha256/<hex>`, written atomically and
 //! verified, [`store`]), OCI image layouts and the local image store
-//! ([`layout`], [`images`]), safe layer unpacking into snapshot directories
+//! ([`layout`], [`image_store`]), safe layer unpacking into snapshot directories
 //! ([`unpack`], [`compression`]) under verified diffIDs ([`base_layers`]),
 //! and `.dockerignore` matching with Docker's
 //! exact semantics ([`dockerignore`], on [`pattern`]). Snapshots stacked with
@@ -15,7 +15,7 @@ pub mod compression;
 pub mod context_hash;
 pub mod dockerignore;
 pub mod doctor;
-pub mod images;
+pub mod image_store;
 pub mod index;
 pub mod layout;
 pub mod locks;
@@ -33,7 +33,7 @@ pub use compression::{Compression, decompress};
 pub use context_hash::{ContextHashError, ContextHasher, TreeDigest};
 pub use dockerignore::DockerIgnore;
 pub use doctor::{Report, doctor, repair};
-pub use images::{ImageStore, ImageStoreError, normalize_name};
+pub use image_store::{ImageStore, ImageStoreError, normalize_name};
 pub use index::{CacheIndex, CacheRecord};
 pub use layout::{Image, LayoutError, OciLayout, PlatformSelector, docker_extras};
 pub use locks::{BuildLease, KeyLock};

@@ -15,9 +15,9 @@ mod canonical;
 mod error;
 mod export;
 mod hash;
-mod image;
 mod import;
 mod layer;
+mod manifest;
 mod output;
 mod pgzip;
 mod tar_writer;
@@ -29,7 +29,7 @@ pub use export::{
     ExportEvent, ExportRequest, Exported, Output, OutputError, check_request, describe_push,
     export, push,
 };
-pub use image::{History, ImageInput, ImageRef, ManifestRef, MediaTypes, write_image};
 pub use import::{ImportError, load};
 pub use layer::{Compression, CompressionKind, LayerBlob, write_layer, write_layers};
+pub use manifest::{History, ImageInput, ImageRef, ManifestRef, MediaTypes, write_image};
 pub use output::{docker_archive, local_dir, oci_archive, tar_stream};

@@ -18,7 +18,7 @@ use strata_registry::Digest;
 use crate::canonical::to_canonical_json;
 use crate::error::{ExportError, io_err};
 use crate::hash::HashWriter;
-use crate::image::{MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, ManifestRef};
+use crate::manifest::{MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, ManifestRef};
 use crate::tar_writer::TarWriter;
 use crate::walk::{Entry, Kind, Meta, merged_root_meta, walk_merged};
 

@@ -7,11 +7,11 @@
 //! and file operations) and the progress event stream. Only `dockerfile`
 //! knows Dockerfiles; the rest sees the graph alone.
 
+mod base_images;
 pub mod dockerfile;
 mod explain;
 pub mod graph;
-mod image;
-mod images;
+mod image_config;
 pub mod ops;
 mod path;
 mod platform;
@@ -25,7 +25,7 @@ pub use dockerfile::{BuildArgs, NamedContext, dockerfile_path, parse_build_conte
 pub use graph::{
     BuildGraph, CacheKey, EdgeRole, Input, NetworkMode, Op, Origin, SourceSpan, Vertex, VertexId,
 };
-pub use image::{Healthcheck, HistoryEntry, ImageConfig};
+pub use image_config::{Healthcheck, HistoryEntry, ImageConfig};
 pub use platform::Platform;
 pub use progress::{BuildWarning, ChannelSink, ProgressEvent, ProgressSink, Stream};
 pub use pull::{PullError, Pulled, human_size, pull};

@@ -7,7 +7,7 @@ use strata_cache::base_layers::BaseLayerError;
 use strata_cache::{CacheError, ImageStoreError, LayoutError, StoreError};
 
 use crate::graph::ImageSource;
-use crate::image::ImageConfig;
+use crate::image_config::ImageConfig;
 use crate::ops::copy::CopyError;
 use crate::pull::PullError;
 

@@ -10,7 +10,7 @@ use super::scope::StageScope;
 use super::stages::{self, StageState, makes_vertex, origin};
 use super::{Done, Lowerer};
 use crate::graph::{ImageSource, Op, SourceImageOp, VertexId};
-use crate::image::ImageConfig;
+use crate::image_config::ImageConfig;
 
 /// How a stage begins.
 enum BaseVertex {

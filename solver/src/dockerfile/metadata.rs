@@ -11,7 +11,7 @@ use super::error::LowerError;
 use super::run::parent;
 use super::stages::StageState;
 use crate::graph::{MkdirOp, Op};
-use crate::image::{Healthcheck, HistoryEntry, ImageConfig};
+use crate::image_config::{Healthcheck, HistoryEntry, ImageConfig};
 use crate::path::clean_path;
 
 /// PATH given to images that have none (scratch, or a base without PATH).

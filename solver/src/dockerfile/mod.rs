@@ -33,7 +33,7 @@ use strata_parser::shell::{Env, ExpandError, Lexer};
 use strata_parser::{Dockerfile, Instruction, InstructionKind, Span};
 
 use crate::graph::{BuildGraph, NetworkMode, VertexId};
-use crate::image::ImageConfig;
+use crate::image_config::ImageConfig;
 use crate::platform::Platform;
 use crate::sources::{ContextFiles, ImageResolver};
 

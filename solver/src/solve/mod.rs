@@ -15,12 +15,12 @@ use strata_cache::snapshots::Hold;
 use strata_cache::{BuildLease, ImageStore, PlatformSelector};
 use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime, private_mount_namespace};
 
+use crate::base_images::{LocalImages, RegistryPull};
 use crate::dockerfile::{
     LowerError, LowerOptions, Lowered, lower, read_ignore, secrets_in_arg_or_env,
 };
 use crate::explain;
-use crate::image::ImageConfig;
-use crate::images::{LocalImages, RegistryPull};
+use crate::image_config::ImageConfig;
 use crate::ops::context::ContextDigests;
 use crate::ops::{Stack, StackExecutor};
 use crate::platform::Platform;

@@ -21,7 +21,7 @@ use strata_cache::{Image, ImageStore, OciLayout, PlatformSelector, docker_extras
 use strata_registry::{Client, Platform, Reference};
 
 use crate::graph::ImageSource;
-use crate::image::{Healthcheck, HistoryEntry, ImageConfig};
+use crate::image_config::{Healthcheck, HistoryEntry, ImageConfig};
 use crate::ops::executor::{BaseLayers, Layer};
 use crate::pull::{PullError, pull};
 use crate::solve::DEFAULT_DECOMPRESSION_LIMIT;
