@@ -12,11 +12,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, MediaType};
+use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, MediaType, Platform};
 
-use crate::layout::{
-    CONTAINERD_IMAGE_NAME, Image, LayoutError, OciLayout, PlatformSelector, digest_of, ref_name,
-};
+use crate::layout::{CONTAINERD_IMAGE_NAME, Image, LayoutError, OciLayout, digest_of, ref_name};
 use crate::store::{ContentStore, Digest, StoreError};
 
 /// Errors of the image store; each names the image, file or blob.
@@ -189,11 +187,7 @@ impl ImageStore {
 
     /// The image tagged `name` (or with that manifest digest), following an
     /// index by `platform`; `None` when no such tag exists.
-    pub fn image(
-        &self,
-        name: &str,
-        platform: &PlatformSelector,
-    ) -> Result<Option<Image>, ImageStoreError> {
+    pub fn image(&self, name: &str, platform: &Platform) -> Result<Option<Image>, ImageStoreError> {
         match self.resolve(name)? {
             Some(desc) => Ok(Some(self.layout.image(&desc, platform)?)),
             None => Ok(None),

@@ -8,17 +8,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
-    ANNOTATION_REF_NAME, Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest,
-    MediaType, Os,
+    ANNOTATION_REF_NAME, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, Platform,
 };
 use serde::{Deserialize, Serialize};
+use strata_registry::platform;
 
 use crate::store::{ContentStore, Digest, StoreError};
-
-/// Docker v2 schema 2 image manifest.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker v2 schema 2 manifest list.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// How deep indexes may nest before we call it a loop.
 const MAX_INDEX_DEPTH: usize = 8;
@@ -130,69 +125,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayoutError + '_ {
     }
 }
 
-/// An os/architecture/variant triple to select in image indexes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlatformSelector {
-    /// GOOS-style operating system (`linux`).
-    pub os: String,
-    /// GOARCH-style architecture (`amd64`, `arm64`).
-    pub architecture: String,
-    /// CPU variant (`v7`, `v8`), if one is required.
-    pub variant: Option<String>,
-}
-
-impl PlatformSelector {
-    /// The platform strata runs on (linux and the host's architecture).
-    pub fn host() -> Self {
-        PlatformSelector {
-            os: Os::default().to_string(),
-            architecture: Arch::default().to_string(),
-            variant: None,
-        }
-    }
-
-    /// Parses `os/arch[/variant]` (as in `--platform linux/arm64/v8`).
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut parts = s.split('/');
-        let os = parts.next().filter(|p| !p.is_empty())?;
-        let architecture = parts.next().filter(|p| !p.is_empty())?;
-        let variant = parts.next().map(str::to_string);
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(PlatformSelector {
-            os: os.to_string(),
-            architecture: architecture.to_string(),
-            variant,
-        })
-    }
-
-    fn matches(&self, desc: &Descriptor) -> bool {
-        let Some(p) = desc.platform() else {
-            return false;
-        };
-        if p.os().to_string() != self.os || p.architecture().to_string() != self.architecture {
-            return false;
-        }
-        match &self.variant {
-            None => true,
-            // arm64 images often omit their only variant, v8.
-            Some(want) => match p.variant() {
-                Some(have) => have == want,
-                None => self.architecture == "arm64" && want == "v8",
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for PlatformSelector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
+/// Whether the index entry `desc` is for `wanted`.
+fn is_for(wanted: &Platform, desc: &Descriptor) -> bool {
+    desc.platform()
+        .as_ref()
+        .is_some_and(|p| platform::matches(wanted, p))
 }
 
 /// An image manifest read from a layout, with its config.
@@ -294,15 +231,16 @@ enum Kind {
 }
 
 fn kind_of(desc: &Descriptor) -> Result<Kind, LayoutError> {
-    match desc.media_type() {
-        MediaType::ImageManifest => Ok(Kind::Manifest),
-        MediaType::ImageIndex => Ok(Kind::Index),
-        MediaType::Other(m) if m == DOCKER_MANIFEST => Ok(Kind::Manifest),
-        MediaType::Other(m) if m == DOCKER_MANIFEST_LIST => Ok(Kind::Index),
-        other => Err(LayoutError::UnsupportedMediaType {
+    let media_type = desc.media_type();
+    if strata_registry::is_image_manifest(media_type) {
+        Ok(Kind::Manifest)
+    } else if strata_registry::is_index(media_type) {
+        Ok(Kind::Index)
+    } else {
+        Err(LayoutError::UnsupportedMediaType {
             digest: digest_of(desc)?,
-            media_type: other.to_string(),
-        }),
+            media_type: media_type.to_string(),
+        })
     }
 }
 
@@ -403,22 +341,14 @@ impl OciLayout {
     /// annotation, or else an `io.containerd.image.name` one as `docker save`
     /// writes; a `sha256:` digest; or empty for the only image) to an image
     /// manifest, choosing `platform` in indexes and manifest lists.
-    pub fn resolve(
-        &self,
-        reference: &str,
-        platform: &PlatformSelector,
-    ) -> Result<Image, LayoutError> {
+    pub fn resolve(&self, reference: &str, platform: &Platform) -> Result<Image, LayoutError> {
         let desc = self.find(reference, platform)?;
         self.image(&desc, platform)
     }
 
     /// The manifest `desc` points to (following indexes by `platform`), with
     /// its config.
-    pub fn image(
-        &self,
-        desc: &Descriptor,
-        platform: &PlatformSelector,
-    ) -> Result<Image, LayoutError> {
+    pub fn image(&self, desc: &Descriptor, platform: &Platform) -> Result<Image, LayoutError> {
         let mut desc = desc.clone();
         for _ in 0..MAX_INDEX_DEPTH {
             match kind_of(&desc)? {
@@ -448,11 +378,7 @@ impl OciLayout {
     }
 
     /// The index.json entry (or nested index entry) `reference` names.
-    fn find(
-        &self,
-        reference: &str,
-        platform: &PlatformSelector,
-    ) -> Result<Descriptor, LayoutError> {
+    fn find(&self, reference: &str, platform: &Platform) -> Result<Descriptor, LayoutError> {
         let index = self.index()?;
         let manifests = index.manifests();
         if reference.is_empty() {
@@ -489,7 +415,7 @@ impl OciLayout {
                 [one] => Some(*one),
                 many => many
                     .iter()
-                    .find(|d| platform.matches(d))
+                    .find(|d| is_for(platform, d))
                     .or(many.first())
                     .copied(),
             };
@@ -599,11 +525,11 @@ fn tags(list: &[Descriptor]) -> String {
 /// without a platform is taken as is.
 fn select_platform(
     index: &ImageIndex,
-    platform: &PlatformSelector,
+    platform: &Platform,
     index_desc: &Descriptor,
 ) -> Result<Descriptor, LayoutError> {
     let manifests = index.manifests();
-    if let Some(d) = manifests.iter().find(|d| platform.matches(d)) {
+    if let Some(d) = manifests.iter().find(|d| is_for(platform, d)) {
         return Ok(d.clone());
     }
     if let [only] = manifests.as_slice()
@@ -614,18 +540,11 @@ fn select_platform(
     let available: Vec<String> = manifests
         .iter()
         .filter_map(|d| d.platform().as_ref())
-        .map(|p| {
-            let mut s = format!("{}/{}", p.os(), p.architecture());
-            if let Some(v) = p.variant() {
-                s.push('/');
-                s.push_str(v);
-            }
-            s
-        })
+        .map(|p| platform::display(p).to_string())
         .collect();
     Err(LayoutError::NoPlatform {
         digest: digest_of(index_desc)?,
-        platform: platform.to_string(),
+        platform: platform::display(platform).to_string(),
         available: available.join(", "),
     })
 }

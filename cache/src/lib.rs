@@ -35,7 +35,7 @@ pub use dockerignore::DockerIgnore;
 pub use doctor::{Report, doctor, repair};
 pub use image_store::{ImageStore, ImageStoreError, normalize_name};
 pub use index::{CacheIndex, CacheRecord};
-pub use layout::{Image, LayoutError, OciLayout, PlatformSelector, docker_extras};
+pub use layout::{Image, LayoutError, OciLayout, docker_extras};
 pub use locks::{BuildLease, KeyLock};
 pub use snapshots::{
     BlobRef, Hold, LayerRef, PreparedSnapshot, SnapshotId, SnapshotMeta, Snapshots,

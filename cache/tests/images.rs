@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use strata_cache::{ImageStore, OciLayout, PlatformSelector, normalize_name};
+use strata_cache::{ImageStore, OciLayout, normalize_name};
+use strata_registry::platform;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -24,7 +25,7 @@ fn store_with_busybox(
     tmp: &Path,
 ) -> Result<(ImageStore, oci_spec::image::Descriptor), Box<dyn std::error::Error>> {
     let layout = OciLayout::open(strata_fixtures::busybox_image(&tmp.join("fixture"))?)?;
-    let image = layout.resolve("latest", &PlatformSelector::host())?;
+    let image = layout.resolve("latest", &platform::host())?;
     let store = ImageStore::open(tmp.join("store"))?;
     layout.import(&image, store.content())?;
     Ok((store, image.descriptor))
@@ -77,7 +78,7 @@ fn tags_are_readable_by_skopeo_and_umoci() -> TestResult {
     assert!(store.resolve(manifest.digest().as_ref())?.is_some());
     // The store reads back as a layout.
     let image = store
-        .image("demo", &PlatformSelector::host())?
+        .image("demo", &platform::host())?
         .ok_or("no demo image")?;
     assert_eq!(image.descriptor.digest(), manifest.digest());
 

@@ -6,8 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata_cache::{ContentStore, OciLayout, PlatformSelector, unpack_layer};
+use strata_cache::{ContentStore, OciLayout, unpack_layer};
 use strata_registry::Digest;
+use strata_registry::{docker, platform};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -30,7 +31,7 @@ fn unpack_all(
     into: &Path,
 ) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     let layout = OciLayout::open(layout)?;
-    let image = layout.resolve(tag, &PlatformSelector::host())?;
+    let image = layout.resolve(tag, &platform::host())?;
     let store = ContentStore::open(into.join("store"))?;
     layout.import(&image, &store)?;
     let mut snapshots = Vec::new();
@@ -57,7 +58,7 @@ fn skopeo_zstd_and_docker_v2s2_layouts_unpack() -> TestResult {
         .args(["copy", "--format", "v2s2", &src])
         .arg(format!("oci:{}:d", v2.display())))?;
 
-    let image = OciLayout::open(&zst)?.resolve("z", &PlatformSelector::host())?;
+    let image = OciLayout::open(&zst)?.resolve("z", &platform::host())?;
     assert!(
         image.manifest.layers()[0]
             .media_type()
@@ -70,11 +71,8 @@ fn skopeo_zstd_and_docker_v2s2_layouts_unpack() -> TestResult {
         Path::new("busybox")
     );
 
-    let image = OciLayout::open(&v2)?.resolve("d", &PlatformSelector::host())?;
-    assert_eq!(
-        image.descriptor.media_type().to_string(),
-        strata_cache::layout::DOCKER_MANIFEST
-    );
+    let image = OciLayout::open(&v2)?.resolve("d", &platform::host())?;
+    assert_eq!(*image.descriptor.media_type(), docker::manifest());
     let snaps = unpack_all(&v2, "d", &tmp.path().join("u2"))?;
     assert!(snaps[0].join("bin/busybox").is_file());
     Ok(())

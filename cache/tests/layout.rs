@@ -6,15 +6,11 @@ use std::path::Path;
 
 use oci_spec::image::Descriptor;
 use serde_json::{Value, json};
-use strata_cache::layout::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, LayoutError};
-use strata_cache::{ContentStore, OciLayout, PlatformSelector, unpack_layer};
-use strata_registry::Digest;
+use strata_cache::layout::LayoutError;
+use strata_cache::{ContentStore, OciLayout, unpack_layer};
+use strata_registry::{Digest, docker, platform};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn platform(s: &str) -> Result<PlatformSelector, String> {
-    PlatformSelector::parse(s).ok_or_else(|| format!("bad platform {s}"))
-}
 
 fn digest(desc: &Descriptor) -> Result<Digest, Box<dyn std::error::Error>> {
     Ok(Digest::try_from(desc.digest())?)
@@ -24,9 +20,9 @@ fn digest(desc: &Descriptor) -> Result<Digest, Box<dyn std::error::Error>> {
 fn resolves_tags_digests_and_the_only_image() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let layout = OciLayout::open(strata_fixtures::busybox_image(tmp.path())?)?;
-    let host = PlatformSelector::host();
+    let host = platform::host();
     assert_eq!(
-        host.to_string(),
+        platform::display(&host).to_string(),
         format!("linux/{}", strata_fixtures::host_arch())
     );
 
@@ -65,12 +61,12 @@ fn selects_the_platform_in_an_index() -> TestResult {
     let root =
         strata_fixtures::busybox_index(tmp.path(), &[("linux", "amd64"), ("linux", "arm64")])?;
     let layout = OciLayout::open(root)?;
-    let amd = layout.resolve("latest", &platform("linux/amd64")?)?;
+    let amd = layout.resolve("latest", &platform::parse("linux/amd64")?)?;
     assert_eq!(amd.config.architecture().to_string(), "amd64");
-    let arm = layout.resolve("latest", &platform("linux/arm64")?)?;
+    let arm = layout.resolve("latest", &platform::parse("linux/arm64")?)?;
     assert_eq!(arm.config.architecture().to_string(), "arm64");
     // arm64 images usually leave out their only variant, v8.
-    let arm_v8 = layout.resolve("latest", &platform("linux/arm64/v8")?)?;
+    let arm_v8 = layout.resolve("latest", &platform::parse("linux/arm64/v8")?)?;
     assert_eq!(arm_v8.manifest_bytes, arm.manifest_bytes);
     assert_ne!(amd.digest()?, arm.digest()?);
     assert_eq!(
@@ -82,11 +78,11 @@ fn selects_the_platform_in_an_index() -> TestResult {
     );
 
     // A manifest named by digest is found inside the index.
-    let nested = layout.resolve(arm.digest()?.as_str(), &PlatformSelector::host())?;
+    let nested = layout.resolve(arm.digest()?.as_str(), &platform::host())?;
     assert_eq!(nested.manifest_bytes, arm.manifest_bytes);
 
     let err = layout
-        .resolve("latest", &platform("linux/s390x")?)
+        .resolve("latest", &platform::parse("linux/s390x")?)
         .err()
         .ok_or("s390x resolved")?;
     let msg = err.to_string();
@@ -101,7 +97,7 @@ fn selects_the_platform_in_an_index() -> TestResult {
 /// manifest list on top, and Docker-only config fields.
 fn dockerize(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let layout = OciLayout::open(root)?;
-    let image = layout.resolve("latest", &PlatformSelector::host())?;
+    let image = layout.resolve("latest", &platform::host())?;
     let put = |bytes: &[u8]| -> Result<Value, Box<dyn std::error::Error>> {
         let d = Digest::of(bytes);
         fs::write(root.join("blobs/sha256").join(d.hex()), bytes)?;
@@ -117,7 +113,7 @@ fn dockerize(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let layer = &image.manifest.layers()[0];
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST,
+        "mediaType": docker::manifest(),
         "config": config_desc,
         "layers": [{
             "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -126,16 +122,16 @@ fn dockerize(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
         }],
     });
     let mut manifest_desc = put(&serde_json::to_vec(&manifest)?)?;
-    manifest_desc["mediaType"] = json!(DOCKER_MANIFEST);
+    manifest_desc["mediaType"] = json!(docker::manifest());
     manifest_desc["platform"] =
         json!({ "os": "linux", "architecture": strata_fixtures::host_arch() });
     let list = json!({
         "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST_LIST,
+        "mediaType": docker::manifest_list(),
         "manifests": [manifest_desc],
     });
     let mut list_desc = put(&serde_json::to_vec(&list)?)?;
-    list_desc["mediaType"] = json!(DOCKER_MANIFEST_LIST);
+    list_desc["mediaType"] = json!(docker::manifest_list());
     list_desc["annotations"] = json!({
         "org.opencontainers.image.ref.name": "docker",
         "io.containerd.image.name": "docker.io/library/busybox:docker",
@@ -151,12 +147,9 @@ fn reads_docker_media_types_and_docker_only_config_fields() -> TestResult {
     let root = strata_fixtures::busybox_image(tmp.path())?;
     dockerize(&root)?;
     let layout = OciLayout::open(&root)?;
-    let image = layout.resolve("docker", &PlatformSelector::host())?;
-    assert_eq!(image.descriptor.media_type().to_string(), DOCKER_MANIFEST);
-    let by_full_name = layout.resolve(
-        "docker.io/library/busybox:docker",
-        &PlatformSelector::host(),
-    )?;
+    let image = layout.resolve("docker", &platform::host())?;
+    assert_eq!(*image.descriptor.media_type(), docker::manifest());
+    let by_full_name = layout.resolve("docker.io/library/busybox:docker", &platform::host())?;
     assert_eq!(by_full_name.manifest_bytes, image.manifest_bytes);
     let extras = strata_cache::docker_extras(&image.config_bytes)?;
     let health = extras.healthcheck.ok_or("no healthcheck")?;
@@ -178,7 +171,7 @@ fn imports_verified_blobs_into_the_content_store() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let root = strata_fixtures::busybox_image(&tmp.path().join("layout"))?;
     let layout = OciLayout::open(&root)?;
-    let image = layout.resolve("latest", &PlatformSelector::host())?;
+    let image = layout.resolve("latest", &platform::host())?;
     let store = ContentStore::open(tmp.path().join("store"))?;
     layout.import(&image, &store)?;
     let layer = digest(&image.manifest.layers()[0])?;

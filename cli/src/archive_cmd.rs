@@ -6,9 +6,8 @@ use std::io::Write;
 use std::path::Path;
 
 use strata_cache::ImageStore;
-use strata_exporter::ManifestRef;
 use strata_exporter::{docker_archive, oci_archive};
-use strata_registry::Digest;
+use strata_registry::{Descriptor, Digest};
 
 use crate::exit::Failure;
 
@@ -38,32 +37,25 @@ fn open_store(root: &Path) -> Result<ImageStore, Failure> {
     ImageStore::open(root.join("store")).map_err(|e| Failure::Environment(e.to_string()))
 }
 
-fn manifest_ref(store: &ImageStore, name: &str) -> Result<ManifestRef, Failure> {
+/// The manifest `name` tags, its digest checked to be a sha256.
+fn manifest_ref(store: &ImageStore, name: &str) -> Result<Descriptor, Failure> {
     let desc = store
         .resolve(name)
         .map_err(|e| Failure::Usage(e.to_string()))?
         .ok_or_else(|| Failure::Failed(format!("no such image: {name}")))?;
-    let digest: Digest = desc
-        .digest()
-        .to_string()
-        .parse()
-        .map_err(|e| Failure::Failed(format!("{name}: {e}")))?;
-    Ok(ManifestRef {
-        digest,
-        size: desc.size(),
-        media_type: desc.media_type().to_string(),
-    })
+    Digest::try_from(desc.digest()).map_err(|e| Failure::Failed(format!("{name}: {e}")))?;
+    Ok(desc)
 }
 
 /// `strata save`.
 pub fn save(root: &Path, args: &SaveArgs) -> Result<(), Failure> {
     let store = open_store(root)?;
-    let mut images: Vec<(ManifestRef, Vec<String>)> = Vec::new();
+    let mut images: Vec<(Descriptor, Vec<String>)> = Vec::new();
     for name in &args.names {
         let m = manifest_ref(&store, name)?;
         let normalized =
             strata_cache::normalize_name(name).map_err(|e| Failure::Usage(e.to_string()))?;
-        match images.iter_mut().find(|(r, _)| r.digest == m.digest) {
+        match images.iter_mut().find(|(r, _)| r.digest() == m.digest()) {
             Some((_, names)) => names.push(normalized),
             None => images.push((m, vec![normalized])),
         }
@@ -75,7 +67,9 @@ pub fn save(root: &Path, args: &SaveArgs) -> Result<(), Failure> {
         "oci" => oci_archive(store.content(), &images, &args.output).map_err(failed),
         "docker" => match images.as_slice() {
             [(m, names)] => {
-                docker_archive(store.content(), &m.digest, names, &args.output).map_err(failed)
+                let digest =
+                    Digest::try_from(m.digest()).map_err(|e| Failure::Failed(e.to_string()))?;
+                docker_archive(store.content(), &digest, names, &args.output).map_err(failed)
             }
             _ => Err(Failure::Usage(
                 "--format docker holds one image: give names of the same image".to_string(),

@@ -10,7 +10,6 @@ use strata_exporter::{
     Compression, CompressionKind, ExportEvent, ExportRequest, Output, check_request, export,
 };
 use strata_solver::NetworkMode;
-use strata_solver::Platform;
 use strata_solver::{BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context};
 use strata_solver::{BuildRequest, ChannelSink, RuntimeChoice, SolveError, solve};
 
@@ -174,7 +173,7 @@ fn request(
     let platform = args
         .platform
         .as_deref()
-        .map(Platform::parse)
+        .map(strata_registry::platform::parse)
         .transpose()
         .map_err(|e| usage(format!("--platform: {e}")))?;
     Ok(BuildRequest {

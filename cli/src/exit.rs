@@ -121,7 +121,6 @@ pub fn solve_failure(e: SolveError, root: &Path) -> Failure {
         | SolveError::Parse(_)
         | SolveError::Ignore(_)
         | SolveError::Lower { .. }
-        | SolveError::Platform(_)
         | SolveError::NoCacheFilter(_) => Failure::Usage(message),
         // A base image that cannot be found fails the build, as in docker.
         SolveError::BaseImage { ref source, .. } if source.is_environment() => {

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use strata_cache::{ImageStore, PlatformSelector};
+use strata_cache::ImageStore;
+use strata_registry::platform;
 
 use crate::exit::Failure;
 
@@ -32,7 +33,7 @@ pub fn inspect_json(store: &ImageStore, name: &str) -> Result<Value, Failure> {
         .ok_or_else(|| Failure::Failed(format!("no such image: {name}")))?;
     let image = store
         .layout()
-        .image(&desc, &PlatformSelector::host())
+        .image(&desc, &platform::host())
         .map_err(|e| Failure::Environment(e.to_string()))?;
     let config: Value = serde_json::from_slice(&image.config_bytes)
         .map_err(|e| Failure::Environment(format!("config of {name}: {e}")))?;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use strata_cache::ImageStore;
 use strata_exporter::{describe_push, push};
+use strata_registry::platform as platforms;
 use strata_registry::{AuthSource, Client, ClientConfig, Platform, Reference};
 use strata_solver::pull;
 
@@ -93,8 +94,8 @@ pub fn client(args: &RegistryArgs) -> Result<Client, Failure> {
 /// Parses `--platform` (default: the host's).
 pub fn platform(arg: Option<&str>) -> Result<Platform, Failure> {
     match arg {
-        None => Ok(Platform::host()),
-        Some(p) => Platform::parse(p).map_err(|e| Failure::Usage(e.to_string())),
+        None => Ok(platforms::host()),
+        Some(p) => platforms::parse(p).map_err(|e| Failure::Usage(e.to_string())),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use oci_spec::image::MediaType;
 use rayon::prelude::*;
 use strata_cache::{BlobWriter, ContentStore};
 use strata_registry::Digest;
@@ -12,13 +13,6 @@ use crate::hash::HashWriter;
 use crate::pgzip::ParallelGzip;
 use crate::tar_writer::TarWriter;
 use crate::walk::walk_layer;
-
-/// OCI media type of an uncompressed layer.
-pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-/// OCI media type of a gzip layer.
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// OCI media type of a zstd layer.
-pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// Default gzip level (zlib's default, what Docker and BuildKit use).
 pub const DEFAULT_GZIP_LEVEL: i32 = 6;
@@ -84,11 +78,11 @@ impl Compression {
     }
 
     /// The OCI media type of layers compressed this way.
-    pub fn media_type(&self) -> &'static str {
+    pub fn media_type(&self) -> MediaType {
         match self.kind {
-            CompressionKind::Gzip => MEDIA_TYPE_LAYER_GZIP,
-            CompressionKind::Zstd => MEDIA_TYPE_LAYER_ZSTD,
-            CompressionKind::Uncompressed => MEDIA_TYPE_LAYER_TAR,
+            CompressionKind::Gzip => MediaType::ImageLayerGzip,
+            CompressionKind::Zstd => MediaType::ImageLayerZstd,
+            CompressionKind::Uncompressed => MediaType::ImageLayer,
         }
     }
 }
@@ -103,7 +97,7 @@ pub struct LayerBlob {
     /// Size of the stored blob in bytes.
     pub size: u64,
     /// The blob's media type.
-    pub media_type: String,
+    pub media_type: MediaType,
 }
 
 /// Archives the snapshot `dir` as one layer blob in `store`.
@@ -134,7 +128,7 @@ pub fn write_layer(
         digest,
         diff_id,
         size,
-        media_type: compression.media_type().to_string(),
+        media_type: compression.media_type(),
     })
 }
 

@@ -31,5 +31,5 @@ pub use export::{
 };
 pub use import::{ImportError, load};
 pub use layer::{Compression, CompressionKind, LayerBlob, write_layer, write_layers};
-pub use manifest::{History, ImageInput, ImageRef, ManifestRef, MediaTypes, write_image};
+pub use manifest::{History, ImageInput, ImageRef, MediaTypes, write_image};
 pub use output::{docker_archive, local_dir, oci_archive, tar_stream};

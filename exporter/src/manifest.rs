@@ -1,46 +1,29 @@
 //! Image config and manifest, written to the store as canonical JSON.
 
+use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType, Platform};
 use serde_json::{Map, Value, json};
 use strata_cache::ContentStore;
-use strata_registry::Digest;
+use strata_registry::{Digest, docker};
 
 use crate::canonical::to_canonical_json;
 use crate::error::ExportError;
-use crate::layer::{LayerBlob, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD};
-
-/// OCI image manifest media type.
-pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index media type.
-pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// OCI image config media type.
-pub const MEDIA_TYPE_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-/// Docker image manifest (v2 schema 2) media type.
-pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list media type.
-pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker image config media type.
-pub const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+use crate::layer::LayerBlob;
 
 /// Layer media types: (OCI, Docker) pairs of the same content.
-const LAYER_TYPE_PAIRS: [(&str, &str); 4] = [
-    (
-        MEDIA_TYPE_LAYER_GZIP,
-        "application/vnd.docker.image.rootfs.diff.tar.gzip",
-    ),
-    (
-        MEDIA_TYPE_LAYER_TAR,
-        "application/vnd.docker.image.rootfs.diff.tar",
-    ),
-    (
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-    ),
-    (
-        "application/vnd.oci.image.layer.nondistributable.v1.tar",
-        "application/vnd.docker.image.rootfs.foreign.diff.tar",
-    ),
-];
+fn layer_type_pairs() -> [(MediaType, MediaType); 4] {
+    [
+        (MediaType::ImageLayerGzip, docker::layer_gzip()),
+        (MediaType::ImageLayer, docker::layer()),
+        (
+            MediaType::ImageLayerNonDistributableGzip,
+            docker::foreign_layer_gzip(),
+        ),
+        (
+            MediaType::ImageLayerNonDistributable,
+            docker::foreign_layer(),
+        ),
+    ]
+}
 
 /// Which family of media types the manifest, config and layers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,6 +33,24 @@ pub enum MediaTypes {
     Oci,
     /// Docker image manifest v2 schema 2 media types.
     Docker,
+}
+
+impl MediaTypes {
+    /// The image manifest's media type in this family.
+    pub fn manifest(self) -> MediaType {
+        match self {
+            MediaTypes::Oci => MediaType::ImageManifest,
+            MediaTypes::Docker => docker::manifest(),
+        }
+    }
+
+    /// The image config's media type in this family.
+    pub fn config(self) -> MediaType {
+        match self {
+            MediaTypes::Oci => MediaType::ImageConfig,
+            MediaTypes::Docker => docker::config(),
+        }
+    }
 }
 
 /// One image config history entry.
@@ -68,12 +69,8 @@ pub struct History {
 /// Everything an image is made of.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageInput {
-    /// `amd64`, `arm64`, ...
-    pub architecture: String,
-    /// `linux`.
-    pub os: String,
-    /// `v8`, `v7`, ... when the platform has one.
-    pub variant: Option<String>,
+    /// The platform the config names (its OS, architecture and variant).
+    pub platform: Platform,
     /// RFC 3339 creation time; leave it out (or set it from
     /// SOURCE_DATE_EPOCH) for reproducible digests.
     pub created: Option<String>,
@@ -92,36 +89,14 @@ pub struct ImageInput {
 /// An image manifest in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
-    /// Digest of the manifest (the image's identity in registries).
+    /// The manifest's descriptor (media type, size, digest), for outputs
+    /// that list manifests.
+    pub manifest: Descriptor,
+    /// Digest of the manifest (the image's identity in registries), as in
+    /// `manifest`.
     pub manifest_digest: Digest,
-    /// Size of the manifest in bytes.
-    pub manifest_size: u64,
     /// Digest of the config (Docker's image ID).
     pub config_digest: Digest,
-    /// The manifest's media type.
-    pub manifest_media_type: String,
-}
-
-impl ImageRef {
-    /// The manifest's descriptor, for outputs that list manifests.
-    pub fn manifest(&self) -> ManifestRef {
-        ManifestRef {
-            digest: self.manifest_digest.clone(),
-            size: self.manifest_size,
-            media_type: self.manifest_media_type.clone(),
-        }
-    }
-}
-
-/// A manifest or index in the store, as a descriptor names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestRef {
-    /// The blob's digest.
-    pub digest: Digest,
-    /// The blob's size in bytes.
-    pub size: u64,
-    /// An image manifest or index (manifest list) media type.
-    pub media_type: String,
 }
 
 /// Writes the config and manifest of `input` to `store`.
@@ -142,47 +117,44 @@ pub fn write_image(store: &ContentStore, input: &ImageInput) -> Result<ImageRef,
         ));
     }
 
-    let (manifest_type, config_type) = match input.media_types {
-        MediaTypes::Oci => (MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_CONFIG),
-        MediaTypes::Docker => (MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_CONFIG),
-    };
-
     let config_bytes = to_canonical_json(&config_json(input));
     let config_digest = store.put(&config_bytes)?;
 
     let mut layers = Vec::with_capacity(input.layers.len());
     for layer in &input.layers {
-        layers.push(json!({
-            "mediaType": layer_media_type(&layer.media_type, input.media_types)?,
-            "digest": layer.digest.as_str(),
-            "size": layer.size,
-        }));
+        layers.push(Descriptor::new(
+            layer_media_type(&layer.media_type, input.media_types)?,
+            layer.size,
+            layer.digest.as_oci().clone(),
+        ));
     }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": manifest_type,
-        "config": {
-            "mediaType": config_type,
-            "digest": config_digest.as_str(),
-            "size": config_bytes.len(),
-        },
-        "layers": layers,
-    });
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(input.media_types.manifest())
+        .config(Descriptor::new(
+            input.media_types.config(),
+            config_bytes.len() as u64,
+            config_digest.as_oci().clone(),
+        ))
+        .layers(layers)
+        .build()
+        .map_err(|e| ExportError::InvalidImage(format!("image manifest: {e}")))?;
+    let manifest = serde_json::to_value(&manifest)
+        .map_err(|e| ExportError::InvalidImage(format!("image manifest: {e}")))?;
     let manifest_bytes = to_canonical_json(&manifest);
     let manifest_digest = store.put(&manifest_bytes)?;
     Ok(ImageRef {
+        manifest: strata_registry::manifest_descriptor(&manifest_bytes, &manifest_digest)?,
         manifest_digest,
-        manifest_size: manifest_bytes.len() as u64,
         config_digest,
-        manifest_media_type: manifest_type.to_string(),
     })
 }
 
 fn config_json(input: &ImageInput) -> Value {
     let mut config = Map::new();
-    config.insert("architecture".into(), json!(input.architecture));
-    config.insert("os".into(), json!(input.os));
-    if let Some(variant) = &input.variant {
+    config.insert("architecture".into(), json!(input.platform.architecture()));
+    config.insert("os".into(), json!(input.platform.os()));
+    if let Some(variant) = input.platform.variant() {
         config.insert("variant".into(), json!(variant));
     }
     if let Some(created) = &input.created {
@@ -216,20 +188,19 @@ fn history_json(h: &History) -> Value {
 
 /// `media_type` in the family `types`; types with no counterpart pass through,
 /// except zstd, which Docker media types cannot express.
-fn layer_media_type(media_type: &str, types: MediaTypes) -> Result<String, ExportError> {
-    for (oci, docker) in LAYER_TYPE_PAIRS {
-        if media_type == oci || media_type == docker {
+fn layer_media_type(media_type: &MediaType, types: MediaTypes) -> Result<MediaType, ExportError> {
+    for (oci, docker) in layer_type_pairs() {
+        if *media_type == oci || *media_type == docker {
             return Ok(match types {
                 MediaTypes::Oci => oci,
                 MediaTypes::Docker => docker,
-            }
-            .to_string());
+            });
         }
     }
-    if types == MediaTypes::Docker && media_type == MEDIA_TYPE_LAYER_ZSTD {
+    if types == MediaTypes::Docker && *media_type == MediaType::ImageLayerZstd {
         return Err(ExportError::InvalidImage(
             "zstd layers need OCI media types (Docker media types have no zstd layer)".to_string(),
         ));
     }
-    Ok(media_type.to_string())
+    Ok(media_type.clone())
 }

@@ -11,6 +11,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 
+use oci_spec::image::{Descriptor, MediaType};
 use serde_json::{Value, json};
 use strata_cache::ContentStore;
 use strata_registry::Digest;
@@ -18,7 +19,6 @@ use strata_registry::Digest;
 use crate::canonical::to_canonical_json;
 use crate::error::{ExportError, io_err};
 use crate::hash::HashWriter;
-use crate::manifest::{MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, ManifestRef};
 use crate::tar_writer::TarWriter;
 use crate::walk::{Entry, Kind, Meta, merged_root_meta, walk_merged};
 
@@ -36,18 +36,19 @@ pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// annotations when it has no name.
 pub fn oci_archive(
     store: &ContentStore,
-    images: &[(ManifestRef, Vec<String>)],
+    images: &[(Descriptor, Vec<String>)],
     dest: &Path,
 ) -> Result<(), ExportError> {
     let mut blobs = BTreeSet::new();
     let mut manifests = Vec::new();
     for (image, names) in images {
-        reachable_blobs(store, &image.digest, &mut blobs)?;
-        let descriptor = json!({
-            "mediaType": image.media_type,
-            "digest": image.digest.as_str(),
-            "size": image.size,
-        });
+        let digest = Digest::try_from(image.digest()).map_err(strata_registry::Error::from)?;
+        reachable_blobs(store, &digest, &mut blobs)?;
+        // Only what names the manifest: the store's annotations stay behind.
+        let descriptor = Descriptor::new(image.media_type().clone(), image.size(), digest);
+        let descriptor = serde_json::to_value(&descriptor).map_err(|e| {
+            ExportError::InvalidImage(format!("descriptor of {}: {e}", image.digest()))
+        })?;
         if names.is_empty() {
             manifests.push(descriptor.clone());
         }
@@ -62,7 +63,7 @@ pub fn oci_archive(
     }
     let index = to_canonical_json(&json!({
         "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_OCI_INDEX,
+        "mediaType": MediaType::ImageIndex,
         "manifests": manifests,
     }));
     let layout = to_canonical_json(&json!({ "imageLayoutVersion": "1.0.0" }));
@@ -463,12 +464,12 @@ fn reachable_blobs(
 ) -> Result<(), ExportError> {
     let json = read_json(store, manifest)?;
     blobs.insert(manifest.clone());
-    let media_type = json["mediaType"].as_str().unwrap_or_default();
+    let media_type = json["mediaType"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .map(MediaType::from);
     if let Some(children) = json["manifests"].as_array() {
-        if !media_type.is_empty()
-            && media_type != MEDIA_TYPE_OCI_INDEX
-            && media_type != MEDIA_TYPE_DOCKER_MANIFEST_LIST
-        {
+        if media_type.is_some_and(|m| !strata_registry::is_index(&m)) {
             return Err(bad_blob(manifest, "has manifests but is not an index"));
         }
         for child in children {

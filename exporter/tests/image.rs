@@ -9,7 +9,10 @@ use strata_exporter::{
     Compression, History, ImageInput, LayerBlob, MediaTypes, write_image, write_layers,
 };
 
-fn input(layers: Vec<LayerBlob>, media_types: MediaTypes) -> ImageInput {
+fn input(
+    layers: Vec<LayerBlob>,
+    media_types: MediaTypes,
+) -> Result<ImageInput, strata_registry::Error> {
     let mut config = serde_json::Map::new();
     // Docker-only fields pass through untouched.
     config.insert("Env".into(), json!(["PATH=/usr/bin", "A=1"]));
@@ -21,10 +24,8 @@ fn input(layers: Vec<LayerBlob>, media_types: MediaTypes) -> ImageInput {
         json!({"Test": ["CMD", "true"], "Interval": 1000}),
     );
     config.insert("ExposedPorts".into(), json!({"80/tcp": {}}));
-    ImageInput {
-        architecture: "amd64".into(),
-        os: "linux".into(),
-        variant: None,
+    Ok(ImageInput {
+        platform: strata_registry::platform::parse("linux/amd64")?,
         created: Some("2023-11-14T22:13:20Z".into()),
         config: Value::Object(config),
         history: vec![
@@ -45,7 +46,7 @@ fn input(layers: Vec<LayerBlob>, media_types: MediaTypes) -> ImageInput {
         ],
         layers,
         media_types,
-    }
+    })
 }
 
 #[test]
@@ -58,16 +59,17 @@ fn config_and_manifest_are_canonical_and_reproducible() -> TestResult {
     two_layers(&lower, &upper)?;
     let layers = write_layers(&[lower, upper], Compression::default(), &store, Some(0))?;
 
-    let image = write_image(&store, &input(layers.clone(), MediaTypes::Oci))?;
-    let again = write_image(&store, &input(layers.clone(), MediaTypes::Oci))?;
+    let image = write_image(&store, &input(layers.clone(), MediaTypes::Oci)?)?;
+    let again = write_image(&store, &input(layers.clone(), MediaTypes::Oci)?)?;
     assert_eq!(image, again);
 
     let manifest_bytes = store.read(&image.manifest_digest)?;
-    assert_eq!(manifest_bytes.len() as u64, image.manifest_size);
+    assert_eq!(manifest_bytes.len() as u64, image.manifest.size());
     assert_eq!(
-        image.manifest_media_type,
+        image.manifest.media_type().to_string(),
         "application/vnd.oci.image.manifest.v1+json"
     );
+    assert_eq!(image.manifest.digest(), image.manifest_digest.as_oci());
     let manifest: Value = serde_json::from_slice(&manifest_bytes)?;
     // Canonical: re-serializing the parsed value (sorted keys, compact) gives the same bytes.
     assert_eq!(serde_json::to_vec(&manifest)?, manifest_bytes);
@@ -96,7 +98,7 @@ fn config_and_manifest_are_canonical_and_reproducible() -> TestResult {
     assert_eq!(parsed.rootfs().diff_ids().len(), 2);
 
     // Docker media types on request, same config content.
-    let docker = write_image(&store, &input(layers.clone(), MediaTypes::Docker))?;
+    let docker = write_image(&store, &input(layers.clone(), MediaTypes::Docker)?)?;
     let manifest: Value = serde_json::from_slice(&store.read(&docker.manifest_digest)?)?;
     assert_eq!(
         manifest["mediaType"],
@@ -114,7 +116,7 @@ fn config_and_manifest_are_canonical_and_reproducible() -> TestResult {
     assert_ne!(docker.manifest_digest, image.manifest_digest);
 
     // A history that does not match the layers is refused.
-    let mut bad = input(layers, MediaTypes::Oci);
+    let mut bad = input(layers, MediaTypes::Oci)?;
     bad.history.pop();
     assert!(write_image(&store, &bad).is_err_and(|e| e.to_string().contains("history")));
     Ok(())
@@ -143,7 +145,7 @@ fn rebuilt_snapshots_give_the_same_manifest_with_source_date_epoch() -> TestResu
             &store,
             Some(1_700_000_000),
         )?;
-        digests.push(write_image(&store, &input(layers, MediaTypes::Oci))?.manifest_digest);
+        digests.push(write_image(&store, &input(layers, MediaTypes::Oci)?)?.manifest_digest);
     }
     assert_eq!(digests[0], digests[1]);
     Ok(())

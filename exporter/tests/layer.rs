@@ -81,7 +81,7 @@ fn uncompressed(
 ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     let blob = store.read(&layer.digest)?;
     let mut out = Vec::new();
-    match layer.media_type.as_str() {
+    match layer.media_type.as_ref() {
         "application/vnd.oci.image.layer.v1.tar+gzip" => {
             flate2::read::MultiGzDecoder::new(blob.as_slice()).read_to_end(&mut out)?;
         }
@@ -201,7 +201,7 @@ fn every_compression_decompresses_to_the_same_diff_id() -> TestResult {
         ),
     ] {
         let blob = write_layer(&layer, Compression { kind, level: None }, &store, None)?;
-        assert_eq!(blob.media_type, media_type);
+        assert_eq!(blob.media_type.as_ref(), media_type);
         assert_eq!(blob.size, store.size(&blob.digest)?);
         let tar_bytes = uncompressed(&blob, &store)?;
         assert_eq!(Digest::of(&tar_bytes), blob.diff_id, "{media_type}");

@@ -79,9 +79,7 @@ fn image(f: &Fixture, media_types: MediaTypes) -> Result<ImageRef, Box<dyn std::
     Ok(write_image(
         &f.store,
         &ImageInput {
-            architecture: "amd64".into(),
-            os: "linux".into(),
-            variant: None,
+            platform: strata_registry::platform::parse("linux/amd64")?,
             created: None,
             config: serde_json::json!({"Cmd": ["/top"]}),
             history,
@@ -160,7 +158,10 @@ fn oci_archive_reads_with_skopeo_and_unpacks_with_umoci() -> TestResult {
     let archive = f.root.join("image.tar");
     oci_archive(
         &f.store,
-        &[(image.manifest(), vec!["example.com/team/app:v1".into()])],
+        &[(
+            image.manifest.clone(),
+            vec!["example.com/team/app:v1".into()],
+        )],
         &archive,
     )?;
 
@@ -366,7 +367,7 @@ fn errors_name_the_destination() -> TestResult {
     let f = fixture()?;
     let image = image(&f, MediaTypes::Oci)?;
     let dest = f.root.join("no/such/dir/image.tar");
-    let err = oci_archive(&f.store, &[(image.manifest(), vec![])], &dest)
+    let err = oci_archive(&f.store, &[(image.manifest.clone(), vec![])], &dest)
         .err()
         .ok_or("no error")?;
     assert!(err.to_string().contains("no/such/dir"), "{err}");

@@ -4,13 +4,13 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use oci_spec::image::{Descriptor, MediaType, Platform};
 use ureq::http::Method;
 
 use crate::auth::{self, AuthSource};
 use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::error::{Error, Result};
-use crate::manifest::{self, ACCEPT_MANIFESTS, Descriptor, Kind};
-use crate::platform::Platform;
+use crate::manifest::{self, Kind};
 use crate::reference::{DOCKER_HUB, DOCKER_HUB_API, Reference};
 use crate::transport::{Req, Transport, TransportConfig, check};
 
@@ -60,7 +60,7 @@ pub struct RawManifest {
     /// Its digest (verified against the bytes).
     pub digest: Digest,
     /// Its media type.
-    pub media_type: String,
+    pub media_type: MediaType,
     /// The exact bytes.
     pub bytes: Vec<u8>,
 }
@@ -73,12 +73,12 @@ pub struct Resolved {
     /// The image manifest bytes.
     pub manifest_bytes: Vec<u8>,
     /// Its media type (OCI or Docker v2 schema 2).
-    pub media_type: String,
+    pub media_type: MediaType,
     /// Digest of the index or manifest list it was selected from, if any.
     pub index_digest: Option<Digest>,
-    /// The image config blob.
+    /// The image config blob (its digest checked to be a sha256).
     pub config: Descriptor,
-    /// The layer blobs, base first.
+    /// The layer blobs, base first (their digests checked to be sha256s).
     pub layers: Vec<Descriptor>,
 }
 
@@ -159,7 +159,7 @@ impl Client {
                 format!("manifests/{}", reference.manifest_ref()),
                 what.clone(),
             )
-            .header("accept", ACCEPT_MANIFESTS)
+            .header("accept", manifest::accept_manifests())
             .scope(scope(reference.repository(), "pull"));
         let mut resp = check(self.transport.send(&req)?, &what)?;
         let header_digest = resp
@@ -206,25 +206,26 @@ impl Client {
     pub fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Resolved> {
         let top = self.fetch_manifest_raw(reference)?;
         let name = reference.to_string();
-        let (_, kind) = manifest::classify(&name, Some(&top.media_type), &top.bytes)?;
+        let (_, kind) = manifest::classify(&name, Some(top.media_type.as_ref()), &top.bytes)?;
         let (image, index_digest) = match kind {
             Kind::Image => (top, None),
             Kind::Index => {
                 let index: manifest::Index = parse_json(&name, &top.bytes)?;
                 let chosen = manifest::select(&name, &index, platform)?;
-                let pinned = reference.with_digest(chosen.digest.clone());
+                let pinned = reference.with_digest(Digest::try_from(chosen.digest())?);
                 let image = self.fetch_manifest_raw(&pinned)?;
-                if image.bytes.len() as u64 != chosen.size {
+                if image.bytes.len() as u64 != chosen.size() {
                     return Err(Error::SizeMismatch {
                         what: format!("manifest {pinned}"),
-                        expected: chosen.size,
+                        expected: chosen.size(),
                         actual: image.bytes.len() as u64,
                     });
                 }
                 (image, Some(top.digest))
             }
         };
-        let (media_type, kind) = manifest::classify(&name, Some(&image.media_type), &image.bytes)?;
+        let (media_type, kind) =
+            manifest::classify(&name, Some(image.media_type.as_ref()), &image.bytes)?;
         if kind != Kind::Image {
             return Err(Error::InvalidManifest {
                 reference: format!("{name}@{}", image.digest),
@@ -232,6 +233,9 @@ impl Client {
             });
         }
         let parsed: manifest::ImageManifest = parse_json(&name, &image.bytes)?;
+        for blob in std::iter::once(&parsed.config).chain(&parsed.layers) {
+            Digest::try_from(blob.digest())?;
+        }
         Ok(Resolved {
             manifest_digest: image.digest,
             manifest_bytes: image.bytes,
@@ -251,19 +255,15 @@ impl Client {
         blob: &Descriptor,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let what = format!("blob {} in {}", blob.digest, repo.name());
+        let expected = Digest::try_from(blob.digest())?;
+        let what = format!("blob {expected} in {}", repo.name());
         let mut hashing = HashingWriter::new(out);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let offset = hashing.written();
             let mut req = self
-                .req(
-                    Method::GET,
-                    repo,
-                    format!("blobs/{}", blob.digest),
-                    what.clone(),
-                )
+                .req(Method::GET, repo, format!("blobs/{expected}"), what.clone())
                 .scope(scope(repo.repository(), "pull"));
             if offset > 0 {
                 req = req.header("range", format!("bytes={offset}-"));
@@ -276,7 +276,7 @@ impl Client {
                 0
             };
             let mut body = resp.into_body().into_reader();
-            match copy_body(&mut body, &mut hashing, skip, blob.size) {
+            match copy_body(&mut body, &mut hashing, skip, blob.size()) {
                 Ok(()) => break,
                 Err(CopyError::Write(e)) => {
                     return Err(Error::Io {
@@ -297,17 +297,17 @@ impl Client {
             }
         }
         let (digest, size) = hashing.finish();
-        if size != blob.size {
+        if size != blob.size() {
             return Err(Error::SizeMismatch {
                 what,
-                expected: blob.size,
+                expected: blob.size(),
                 actual: size,
             });
         }
-        if digest != blob.digest {
+        if digest != expected {
             return Err(Error::DigestMismatch {
                 what,
-                expected: blob.digest.to_string(),
+                expected: expected.to_string(),
                 actual: digest.to_string(),
             });
         }
@@ -485,7 +485,7 @@ impl Client {
     pub fn push_manifest(
         &self,
         reference: &Reference,
-        media_type: &str,
+        media_type: &MediaType,
         bytes: &[u8],
     ) -> Result<Digest> {
         let digest = Digest::of(bytes);
@@ -506,7 +506,7 @@ impl Client {
                 format!("manifests/{}", reference.manifest_ref()),
                 what.clone(),
             )
-            .header("content-type", media_type)
+            .header("content-type", media_type.as_ref())
             .body(bytes)
             .scope(scope(reference.repository(), "pull,push"));
         check(self.transport.send(&req)?, &what)?;

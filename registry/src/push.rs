@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use oci_spec::image::{Descriptor, MediaType};
+
 use crate::client::Client;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::Descriptor;
 use crate::reference::Reference;
 
 /// Where a blob's bytes come from; it may be opened more than once (retries).
@@ -116,7 +117,7 @@ impl Client {
     pub fn push_image(
         &self,
         reference: &Reference,
-        manifest_media_type: &str,
+        manifest_media_type: &MediaType,
         manifest: &[u8],
         blobs: &[PushBlob],
         options: &PushOptions,
@@ -125,7 +126,7 @@ impl Client {
         for b in blobs {
             if !unique
                 .iter()
-                .any(|u| u.descriptor.digest == b.descriptor.digest)
+                .any(|u| u.descriptor.digest() == b.descriptor.digest())
             {
                 unique.push(b);
             }
@@ -174,12 +175,13 @@ impl Client {
         options: &PushOptions,
     ) -> Result<BlobStat> {
         let d = &blob.descriptor;
+        let digest = Digest::try_from(d.digest())?;
         let stat = |action| BlobStat {
-            digest: d.digest.clone(),
-            size: d.size,
+            digest: digest.clone(),
+            size: d.size(),
             action,
         };
-        if self.blob_exists(repo, &d.digest)? {
+        if self.blob_exists(repo, &digest)? {
             return Ok(stat(BlobAction::Skipped));
         }
         for from in options
@@ -187,20 +189,20 @@ impl Client {
             .iter()
             .filter(|f| f.as_str() != repo.repository())
         {
-            if self.mount_blob(repo, from, &d.digest)? {
+            if self.mount_blob(repo, from, &digest)? {
                 return Ok(stat(BlobAction::Mounted(from.clone())));
             }
         }
         // A chunk upload cut off mid-way is not retried request by request
         // (PATCH is not idempotent), so the whole blob gets one more go.
         let mut source = blob.source.open()?;
-        if let Err(e) = self.push_blob(repo, &d.digest, d.size, &mut source) {
+        if let Err(e) = self.push_blob(repo, &digest, d.size(), &mut source) {
             if !e.is_transient() {
                 return Err(e);
             }
             std::thread::sleep(self.config.backoff_base);
             let mut source = blob.source.open()?;
-            self.push_blob(repo, &d.digest, d.size, &mut source)?;
+            self.push_blob(repo, &digest, d.size(), &mut source)?;
         }
         Ok(stat(BlobAction::Uploaded))
     }

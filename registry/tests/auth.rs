@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::{Registry, TestResult, image, random_bytes};
 use strata_registry::{
-    AuthSource, Client, ClientConfig, Error, OCI_MANIFEST, Platform, PushOptions, Reference,
+    AuthSource, Client, ClientConfig, Error, MediaType, PushOptions, Reference, platform,
 };
 
 const USER: &str = "builder";
@@ -40,12 +40,12 @@ fn login_stores_credentials_that_push_and_pull_use() -> TestResult {
 
     // A fresh client reads the stored credentials.
     let client = client_with(&config);
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(&platform, vec![random_bytes(4096)]);
     let reference = Reference::parse(&format!("{}/private/app:1", registry.host()))?;
     let report = client.push_image(
         &reference,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &PushOptions::default(),
@@ -102,7 +102,7 @@ fn wrong_password_names_registry_and_source_but_not_the_secret() -> TestResult {
     )?;
     let reference = Reference::parse(&format!("{}/private/app:1", registry.host()))?;
     let err = client
-        .resolve(&reference, &Platform::host())
+        .resolve(&reference, &platform::host())
         .err()
         .ok_or("a wrong stored password was accepted")?;
     let msg = err.to_string();
@@ -127,7 +127,7 @@ fn no_credentials_is_a_clear_error() -> TestResult {
         }),
     ] {
         let err = client
-            .resolve(&reference, &Platform::host())
+            .resolve(&reference, &platform::host())
             .err()
             .ok_or("an anonymous pull from an authenticated registry succeeded")?;
         assert!(matches!(err, Error::NoCredentials { .. }), "{err}");

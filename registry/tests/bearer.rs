@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{Action, Head, Proxy, Registry, TestResult, image, random_bytes};
 use strata_registry::{
-    AuthSource, Client, ClientConfig, Error, OCI_MANIFEST, Platform, PushOptions, Reference,
+    AuthSource, Client, ClientConfig, Error, MediaType, PushOptions, Reference, platform,
 };
 
 const TOKEN: &str = "tok-7f3a";
@@ -99,12 +99,12 @@ fn basic_credentials_buy_a_bearer_token_for_push_and_pull() -> TestResult {
     let gate = gate(&registry)?;
     let dir = tempfile::tempdir()?;
     let client = client_with_config(dir.path(), r#"{"auth":"dXNlcjpwYXNz"}"#, &gate.proxy.host())?;
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(&platform, vec![random_bytes(2048)]);
     let reference = Reference::parse(&format!("{}/app:1", gate.proxy.host()))?;
     client.push_image(
         &reference,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &PushOptions::default(),
@@ -148,12 +148,12 @@ fn identity_token_is_exchanged_with_a_refresh_token_post() -> TestResult {
     let dir = tempfile::tempdir()?;
     let entry = format!(r#"{{"identitytoken":"{IDENTITY_TOKEN}"}}"#);
     let client = client_with_config(dir.path(), &entry, &gate.proxy.host())?;
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(&platform, vec![random_bytes(10)]);
     let reference = Reference::parse(&format!("{}/app:2", gate.proxy.host()))?;
     client.push_image(
         &reference,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &PushOptions::default(),
@@ -185,7 +185,7 @@ fn refused_and_missing_credentials_through_the_token_endpoint() -> TestResult {
     )?;
     let reference = Reference::parse(&format!("{}/app:1", gate.proxy.host()))?;
     let err = client
-        .resolve(&reference, &Platform::host())
+        .resolve(&reference, &platform::host())
         .err()
         .ok_or("wrong credentials were accepted")?;
     assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
@@ -204,7 +204,7 @@ fn refused_and_missing_credentials_through_the_token_endpoint() -> TestResult {
         ..ClientConfig::default()
     });
     let err = anonymous
-        .resolve(&reference, &Platform::host())
+        .resolve(&reference, &platform::host())
         .err()
         .ok_or("an anonymous token was accepted")?;
     assert!(matches!(err, Error::NoCredentials { .. }), "{err}");

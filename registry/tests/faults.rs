@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{Action, Head, Proxy, Registry, TestResult, free_port, image, random_bytes};
 use strata_registry::{
-    AuthSource, BlobAction, Client, ClientConfig, Error, OCI_MANIFEST, Platform, PushOptions,
-    Reference,
+    AuthSource, BlobAction, Client, ClientConfig, Error, MediaType, PushOptions, Reference,
+    platform,
 };
 
 fn client() -> Client {
@@ -27,12 +27,12 @@ fn is_blob_get(head: &Head) -> bool {
 #[test]
 fn corrupted_blob_body_is_a_digest_mismatch() -> TestResult {
     let registry = Registry::start(None)?;
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(&platform, vec![random_bytes(70_000)]);
     let direct = Reference::parse(&format!("{}/app:1", registry.host()))?;
     client().push_image(
         &direct,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &PushOptions::default(),
@@ -66,13 +66,13 @@ fn corrupted_blob_body_is_a_digest_mismatch() -> TestResult {
         Error::DigestMismatch {
             expected, actual, ..
         } => {
-            assert_eq!(*expected, img.layers[0].digest.to_string());
+            assert_eq!(*expected, img.layers[0].digest().to_string());
             assert_ne!(expected, actual);
         }
         other => return Err(format!("expected a digest mismatch, got: {other}").into()),
     }
     assert!(
-        err.to_string().contains(img.layers[0].digest.as_str()),
+        err.to_string().contains(img.layers[0].digest().as_ref()),
         "{err}"
     );
     assert_eq!(
@@ -86,12 +86,12 @@ fn corrupted_blob_body_is_a_digest_mismatch() -> TestResult {
 #[test]
 fn two_503s_are_retried() -> TestResult {
     let registry = Registry::start(None)?;
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(&platform, vec![random_bytes(1000)]);
     let direct = Reference::parse(&format!("{}/app:1", registry.host()))?;
     client().push_image(
         &direct,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &PushOptions::default(),
@@ -147,7 +147,7 @@ fn two_503s_are_retried() -> TestResult {
 #[test]
 fn push_interrupted_by_a_dead_registry_resumes_with_only_missing_blobs() -> TestResult {
     let mut registry = Registry::start(None)?;
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     // Small blobs first, the 40 MB one last, one at a time: the kill lands in the big one.
     let img = image(
         &platform,
@@ -157,7 +157,7 @@ fn push_interrupted_by_a_dead_registry_resumes_with_only_missing_blobs() -> Test
             random_bytes(40 * 1024 * 1024),
         ],
     );
-    let big = img.layers[2].digest.clone();
+    let big = common::digest(&img.layers[2])?;
 
     // On the third PATCH the proxy lets the test kill the registry, then forwards into nothing.
     let (reached, wait_reached) = mpsc::channel::<()>();
@@ -191,7 +191,7 @@ fn push_interrupted_by_a_dead_registry_resumes_with_only_missing_blobs() -> Test
         let push = s.spawn(|| {
             client.push_image(
                 &reference,
-                OCI_MANIFEST,
+                &MediaType::ImageManifest,
                 &img.manifest,
                 &img.blobs,
                 &options,
@@ -213,7 +213,7 @@ fn push_interrupted_by_a_dead_registry_resumes_with_only_missing_blobs() -> Test
     registry.restart()?;
     let report = client.push_image(
         &reference,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &options,
@@ -240,7 +240,7 @@ fn unreachable_registry_fails_fast_naming_host_and_port() -> TestResult {
     let reference = Reference::parse(&format!("127.0.0.1:{port}/app:1"))?;
     let started = Instant::now();
     let err = client()
-        .resolve(&reference, &Platform::host())
+        .resolve(&reference, &platform::host())
         .err()
         .ok_or("resolving against a closed port succeeded")?;
     let elapsed = started.elapsed();
@@ -257,12 +257,12 @@ fn unreachable_registry_fails_fast_naming_host_and_port() -> TestResult {
 #[test]
 fn blob_cut_off_mid_body_resumes_with_a_range_request() -> TestResult {
     let registry = Registry::start(None)?;
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(&platform, vec![random_bytes(3 * 1024 * 1024)]);
     let direct = Reference::parse(&format!("{}/app:1", registry.host()))?;
     client().push_image(
         &direct,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &PushOptions::default(),
@@ -288,7 +288,10 @@ fn blob_cut_off_mid_body_resumes_with_a_range_request() -> TestResult {
     let via_proxy = Reference::parse(&format!("{}/app:1", proxy.host()))?;
     let mut out = Vec::new();
     client().fetch_blob(&via_proxy, &img.layers[0], &mut out)?;
-    assert_eq!(strata_registry::Digest::of(&out), img.layers[0].digest);
+    assert_eq!(
+        strata_registry::Digest::of(&out),
+        common::digest(&img.layers[0])?
+    );
     let ranges = ranges.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(ranges.len(), 2, "{ranges:?}");
     assert_eq!(ranges[0], None);
@@ -300,19 +303,19 @@ fn blob_cut_off_mid_body_resumes_with_a_range_request() -> TestResult {
         .and_then(|r| r.strip_suffix('-'))
         .ok_or(format!("unexpected range {resumed}"))?
         .parse()?;
-    assert!(offset > 0 && offset < img.layers[0].size, "{resumed}");
+    assert!(offset > 0 && offset < img.layers[0].size(), "{resumed}");
     Ok(())
 }
 
 #[test]
 fn manifest_not_matching_the_registry_digest_is_rejected() -> TestResult {
     let registry = Registry::start(None)?;
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(&platform, vec![random_bytes(10)]);
     let direct = Reference::parse(&format!("{}/app:1", registry.host()))?;
     client().push_image(
         &direct,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &PushOptions::default(),
@@ -345,12 +348,12 @@ fn manifest_not_matching_the_registry_digest_is_rejected() -> TestResult {
 #[test]
 fn too_many_requests_waits_for_retry_after() -> TestResult {
     let registry = Registry::start(None)?;
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(&platform, vec![random_bytes(10)]);
     let direct = Reference::parse(&format!("{}/app:1", registry.host()))?;
     client().push_image(
         &direct,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &PushOptions::default(),

@@ -4,8 +4,7 @@ mod common;
 
 use common::{Registry, TestResult, image, index, random_bytes};
 use strata_registry::{
-    AuthSource, Client, ClientConfig, Error, OCI_INDEX, OCI_MANIFEST, Platform, PushOptions,
-    Reference,
+    AuthSource, Client, ClientConfig, Error, MediaType, PushOptions, Reference, platform,
 };
 
 #[test]
@@ -15,8 +14,8 @@ fn index_resolves_per_platform_and_lists_platforms_when_missing() -> TestResult 
         auth: AuthSource::Anonymous,
         ..ClientConfig::default()
     });
-    let amd64 = Platform::parse("linux/amd64")?;
-    let arm64 = Platform::parse("linux/arm64/v8")?;
+    let amd64 = platform::parse("linux/amd64")?;
+    let arm64 = platform::parse("linux/arm64/v8")?;
     let img_amd = image(&amd64, vec![random_bytes(100)]);
     let img_arm = image(&arm64, vec![random_bytes(100)]);
     let repo = Reference::parse(&format!("{}/multi", registry.host()))?;
@@ -24,7 +23,7 @@ fn index_resolves_per_platform_and_lists_platforms_when_missing() -> TestResult 
         let pinned = repo.with_digest(img.manifest_digest.clone());
         client.push_image(
             &pinned,
-            OCI_MANIFEST,
+            &MediaType::ImageManifest,
             &img.manifest,
             &img.blobs,
             &PushOptions::default(),
@@ -32,7 +31,7 @@ fn index_resolves_per_platform_and_lists_platforms_when_missing() -> TestResult 
     }
     let idx = index(&[(&img_amd, &amd64), (&img_arm, &arm64)]);
     let tagged = repo.with_tag("latest")?;
-    let idx_digest = client.push_manifest(&tagged, OCI_INDEX, &idx)?;
+    let idx_digest = client.push_manifest(&tagged, &MediaType::ImageIndex, &idx)?;
 
     let a = client.resolve(&tagged, &amd64)?;
     assert_eq!(a.manifest_digest, img_amd.manifest_digest);
@@ -40,7 +39,7 @@ fn index_resolves_per_platform_and_lists_platforms_when_missing() -> TestResult 
     assert_eq!(a.index_digest.as_ref(), Some(&idx_digest));
 
     // "linux/arm64" without a variant matches the v8 entry.
-    let b = client.resolve(&tagged, &Platform::parse("linux/arm64")?)?;
+    let b = client.resolve(&tagged, &platform::parse("linux/arm64")?)?;
     assert_eq!(b.manifest_digest, img_arm.manifest_digest);
     assert_eq!(b.config, img_arm.config);
 
@@ -49,11 +48,11 @@ fn index_resolves_per_platform_and_lists_platforms_when_missing() -> TestResult 
     assert_eq!(c.manifest_digest, img_arm.manifest_digest);
 
     let raw = client.fetch_manifest_raw(&tagged)?;
-    assert_eq!(raw.media_type, OCI_INDEX);
+    assert_eq!(raw.media_type, MediaType::ImageIndex);
     assert_eq!(raw.bytes, idx);
 
     let err = client
-        .resolve(&tagged, &Platform::parse("linux/s390x")?)
+        .resolve(&tagged, &platform::parse("linux/s390x")?)
         .err()
         .ok_or("a platform the index lacks was resolved")?;
     assert!(matches!(err, Error::PlatformNotFound { .. }), "{err}");
@@ -66,7 +65,7 @@ fn index_resolves_per_platform_and_lists_platforms_when_missing() -> TestResult 
 
 #[test]
 fn docker_manifest_list_and_schema2_manifests_resolve() -> TestResult {
-    use strata_registry::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Digest};
+    use strata_registry::{Digest, docker};
     let registry = Registry::start(None)?;
     let client = Client::new(ClientConfig {
         auth: AuthSource::Anonymous,
@@ -76,15 +75,13 @@ fn docker_manifest_list_and_schema2_manifests_resolve() -> TestResult {
     let mut entries = Vec::new();
     let mut digests = Vec::new();
     for arch in ["amd64", "arm64"] {
-        let platform = Platform::parse(&format!("linux/{arch}"))?;
+        let platform = platform::parse(&format!("linux/{arch}"))?;
         let mut img = image(&platform, vec![random_bytes(64)]);
-        img.blobs[0].descriptor.media_type =
-            "application/vnd.docker.container.image.v1+json".to_string();
-        img.blobs[1].descriptor.media_type =
-            "application/vnd.docker.image.rootfs.diff.tar.gzip".to_string();
+        img.blobs[0].descriptor.set_media_type(docker::config());
+        img.blobs[1].descriptor.set_media_type(docker::layer_gzip());
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": DOCKER_MANIFEST,
+            "mediaType": &docker::manifest(),
             "config": img.blobs[0].descriptor,
             "layers": [img.blobs[1].descriptor],
         }))?;
@@ -92,13 +89,13 @@ fn docker_manifest_list_and_schema2_manifests_resolve() -> TestResult {
         let pinned = repo.with_digest(digest.clone());
         client.push_image(
             &pinned,
-            DOCKER_MANIFEST,
+            &docker::manifest(),
             &manifest,
             &img.blobs,
             &PushOptions::default(),
         )?;
         entries.push(serde_json::json!({
-            "mediaType": DOCKER_MANIFEST,
+            "mediaType": &docker::manifest(),
             "digest": digest,
             "size": manifest.len(),
             "platform": {"os": "linux", "architecture": arch},
@@ -107,19 +104,19 @@ fn docker_manifest_list_and_schema2_manifests_resolve() -> TestResult {
     }
     let list = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST_LIST,
+        "mediaType": &docker::manifest_list(),
         "manifests": entries,
     }))?;
     let tagged = repo.with_tag("v1")?;
-    client.push_manifest(&tagged, DOCKER_MANIFEST_LIST, &list)?;
+    client.push_manifest(&tagged, &docker::manifest_list(), &list)?;
     assert_eq!(
         client.fetch_manifest_raw(&tagged)?.media_type,
-        DOCKER_MANIFEST_LIST
+        docker::manifest_list()
     );
     for (platform, digest, layer) in digests {
         let resolved = client.resolve(&tagged, &platform)?;
-        assert_eq!(resolved.manifest_digest, digest, "{platform}");
-        assert_eq!(resolved.media_type, DOCKER_MANIFEST);
+        assert_eq!(resolved.manifest_digest, digest, "{platform:?}");
+        assert_eq!(resolved.media_type, docker::manifest());
         assert_eq!(resolved.layers, vec![layer]);
     }
     Ok(())

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use common::{Registry, TestResult, image, random_bytes};
 use strata_registry::{
-    AuthSource, BlobAction, BlobSource, Client, ClientConfig, Digest, OCI_MANIFEST, Platform,
-    PushBlob, PushOptions, Reference,
+    AuthSource, BlobAction, BlobSource, Client, ClientConfig, Digest, MediaType, PushBlob,
+    PushOptions, Reference, platform,
 };
 
 fn client() -> Client {
@@ -22,7 +22,7 @@ fn client() -> Client {
 fn push_then_pull_round_trips_and_second_push_skips_every_blob() -> TestResult {
     let registry = Registry::start(None)?;
     let client = client();
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let img = image(
         &platform,
         vec![random_bytes(1000), random_bytes(300_000), random_bytes(5)],
@@ -32,7 +32,7 @@ fn push_then_pull_round_trips_and_second_push_skips_every_blob() -> TestResult {
 
     let first = client.push_image(
         &reference,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &options,
@@ -43,14 +43,14 @@ fn push_then_pull_round_trips_and_second_push_skips_every_blob() -> TestResult {
     let resolved = client.resolve(&reference, &platform)?;
     assert_eq!(resolved.manifest_digest, img.manifest_digest);
     assert_eq!(resolved.manifest_bytes, img.manifest);
-    assert_eq!(resolved.media_type, OCI_MANIFEST);
+    assert_eq!(resolved.media_type, MediaType::ImageManifest);
     assert_eq!(resolved.index_digest, None);
     assert_eq!(resolved.config, img.config);
     assert_eq!(resolved.layers, img.layers);
     for blob in &img.blobs {
         let mut out = Vec::new();
         client.fetch_blob(&reference, &blob.descriptor, &mut out)?;
-        assert_eq!(Digest::of(&out), blob.descriptor.digest);
+        assert_eq!(Digest::of(&out), common::digest(&blob.descriptor)?);
         let BlobSource::Bytes(expected) = &blob.source else {
             return Err("test blobs are in memory".into());
         };
@@ -65,7 +65,7 @@ fn push_then_pull_round_trips_and_second_push_skips_every_blob() -> TestResult {
     let started = Instant::now();
     let second = client.push_image(
         &reference,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &img.manifest,
         &img.blobs,
         &options,
@@ -88,7 +88,7 @@ fn large_blob_goes_up_in_chunks_and_comes_back_intact() -> TestResult {
     let digest = Digest::of(&data);
     client.push_blob(&reference, &digest, data.len() as u64, &mut &data[..])?;
     assert!(client.blob_exists(&reference, &digest)?);
-    let desc = common::descriptor("application/octet-stream", &data);
+    let desc = common::descriptor(MediaType::from("application/octet-stream"), &data);
     let mut out = Vec::new();
     client.fetch_blob(&reference, &desc, &mut out)?;
     assert!(out == data, "the 40 MB blob came back different");
@@ -111,12 +111,12 @@ fn large_blob_goes_up_in_chunks_and_comes_back_intact() -> TestResult {
 fn blobs_in_another_repository_are_mounted() -> TestResult {
     let registry = Registry::start(None)?;
     let client = client();
-    let platform = Platform::parse("linux/amd64")?;
+    let platform = platform::parse("linux/amd64")?;
     let base = image(&platform, vec![random_bytes(200_000)]);
     let base_ref = Reference::parse(&format!("{}/base:1", registry.host()))?;
     client.push_image(
         &base_ref,
-        OCI_MANIFEST,
+        &MediaType::ImageManifest,
         &base.manifest,
         &base.blobs,
         &PushOptions::default(),
@@ -128,7 +128,7 @@ fn blobs_in_another_repository_are_mounted() -> TestResult {
     let mut blobs = derived.blobs.clone();
     blobs.push(shared.clone());
     blobs.push(PushBlob {
-        descriptor: common::descriptor("application/vnd.oci.image.layer.v1.tar", &own),
+        descriptor: common::descriptor(MediaType::ImageLayer, &own),
         source: BlobSource::Bytes(Arc::from(own)),
     });
     let app_ref = Reference::parse(&format!("{}/app:1", registry.host()))?;
@@ -136,15 +136,21 @@ fn blobs_in_another_repository_are_mounted() -> TestResult {
         parallelism: 2,
         mount_from: vec!["base".to_string()],
     };
-    let report = client.push_image(&app_ref, OCI_MANIFEST, &derived.manifest, &blobs, &options)?;
+    let report = client.push_image(
+        &app_ref,
+        &MediaType::ImageManifest,
+        &derived.manifest,
+        &blobs,
+        &options,
+    )?;
     let shared_stat = report
         .blobs
         .iter()
-        .find(|b| b.digest == shared.descriptor.digest)
+        .find(|b| b.digest.as_oci() == shared.descriptor.digest())
         .ok_or("no stat for the shared blob")?;
     assert_eq!(shared_stat.action, BlobAction::Mounted("base".to_string()));
     assert_eq!(report.count(&BlobAction::Uploaded), 2, "{:?}", report.blobs);
-    assert!(client.blob_exists(&app_ref, &shared.descriptor.digest)?);
+    assert!(client.blob_exists(&app_ref, &common::digest(&shared.descriptor)?)?);
     Ok(())
 }
 
@@ -154,7 +160,7 @@ fn missing_manifest_and_blob_name_what_was_missing() -> TestResult {
     let client = client();
     let reference = Reference::parse(&format!("{}/nothing:here", registry.host()))?;
     let err = client
-        .resolve(&reference, &Platform::host())
+        .resolve(&reference, &platform::host())
         .err()
         .ok_or("resolving a missing tag succeeded")?;
     assert!(
@@ -162,12 +168,12 @@ fn missing_manifest_and_blob_name_what_was_missing() -> TestResult {
             .contains(&format!("{}/nothing:here", registry.host())),
         "{err}"
     );
-    let blob = common::descriptor("application/octet-stream", b"absent");
+    let blob = common::descriptor(MediaType::from("application/octet-stream"), b"absent");
     let err = client
         .fetch_blob(&reference, &blob, &mut Vec::new())
         .err()
         .ok_or("fetching a missing blob succeeded")?;
-    assert!(err.to_string().contains(blob.digest.as_str()), "{err}");
-    assert!(!client.blob_exists(&reference, &blob.digest)?);
+    assert!(err.to_string().contains(blob.digest().as_ref()), "{err}");
+    assert!(!client.blob_exists(&reference, &common::digest(&blob)?)?);
     Ok(())
 }

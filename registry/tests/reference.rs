@@ -1,6 +1,6 @@
 //! Reference parsing, compared with what `docker pull` accepts.
 
-use strata_registry::{Platform, Reference};
+use strata_registry::{Reference, platform};
 
 const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -238,19 +238,38 @@ fn invalid_references_are_rejected_naming_the_reference() {
 
 #[test]
 fn platforms_parse_and_match() -> Result<(), Box<dyn std::error::Error>> {
-    let p = Platform::parse("linux/arm64/v8")?;
+    let p = platform::parse("linux/arm64/v8")?;
     assert_eq!(
-        (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()),
-        ("linux", "arm64", Some("v8"))
+        (
+            p.os().to_string(),
+            p.architecture().to_string(),
+            p.variant().as_deref()
+        ),
+        ("linux".to_string(), "arm64".to_string(), Some("v8"))
     );
-    assert!(p.matches(&Platform::parse("linux/arm64")?));
-    assert!(Platform::parse("linux/aarch64")?.matches(&p));
-    assert!(!p.matches(&Platform::parse("linux/amd64")?));
-    assert!(!Platform::parse("linux/arm/v6")?.matches(&Platform::parse("linux/arm/v7")?));
-    assert_eq!(Platform::parse("linux/x86_64")?.to_string(), "linux/amd64");
-    for bad in ["linux", "linux/", "/amd64", "a/b/c/d"] {
-        assert!(Platform::parse(bad).is_err(), "{bad}");
+    assert!(platform::matches(&p, &platform::parse("linux/arm64")?));
+    assert!(platform::matches(&platform::parse("Linux/AArch64")?, &p));
+    assert!(!platform::matches(&p, &platform::parse("linux/amd64")?));
+    assert!(!platform::matches(
+        &platform::parse("linux/arm/v6")?,
+        &platform::parse("linux/arm/v7")?
+    ));
+    // An omitted arm variant is v7, not any.
+    assert!(!platform::matches(
+        &platform::parse("linux/arm")?,
+        &platform::parse("linux/arm/v6")?
+    ));
+    assert_eq!(
+        platform::display(&platform::parse("linux/x86_64")?).to_string(),
+        "linux/amd64"
+    );
+    assert_eq!(
+        platform::display(&platform::parse("linux/arm/V7")?).to_string(),
+        "linux/arm/v7"
+    );
+    for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux//v7", ""] {
+        assert!(platform::parse(bad).is_err(), "{bad}");
     }
-    assert_eq!(Platform::host().os, "linux");
+    assert_eq!(platform::host().os().to_string(), "linux");
     Ok(())
 }

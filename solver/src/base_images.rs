@@ -17,7 +17,7 @@ use oci_spec::image::ImageConfiguration;
 use strata_cache::base_layers::base_layer;
 use strata_cache::layout::digest_of;
 use strata_cache::snapshots::{BlobRef, Hold, LayerRef, Snapshots};
-use strata_cache::{Image, ImageStore, OciLayout, PlatformSelector, docker_extras};
+use strata_cache::{Image, ImageStore, OciLayout, docker_extras};
 use strata_registry::{Client, Platform, Reference};
 
 use crate::graph::ImageSource;
@@ -53,7 +53,7 @@ impl std::fmt::Debug for RegistryPull {
 pub struct LocalImages {
     store: ImageStore,
     snapshots: Snapshots,
-    platform: PlatformSelector,
+    platform: Platform,
     /// Images resolved so far, by manifest digest.
     resolved: Mutex<HashMap<String, Image>>,
     /// Base layers in use, kept from prune.
@@ -65,11 +65,7 @@ pub struct LocalImages {
 
 impl LocalImages {
     /// Images of `store`; layers unpacked into the snapshots of state root `root`.
-    pub fn new(
-        store: ImageStore,
-        root: &Path,
-        platform: PlatformSelector,
-    ) -> Result<Self, ImageError> {
+    pub fn new(store: ImageStore, root: &Path, platform: Platform) -> Result<Self, ImageError> {
         Ok(LocalImages {
             store,
             snapshots: Snapshots::open(root.join("snapshots"))?,
@@ -139,7 +135,8 @@ impl LocalImages {
             return Ok(None);
         }
         let bytes = content.read(&digest)?;
-        let desc = manifest_descriptor(&bytes, &digest)?;
+        let desc = strata_registry::manifest_descriptor(&bytes, &digest)
+            .map_err(|e| ImageError::Invalid(format!("manifest {digest}: {e}")))?;
         let Ok(image) = self.store.layout().image(&desc, &self.platform) else {
             return Ok(None);
         };
@@ -267,27 +264,6 @@ impl BaseLayers for LocalImages {
             })
             .collect()
     }
-}
-
-/// The descriptor of a manifest or index stored under `digest`, its media
-/// type read from the JSON (an index has `manifests`).
-fn manifest_descriptor(
-    bytes: &[u8],
-    digest: &strata_registry::Digest,
-) -> Result<oci_spec::image::Descriptor, ImageError> {
-    let invalid =
-        |e: &dyn std::fmt::Display| ImageError::Invalid(format!("manifest {digest}: {e}"));
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
-    let media_type = match v.get("mediaType").and_then(|m| m.as_str()) {
-        Some(m) => m.to_string(),
-        None if v.get("manifests").is_some() => oci_spec::image::MediaType::ImageIndex.to_string(),
-        None => oci_spec::image::MediaType::ImageManifest.to_string(),
-    };
-    Ok(oci_spec::image::Descriptor::new(
-        oci_spec::image::MediaType::from(media_type.as_str()),
-        bytes.len() as u64,
-        digest.as_oci().clone(),
-    ))
 }
 
 /// The parts of an image's config a stage builds on.

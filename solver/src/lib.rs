@@ -14,7 +14,6 @@ pub mod graph;
 mod image_config;
 pub mod ops;
 mod path;
-mod platform;
 mod progress;
 mod pull;
 mod schedule;
@@ -26,7 +25,6 @@ pub use graph::{
     BuildGraph, CacheKey, EdgeRole, Input, NetworkMode, Op, Origin, SourceSpan, Vertex, VertexId,
 };
 pub use image_config::{Healthcheck, HistoryEntry, ImageConfig};
-pub use platform::Platform;
 pub use progress::{BuildWarning, ChannelSink, ProgressEvent, ProgressSink, Stream};
 pub use pull::{PullError, Pulled, human_size, pull};
 pub use schedule::{CancelFlag, Executor, Job, JobLog, OpError, ScheduleError, Scheduler};

@@ -7,9 +7,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use oci_spec::image::{Descriptor as OciDescriptor, MediaType};
 use strata_cache::{ImageStore, ImageStoreError, StoreError};
-use strata_registry::{Client, Descriptor, Platform, Reference};
+use strata_registry::{Client, Descriptor, Digest, Platform, Reference, manifest_descriptor};
 
 /// Layer downloads at the same time.
 const PARALLEL_BLOBS: usize = 4;
@@ -65,7 +64,7 @@ impl PullError {
 #[derive(Debug, Clone)]
 pub struct Pulled {
     /// The image manifest's descriptor, as tagged in the store.
-    pub manifest: OciDescriptor,
+    pub manifest: Descriptor,
     /// The normalized name it was tagged under.
     pub name: String,
     /// Blobs downloaded (config and layers; the rest were already local).
@@ -98,19 +97,16 @@ pub fn pull(
     };
     let mut blobs: Vec<&Descriptor> = vec![&resolved.config];
     blobs.extend(resolved.layers.iter());
+    // The client checked that every blob digest is a sha256.
     let missing: Vec<&Descriptor> = blobs
         .into_iter()
-        .filter(|d| !content.has(&d.digest))
+        .filter(|d| !Digest::try_from(d.digest()).is_ok_and(|d| content.has(&d)))
         .collect();
     fetch_all(store, client, &reference, &missing, name, progress)?;
     let digest = content
         .put(&resolved.manifest_bytes)
         .map_err(store_err(resolved.manifest_digest.as_str()))?;
-    let manifest = manifest_descriptor(
-        &resolved.media_type,
-        resolved.manifest_bytes.len() as u64,
-        &digest,
-    );
+    let manifest = manifest_descriptor(&resolved.manifest_bytes, &digest)?;
     let tagged = store
         .tag(name, &manifest)
         .map_err(|source| PullError::Tag {
@@ -121,7 +117,7 @@ pub fn pull(
         manifest,
         name: tagged,
         fetched: missing.len(),
-        bytes: missing.iter().map(|d| d.size).sum(),
+        bytes: missing.iter().map(|d| d.size()).sum(),
     })
 }
 
@@ -150,8 +146,8 @@ fn fetch_all(
                     match fetch_one(store, client, reference, blob, name) {
                         Ok(()) => progress(&format!(
                             "pulling {} {}",
-                            short(blob.digest.as_str()),
-                            human_size(blob.size)
+                            short(blob.digest().as_ref()),
+                            human_size(blob.size())
                         )),
                         Err(e) => {
                             if let Ok(mut slot) = first_error.lock() {
@@ -179,24 +175,17 @@ fn fetch_one(
     blob: &Descriptor,
     name: &str,
 ) -> Result<(), PullError> {
+    let digest = Digest::try_from(blob.digest()).map_err(strata_registry::Error::from)?;
     let err = |source| PullError::Store {
         reference: name.to_string(),
-        digest: blob.digest.to_string(),
+        digest: digest.to_string(),
         source,
     };
     let mut writer = store.content().writer().map_err(err)?;
     // On error the writer is dropped and its temporary file removed.
     client.fetch_blob(reference, blob, &mut writer)?;
-    writer.commit(Some(&blob.digest)).map_err(err)?;
+    writer.commit(Some(&digest)).map_err(err)?;
     Ok(())
-}
-
-fn manifest_descriptor(
-    media_type: &str,
-    size: u64,
-    digest: &strata_registry::Digest,
-) -> OciDescriptor {
-    OciDescriptor::new(MediaType::from(media_type), size, digest.as_oci().clone())
 }
 
 /// `sha256:0123456789ab…`.

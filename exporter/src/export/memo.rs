@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-use strata_cache::{ImageStore, PlatformSelector};
+use strata_cache::ImageStore;
 use strata_registry::Digest;
+use strata_registry::{MediaType, Platform};
 use strata_solver::ImageConfig;
 use strata_solver::ops::Layer;
 
@@ -30,7 +31,7 @@ pub(crate) struct ImageRequest<'a> {
     /// Where packed layers are remembered (`$STRATA_ROOT/layer-blobs`).
     pub memo_dir: PathBuf,
     /// The platform the image's config names (`--platform`, else the host's).
-    pub platform: PlatformSelector,
+    pub platform: Platform,
 }
 
 /// A packed layer, remembered by snapshot.
@@ -39,7 +40,7 @@ struct MemoBlob {
     digest: String,
     diff_id: String,
     size: u64,
-    media_type: String,
+    media_type: MediaType,
 }
 
 fn blake3_hex(s: &str) -> String {
@@ -119,7 +120,7 @@ pub(crate) fn write_image(req: &ImageRequest<'_>) -> Result<ImageRef, ExportErro
                 digest: parse_digest(&b.digest)?,
                 diff_id: parse_digest(&b.diff_id)?,
                 size: b.size,
-                media_type: b.media_type.clone(),
+                media_type: MediaType::from(b.media_type.as_str()),
             }),
             (None, Some(blob)) => Ok(blob),
             (None, None) => Err(ExportError::InvalidImage(
@@ -150,11 +151,8 @@ pub(crate) fn write_image(req: &ImageRequest<'_>) -> Result<ImageRef, ExportErro
     if history.iter().filter(|h| !h.empty_layer).count() != layers.len() {
         history.clear();
     }
-    let platform = req.platform.clone();
     let input = ImageInput {
-        architecture: platform.architecture,
-        os: platform.os,
-        variant: platform.variant,
+        platform: req.platform.clone(),
         created: Some(created),
         config: config::to_json(req.config),
         history,

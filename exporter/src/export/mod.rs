@@ -8,7 +8,6 @@ mod push;
 
 use std::path::PathBuf;
 
-use oci_spec::image::{Descriptor, MediaType};
 use strata_registry::{Client, PushReport, Reference};
 use strata_solver::Solved;
 
@@ -100,14 +99,14 @@ pub fn export(solved: &Solved, req: ExportRequest<'_>) -> Result<Exported, Expor
         platform: solved.platform.clone(),
     })?;
     (req.progress)(ExportEvent::ImageWritten(image.config_digest.to_string()));
-    let desc = manifest_descriptor(&image);
+    let desc = &image.manifest;
     let mut names = Vec::new();
     let image_names = req.outputs.iter().flat_map(|o| match o {
         Output::Image { names, .. } => names.as_slice(),
         _ => &[],
     });
     for name in req.tags.iter().chain(image_names) {
-        let tagged = store.tag(name, &desc).map_err(|source| ExportError::Tag {
+        let tagged = store.tag(name, desc).map_err(|source| ExportError::Tag {
             name: name.clone(),
             source,
         })?;
@@ -122,7 +121,7 @@ pub fn export(solved: &Solved, req: ExportRequest<'_>) -> Result<Exported, Expor
     if !pushes.is_empty() {
         (req.progress)(ExportEvent::Pushing);
         for name in pushes {
-            let report = push(store, &req.registry, &name, &desc)?;
+            let report = push(store, &req.registry, &name, desc)?;
             (req.progress)(ExportEvent::Pushed(describe_push(&name, &report)));
             pushed.push((name, report));
         }
@@ -182,13 +181,4 @@ fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), ExportError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// The OCI descriptor of an image's manifest.
-fn manifest_descriptor(image: &ImageRef) -> Descriptor {
-    Descriptor::new(
-        MediaType::from(image.manifest_media_type.as_str()),
-        image.manifest_size,
-        image.manifest_digest.as_oci().clone(),
-    )
 }

@@ -116,7 +116,7 @@ pub(crate) fn write(
     match output {
         Output::Image { .. } => Ok(()),
         Output::Oci(dest) => {
-            output::oci_archive(content, &[(image.manifest(), tags.to_vec())], dest)
+            output::oci_archive(content, &[(image.manifest.clone(), tags.to_vec())], dest)
         }
         Output::Docker(dest) => output::docker_archive(content, &image.manifest_digest, tags, dest),
         Output::Local(dest) => output::local_dir(&dirs, dest),

@@ -2,11 +2,10 @@
 //! needs (skipping what the registry has, mounting what another repository
 //! of the same registry has), then the manifest.
 
-use oci_spec::image::Descriptor as OciDescriptor;
-use strata_cache::{ImageStore, PlatformSelector};
+use strata_cache::ImageStore;
 use strata_registry::{
     BlobAction, BlobSource, Client, Descriptor, Digest, PushBlob, PushOptions, PushReport,
-    Reference,
+    Reference, platform,
 };
 
 use crate::ExportError;
@@ -16,12 +15,12 @@ pub fn push(
     store: &ImageStore,
     client: &Client,
     name: &str,
-    manifest: &OciDescriptor,
+    manifest: &Descriptor,
 ) -> Result<PushReport, ExportError> {
     let reference = Reference::parse(name)?;
     let image = store
         .layout()
-        .image(manifest, &PlatformSelector::host())
+        .image(manifest, &platform::host())
         .map_err(|source| ExportError::Layout {
             name: name.to_string(),
             source,
@@ -32,17 +31,10 @@ pub fn push(
         let digest = Digest::try_from(d.digest())
             .map_err(|e| ExportError::InvalidImage(format!("{name}: {e}")))?;
         blobs.push(PushBlob {
-            descriptor: Descriptor {
-                media_type: d.media_type().to_string(),
-                digest: digest.clone(),
-                size: d.size(),
-                platform: None,
-                annotations: None,
-            },
+            descriptor: d.clone(),
             source: BlobSource::Path(content.blob_path(&digest)),
         });
     }
-    let media_type = image.descriptor.media_type().to_string();
     let layers: Vec<String> = image
         .manifest
         .layers()
@@ -55,7 +47,7 @@ pub fn push(
     };
     Ok(client.push_image(
         &reference,
-        &media_type,
+        image.descriptor.media_type(),
         &image.manifest_bytes,
         &blobs,
         &options,
@@ -82,7 +74,7 @@ fn mount_sources(store: &ImageStore, target: &Reference, layers: &[String]) -> V
         }
         let shares = store
             .layout()
-            .image(&desc, &PlatformSelector::host())
+            .image(&desc, &platform::host())
             .is_ok_and(|img| {
                 img.manifest
                     .layers()

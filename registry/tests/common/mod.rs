@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[allow(unused_imports)]
 pub use strata_fixtures::registry::{Registry, free_port};
-use strata_registry::{
-    BlobSource, Descriptor, Digest, OCI_INDEX, OCI_MANIFEST, Platform, PushBlob,
-};
+use strata_registry::{BlobSource, Descriptor, Digest, MediaType, Platform, PushBlob};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -42,33 +40,32 @@ pub struct TestImage {
     pub blobs: Vec<PushBlob>,
 }
 
-pub fn descriptor(media_type: &str, data: &[u8]) -> Descriptor {
-    Descriptor {
-        media_type: media_type.to_string(),
-        digest: Digest::of(data),
-        size: data.len() as u64,
-        platform: None,
-        annotations: None,
-    }
+pub fn descriptor(media_type: MediaType, data: &[u8]) -> Descriptor {
+    Descriptor::new(media_type, data.len() as u64, Digest::of(data))
+}
+
+/// The strata digest of a descriptor (all of these tests' are sha256).
+pub fn digest(d: &Descriptor) -> Result<Digest, strata_registry::InvalidDigest> {
+    Digest::try_from(d.digest())
 }
 
 /// An image for `platform` whose layers are these byte strings.
 pub fn image(platform: &Platform, layers: Vec<Vec<u8>>) -> TestImage {
     let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": platform.architecture,
-        "os": platform.os,
+        "architecture": platform.architecture(),
+        "os": platform.os(),
         "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| Digest::of(l).to_string()).collect::<Vec<_>>()},
         "config": {"Env": [format!("NONCE={}", Digest::of(&random_bytes(16)))]},
     }))
     .unwrap_or_default();
-    let config_desc = descriptor("application/vnd.oci.image.config.v1+json", &config);
+    let config_desc = descriptor(MediaType::ImageConfig, &config);
     let layer_descs: Vec<Descriptor> = layers
         .iter()
-        .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
+        .map(|l| descriptor(MediaType::ImageLayer, l))
         .collect();
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
+        "mediaType": &MediaType::ImageManifest,
         "config": config_desc,
         "layers": layer_descs,
     }))
@@ -98,7 +95,7 @@ pub fn index(entries: &[(&TestImage, &Platform)]) -> Vec<u8> {
         .iter()
         .map(|(img, p)| {
             serde_json::json!({
-                "mediaType": OCI_MANIFEST,
+                "mediaType": &MediaType::ImageManifest,
                 "digest": img.manifest_digest.to_string(),
                 "size": img.manifest.len(),
                 "platform": p,
@@ -107,7 +104,7 @@ pub fn index(entries: &[(&TestImage, &Platform)]) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
+        "mediaType": &MediaType::ImageIndex,
         "manifests": manifests,
     }))
     .unwrap_or_default()

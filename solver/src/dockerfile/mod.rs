@@ -31,10 +31,10 @@ use std::sync::Arc;
 
 use strata_parser::shell::{Env, ExpandError, Lexer};
 use strata_parser::{Dockerfile, Instruction, InstructionKind, Span};
+use strata_registry::{Platform, platform};
 
 use crate::graph::{BuildGraph, NetworkMode, VertexId};
 use crate::image_config::ImageConfig;
-use crate::platform::Platform;
 use crate::sources::{ContextFiles, ImageResolver};
 
 pub(crate) use checks::secrets_in_arg_or_env;
@@ -104,7 +104,7 @@ pub fn lower(df: &Dockerfile, src: &str, opts: &LowerOptions) -> Result<Lowered,
     if df.stages.is_empty() {
         return Err(LowerError::NoStage);
     }
-    let host = Platform::host();
+    let host = platform::host();
     let target_platform = opts.platform.clone().unwrap_or_else(|| host.clone());
     let mut l = Lowerer {
         src,

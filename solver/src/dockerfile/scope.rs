@@ -21,7 +21,7 @@ use strata_parser::shell::Env;
 
 use super::stages::StageState;
 use super::{LowerError, Lowerer};
-use crate::platform::Platform;
+use strata_registry::{Platform, platform};
 
 /// ARGs usable in every stage without declaration, when given with `--build-arg`.
 const PROXY_ARGS: [&str; 8] = [
@@ -68,10 +68,16 @@ fn fits<'a>(
 pub fn platform_args(build: &Platform, target: &Platform) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (prefix, p) in [("BUILD", build), ("TARGET", target)] {
-        out.push((format!("{prefix}PLATFORM"), p.to_string()));
-        out.push((format!("{prefix}OS"), p.os.clone()));
-        out.push((format!("{prefix}ARCH"), p.arch.clone()));
-        out.push((format!("{prefix}VARIANT"), p.variant.clone()));
+        out.push((
+            format!("{prefix}PLATFORM"),
+            platform::display(p).to_string(),
+        ));
+        out.push((format!("{prefix}OS"), p.os().to_string()));
+        out.push((format!("{prefix}ARCH"), p.architecture().to_string()));
+        out.push((
+            format!("{prefix}VARIANT"),
+            p.variant().clone().unwrap_or_default(),
+        ));
     }
     out
 }
@@ -379,7 +385,7 @@ mod tests {
 
     #[test]
     fn platform_args_are_predefined() {
-        let args = platform_args(&Platform::host(), &Platform::host());
+        let args = platform_args(&platform::host(), &platform::host());
         assert!(args.iter().any(|(k, _)| k == "TARGETARCH"));
         assert!(args.iter().any(|(k, _)| k == "BUILDPLATFORM"));
     }

@@ -72,9 +72,6 @@ pub enum SolveError {
         #[source]
         source: std::io::Error,
     },
-    /// The platform has no registry or index spelling.
-    #[error(transparent)]
-    Platform(strata_registry::Error),
     /// A step failed.
     #[error("failed to solve: step {}: {}", .0.name, .0.error)]
     Step(Box<StepFailure>),

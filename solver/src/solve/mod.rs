@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 
 use strata_cache::snapshots::Hold;
-use strata_cache::{BuildLease, ImageStore, PlatformSelector};
+use strata_cache::{BuildLease, ImageStore};
+use strata_registry::{Platform, platform};
 use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime, private_mount_namespace};
 
 use crate::base_images::{LocalImages, RegistryPull};
@@ -23,7 +24,6 @@ use crate::explain;
 use crate::image_config::ImageConfig;
 use crate::ops::context::ContextDigests;
 use crate::ops::{Stack, StackExecutor};
-use crate::platform::Platform;
 use crate::progress::{ChannelSink, ProgressEvent, ProgressSink};
 use crate::schedule::{ScheduleError, Scheduler};
 use crate::{Op, VertexId};
@@ -39,7 +39,7 @@ pub struct Solved {
     /// The target stage's image config.
     pub config: ImageConfig,
     /// The platform the image is for.
-    pub platform: PlatformSelector,
+    pub platform: Platform,
     /// With `explain`: one line per step that ran, saying why it could not
     /// reuse the previous build.
     pub explain: Option<Vec<String>>,
@@ -83,7 +83,7 @@ pub fn solve(req: BuildRequest, sink: &dyn ProgressSink) -> Result<Solved, Solve
 struct Built {
     lowered: Lowered,
     stack: Stack,
-    platform: PlatformSelector,
+    platform: Platform,
     store: ImageStore,
     no_cache: Vec<VertexId>,
     explain_path: PathBuf,
@@ -164,9 +164,10 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
     let store = ImageStore::open(root.join("store"))?;
     // Held for the whole build: prune leaves alone what a running build uses.
     let lease = BuildLease::acquire(root).map_err(SolveError::Lease)?;
-    let (selector, pulls) = platforms(req.platform.as_ref(), req.pull, req.registry, &events)?;
+    let platform = req.platform.clone().unwrap_or_else(platform::host);
+    let pulls = registry_pull(platform.clone(), req.pull, req.registry, &events);
     let images = Arc::new(
-        LocalImages::new(store.clone(), root, selector.clone())
+        LocalImages::new(store.clone(), root, platform.clone())
             .map_err(|e| SolveError::Images(Box::new(e)))?
             .with_registry(pulls)
             .with_decompression_limit(req.decompression_limit),
@@ -262,7 +263,7 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
         explain: req.explain,
         lowered,
         stack,
-        platform: selector,
+        platform,
         store,
         no_cache,
         holds,
@@ -270,34 +271,20 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
     })
 }
 
-/// The platform base images are chosen for, and how missing ones are pulled.
-fn platforms(
-    platform: Option<&Platform>,
+/// How base images missing from the store are pulled, for `platform`.
+fn registry_pull(
+    platform: Platform,
     always: bool,
     client: strata_registry::Client,
     events: &ChannelSink,
-) -> Result<(PlatformSelector, RegistryPull), SolveError> {
-    let (selector, platform) = match platform {
-        None => (PlatformSelector::host(), strata_registry::Platform::host()),
-        Some(p) => {
-            let text = p.to_string();
-            let platform = strata_registry::Platform::parse(&text).map_err(SolveError::Platform)?;
-            let selector = PlatformSelector::parse(&text).ok_or_else(|| {
-                SolveError::Platform(strata_registry::Error::InvalidPlatform {
-                    platform: text.clone(),
-                })
-            })?;
-            (selector, platform)
-        }
-    };
+) -> RegistryPull {
     let events = events.clone();
-    let pull = RegistryPull {
+    RegistryPull {
         client,
         platform,
         always,
         progress: Box::new(move |line| events.send(ProgressEvent::Message(line.to_string()))),
-    };
-    Ok((selector, pull))
+    }
 }
 
 /// The vertices `--no-cache` or `--no-cache-filter` say must run.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::dockerfile::{BuildArgs, NamedContext};
 use crate::graph::NetworkMode;
-use crate::platform::Platform;
+use strata_registry::Platform;
 
 /// The default of [`BuildRequest::decompression_limit`]: 100 GiB. Real
 /// layers and archives stay far below it (the largest base images, CUDA and
