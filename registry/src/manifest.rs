@@ -1,12 +1,11 @@
 //! Manifests, indexes and descriptors (OCI and Docker v2 schema 2) in
 //! oci-spec's types, and the Docker media types oci-spec has no variant for.
 
-use oci_spec::image::{Descriptor, MediaType};
+use oci_spec::image::{Descriptor, MediaType, Platform};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::platform;
-use oci_spec::image::Platform;
 
 /// Docker v2 schema 2 media types. oci-spec has no variant for them, so
 /// each is a [`MediaType::Other`], spelled here and nowhere else.
