@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::dockerfile::{BuildArgs, NamedContext};
-use crate::graph::NetworkMode;
+use strata_parser::NetworkMode;
+
+use crate::dockerfile::{BuildArgs, Entitlements, NamedContext};
 use crate::platform::Platform;
 
 /// The default of [`BuildRequest::decompression_limit`]: 100 GiB. Real
@@ -50,6 +51,8 @@ pub struct BuildRequest {
     pub build_contexts: Vec<NamedContext>,
     /// Network of RUN steps without `--network`.
     pub network: NetworkMode,
+    /// `--allow`: host networking and insecure steps, refused without them.
+    pub entitlements: Entitlements,
     /// The runtime of RUN steps.
     pub runtime: RuntimeChoice,
     /// Run every step, reusing nothing (results are still recorded).
