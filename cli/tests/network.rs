@@ -7,12 +7,13 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use strata_fixtures::network::{
     AbstractCanary, CANARY_BODY, INTERNET_BODY, Internet, LoopbackCanary, abstract_probe,
 };
 
-use crate::common::{Env, R, Res};
+use crate::common::{Env, R, Res, procs};
 
 const RUNTIMES: [&str; 3] = ["builtin", "runc", "crun"];
 
@@ -113,8 +114,12 @@ fn host_networking_needs_its_entitlement() -> R {
     let refused = env.build_command(&ctx, &[])?.output()?;
     let err = &refused.stderr;
     assert_eq!(refused.code, Some(2), "{err}");
-    assert!(err.contains("Dockerfile:3"), "the line is named: {err}");
-    assert!(err.contains('^'), "a caret points at the flag: {err}");
+    assert!(err.contains("Dockerfile:3:5]"), "the line is named: {err}");
+    // miette's caret: the flag underlined, pointing down to "here".
+    assert!(
+        err.contains("·     ───────┬──────\n") && err.contains("╰── here"),
+        "the flag is underlined: {err}"
+    );
     assert!(err.contains("RUN --network=host"), "{err}");
     assert!(
         err.contains("--allow network.host"),
@@ -153,7 +158,8 @@ fn insecure_steps_need_their_entitlement() -> R {
     let refused = env.build_command(&ctx, &[])?.output()?;
     let err = &refused.stderr;
     assert_eq!(refused.code, Some(2), "{err}");
-    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("Dockerfile:2:5]"), "{err}");
+    assert!(err.contains("╰── here"), "{err}");
     assert!(err.contains("RUN --security=insecure"), "{err}");
     assert!(err.contains("--allow security.insecure"), "{err}");
 
@@ -192,5 +198,42 @@ fn unknown_entitlements_are_refused() -> R {
         .output()?;
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("network.everything"), "{}", out.stderr);
+    Ok(())
+}
+
+#[test]
+fn the_nat_helper_dies_with_a_killed_strata() -> R {
+    let env = Env::new()?;
+    let ctx = env.context("killed", "FROM busybox\nRUN echo started && sleep 5\n")?;
+    // A killed build's sandbox folder lands here, inside the test's folder.
+    let tmp = env.path("tmp");
+    fs::create_dir_all(&tmp)?;
+    let mut child = env
+        .build_command(&ctx, &["--no-cache"])?
+        .env("TMPDIR", &tmp)
+        .spawn()?;
+    // slirp4netns names its namespace through strata's descriptor: /proc/<strata>/fd/N.
+    let needle = format!("/proc/{}/fd/", child.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let helpers = loop {
+        let found = procs::with_arg(&needle)?;
+        if !found.is_empty() || Instant::now() > deadline || child.try_wait()?.is_some() {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let killed = child.kill();
+    child.wait()?;
+    killed?;
+    let [helper] = helpers[..] else {
+        return Err(format!("expected one slirp4netns serving the step, found {helpers:?}").into());
+    };
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    while fs::metadata(format!("/proc/{helper}")).is_ok() {
+        if Instant::now() > gone_by {
+            return Err(format!("slirp4netns {helper} outlived the killed strata").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
