@@ -15,6 +15,11 @@
 //! cgroup ([`crate::cgroup`]) in `pre_exec`, before it execs, and everything it forks
 //! inherits it. That cgroup is what keeps the layers' device nodes closed under crun, which
 //! bind-remounts the root it is given without `nodev`.
+//!
+//! Network: for [`crate::Network::Private`] we make the namespace and start its slirp4netns
+//! ([`crate::network`]) before the runtime, and the spec names it by path
+//! (`/proc/<our pid>/fd/<n>`) for the runtime to join; the helper is stopped once the
+//! container is deleted.
 
 mod config;
 
