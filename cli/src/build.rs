@@ -9,9 +9,9 @@ use std::sync::mpsc;
 use strata_exporter::{
     Compression, CompressionKind, ExportEvent, ExportRequest, Output, check_request, export,
 };
-use strata_solver::NetworkMode;
 use strata_solver::{BuildArgs as SolverBuildArgs, dockerfile_path, parse_build_context};
 use strata_solver::{BuildRequest, ChannelSink, RuntimeChoice, SolveError, solve};
+use strata_solver::{Entitlement, Entitlements, NetworkMode};
 
 use crate::diagnostic::render_step_failure;
 use crate::exit::{EXIT_OK, EXIT_USAGE, Failure, solve_failure};
@@ -35,9 +35,15 @@ pub struct BuildArgs {
     /// `NAME=oci-layout:///path[:tag]` replacing a FROM or --from name.
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
-    /// Network for RUN: default (the host's), none or host.
+    /// Network for RUN: default (a private network with outbound access, through
+    /// slirp4netns, that cannot reach the host's loopback), none (loopback only) or
+    /// host (the host's network; needs --allow network.host).
     #[arg(long, default_value = "default")]
     pub network: String,
+    /// Allow an entitlement: network.host (--network=host, RUN --network=host) or
+    /// security.insecure (RUN --security=insecure: no seccomp filter, every capability).
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    pub allow: Vec<String>,
     /// Also write the image elsewhere: type=oci|docker|tar,dest=FILE or
     /// type=local,dest=DIR (a bare path means type=local).
     #[arg(short = 'o', long = "output")]
@@ -165,6 +171,11 @@ fn request(
             )));
         }
     };
+    let entitlements = args
+        .allow
+        .iter()
+        .map(|name| name.parse().map_err(|e| usage(format!("--allow: {e}"))))
+        .collect::<Result<Vec<Entitlement>, _>>()?;
     let build_contexts = args
         .build_contexts
         .iter()
@@ -186,6 +197,7 @@ fn request(
         platform,
         build_contexts,
         network,
+        entitlements: Entitlements::new(entitlements),
         runtime: runtime(&args.runtime)?,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),

@@ -421,10 +421,16 @@ fn programs_above_a_step(env: &Env, rt: &str) -> Res<Vec<PathBuf>> {
     let gate = Gate::start()?;
     let ctx = env.context(
         &format!("which-{rt}"),
-        &format!("FROM busybox\nRUN wget -q -O /gate.txt {}\n", gate.url()),
+        &format!(
+            "FROM busybox\nRUN --network=host wget -q -O /gate.txt {}\n",
+            gate.url()
+        ),
     )?;
     let mut child = env
-        .build_command(&ctx, &["--runtime", rt, "--no-cache"])?
+        .build_command(
+            &ctx,
+            &["--runtime", rt, "--no-cache", "--allow", "network.host"],
+        )?
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let found = loop {

@@ -1,5 +1,6 @@
 //! `strata build` options seen in what they change: `--network` in the
-//! interfaces a RUN step sees, `--compression` and `--compression-level` in
+//! interfaces a RUN step sees (the private default, none, and host with its
+//! entitlement; `network` has the reachability checks), `--compression` and `--compression-level` in
 //! the layers' media types and bytes, checked with gzip, zstd and tar.
 
 use std::collections::BTreeSet;
@@ -20,27 +21,35 @@ fn interfaces(net_dev: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn network_none_has_only_loopback_and_host_sees_the_hosts_interfaces() -> R {
+fn network_none_has_only_loopback_default_is_private_and_host_sees_the_hosts_interfaces() -> R {
     let env = Env::new()?;
     let host = interfaces(&fs::read_to_string("/proc/net/dev")?);
     assert!(
-        host.iter().any(|i| i != "lo"),
+        host.iter().any(|i| i != "lo" && i != "tap0"),
         "this machine has no interface but lo ({host:?}): the test cannot tell host from none"
     );
     let ctx = env.context("net", "FROM busybox\nRUN cat /proc/net/dev > /net.txt\n")?;
-    let seen = |mode: &str| -> Res<BTreeSet<String>> {
-        let dest = env.path(&format!("out-{mode}"));
+    let seen = |flags: &[&str]| -> Res<BTreeSet<String>> {
+        let dest = env.path(&format!("out-{}", flags.join("_")));
         let out = format!("type=local,dest={}", dest.display());
-        let network = format!("--network={mode}");
-        env.build(&ctx, &[&network, "--no-cache", "-o", &out])?;
+        let mut args = vec!["--no-cache", "-o", &out];
+        args.extend_from_slice(flags);
+        env.build(&ctx, &args)?;
         Ok(interfaces(&fs::read_to_string(dest.join("net.txt"))?))
     };
-    assert_eq!(seen("none")?, BTreeSet::from(["lo".to_string()]));
-    assert_eq!(seen("host")?, host);
     assert_eq!(
-        seen("default")?,
-        host,
-        "RUN uses the host's network by default"
+        seen(&["--network=none"])?,
+        BTreeSet::from(["lo".to_string()])
+    );
+    assert_eq!(seen(&["--network=host", "--allow", "network.host"])?, host);
+    assert_eq!(
+        seen(&["--network=default"])?,
+        BTreeSet::from(["lo".to_string(), "tap0".to_string()]),
+        "RUN's default network is its own: lo and slirp4netns's tap0"
+    );
+    assert_eq!(
+        seen(&[])?,
+        BTreeSet::from(["lo".to_string(), "tap0".to_string()])
     );
     Ok(())
 }

@@ -37,6 +37,7 @@ fn solve_and_export_give_the_image_strata_build_gives() -> R {
             platform: None,
             build_contexts: vec![parse_build_context(&env.base)?],
             network: NetworkMode::Default,
+            entitlements: Default::default(),
             runtime: RuntimeChoice::Builtin,
             no_cache: false,
             no_cache_filter: Vec::new(),

@@ -18,6 +18,7 @@ mod hostile_text;
 mod layers;
 mod library_api;
 mod names;
+mod network;
 mod registry_e2e;
 
 /// `autotests = false` (cli/Cargo.toml): a file of tests/ that no `mod`

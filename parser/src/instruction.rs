@@ -53,18 +53,37 @@ pub enum Command {
     Shell(String),
 }
 
-/// `RUN --network`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `RUN --network` and the build's `--network`: the one network-mode type of the
+/// workspace (the solver's graph carries it; the sandbox has its own `Network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum NetworkMode {
+    /// A private network namespace with outbound access (BuildKit's default).
+    #[default]
     Default,
+    /// A network namespace with loopback only.
     None,
+    /// The host's network namespace (an entitlement).
     Host,
 }
 
+impl NetworkMode {
+    /// The flag's spelling (`default`, `none`, `host`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Default => "default",
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        }
+    }
+}
+
 /// `RUN --security`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum Security {
+    /// The sandbox's confinement (the default).
+    #[default]
     Sandbox,
+    /// No seccomp filter and every capability (an entitlement).
     Insecure,
 }
 

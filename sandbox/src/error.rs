@@ -75,6 +75,14 @@ pub enum SandboxError {
         /// What went wrong.
         message: String,
     },
+    /// The helper serving a step's private network (slirp4netns) is missing or failed.
+    #[error("{helper}: {message}")]
+    NetworkHelper {
+        /// The helper's binary name.
+        helper: &'static str,
+        /// What went wrong, with what it printed.
+        message: String,
+    },
     /// An OCI runtime binary failed outside the container process.
     #[error("{runtime}: {message}")]
     OciRuntime {

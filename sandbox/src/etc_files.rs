@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::SandboxError;
+use crate::{Network, SandboxError, network};
 
 /// Paths (inside the root, without the leading `/`) of the generated files and where their
 /// content is on the host.
@@ -15,12 +15,17 @@ pub(crate) struct EtcFiles {
 pub(crate) const TARGETS: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
 impl EtcFiles {
-    /// Writes the three files into `dir` (mode 0644) for a sandbox named `hostname`.
-    pub(crate) fn write(dir: &Path, hostname: &str) -> Result<Self, SandboxError> {
+    /// Writes the three files into `dir` (mode 0644) for a sandbox named `hostname` on
+    /// `net`.
+    pub(crate) fn write(dir: &Path, hostname: &str, net: Network) -> Result<Self, SandboxError> {
         let hosts =
             format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         // A host without resolv.conf gives the sandbox an empty one, as Docker does.
         let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = match net {
+            Network::Private => network::resolv_conf(&resolv),
+            Network::Host | Network::None => resolv,
+        };
         let contents = [hosts, format!("{hostname}\n"), resolv];
         let mut binds = Vec::new();
         for (target, content) in TARGETS.iter().zip(contents) {

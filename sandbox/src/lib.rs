@@ -16,6 +16,7 @@ mod cgroup;
 mod docker_paths;
 mod error;
 mod etc_files;
+mod network;
 mod oci;
 mod output;
 mod overlay;
@@ -47,7 +48,11 @@ pub struct RootFs {
 /// The network a step sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
-    /// The host's network namespace (Docker's default for RUN).
+    /// A new network namespace with `lo` and outbound NAT through slirp4netns, which does
+    /// not reach the host's loopback (Docker's default for RUN). The helper lives exactly
+    /// as long as the run.
+    Private,
+    /// The host's network namespace (needs the build's `network.host` entitlement).
     Host,
     /// A new network namespace with only `lo`, up.
     None,
@@ -78,12 +83,25 @@ pub struct ProcessSpec {
     pub gid: u32,
     /// Supplementary group ids.
     pub additional_gids: Vec<u32>,
-    /// Host network or a private one.
+    /// A private network with outbound access, the host's, or loopback only.
     pub network: Network,
     /// Hostname inside the sandbox (BuildKit uses `buildkitsandbox`).
     pub hostname: String,
     /// The system call filter.
     pub seccomp: Seccomp,
+    /// The capabilities a root process keeps (and every process's bounding set).
+    pub capabilities: Capabilities,
+}
+
+/// The capabilities of a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Capabilities {
+    /// Docker's default set of 14.
+    #[default]
+    DockerDefault,
+    /// Every capability strata itself may hold (for `RUN --security=insecure`, with the
+    /// build's entitlement, as BuildKit gives it).
+    All,
 }
 
 /// The system calls a step may make.

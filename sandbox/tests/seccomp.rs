@@ -40,5 +40,6 @@ seccomp_checks!(
         argument_filters,
         busybox_step_still_works,
         unconfined_spec_has_no_filter,
+        insecure_spec_has_every_capability,
     ]
 );

@@ -2,7 +2,8 @@
 //! to the vertices that consume them, and a cache key per vertex.
 //!
 //! This module knows nothing about Dockerfiles; `dockerfile` produces graphs,
-//! other front ends may too.
+//! other front ends may too. Of the parser it uses only two plain enums,
+//! [`NetworkMode`] and [`Security`], the workspace's one spelling of them.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
+use strata_parser::{NetworkMode, Security};
 
 /// Identifies a vertex inside one [`BuildGraph`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,28 +58,6 @@ pub struct SourceImageOp {
     pub digest: Option<String>,
 }
 
-/// Network mode for an [`ExecOp`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NetworkMode {
-    /// A fresh network namespace with outside access as the runtime provides it.
-    #[default]
-    Default,
-    /// A network namespace with loopback only.
-    None,
-    /// The host's network namespace.
-    Host,
-}
-
-impl NetworkMode {
-    fn as_str(self) -> &'static str {
-        match self {
-            NetworkMode::Default => "default",
-            NetworkMode::None => "none",
-            NetworkMode::Host => "host",
-        }
-    }
-}
-
 /// Run a process on top of the parent filesystem; what it changes becomes the new layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOp {
@@ -91,6 +71,8 @@ pub struct ExecOp {
     pub cwd: String,
     /// Network mode.
     pub network: NetworkMode,
+    /// `--security`: insecure runs without the seccomp filter and with every capability.
+    pub security: Security,
 }
 
 /// Ownership to apply to copied files.
@@ -520,6 +502,10 @@ fn encode_op(enc: &mut KeyEncoder, op: &Op) {
             enc.str(&e.user);
             enc.str(&e.cwd);
             enc.str(e.network.as_str());
+            // Only insecure steps say so, which keeps every other key as it was.
+            if e.security == Security::Insecure {
+                enc.str("security=insecure");
+            }
         }
         Op::Copy(c) => {
             match &c.source {
@@ -571,6 +557,7 @@ mod tests {
             user: String::new(),
             cwd: "/".into(),
             network: NetworkMode::Default,
+            security: Security::Sandbox,
         })
     }
 
@@ -618,9 +605,19 @@ mod tests {
             e.network = NetworkMode::None;
         }
         let c = g.add(op, "c", parent(s))?;
+        let mut op = exec("x");
+        if let Op::Exec(e) = &mut op {
+            e.security = Security::Insecure;
+        }
+        let d = g.add(op, "d", parent(s))?;
         g.compute_keys()?;
         assert_eq!(key(&g, a), key(&g, b));
         assert_ne!(key(&g, a), key(&g, c));
+        assert_ne!(
+            key(&g, a),
+            key(&g, d),
+            "insecure steps have keys of their own"
+        );
         Ok(())
     }
 

@@ -20,10 +20,10 @@ mod schedule;
 mod solve;
 mod sources;
 
-pub use dockerfile::{BuildArgs, NamedContext, dockerfile_path, parse_build_context};
-pub use graph::{
-    BuildGraph, CacheKey, EdgeRole, Input, NetworkMode, Op, Origin, SourceSpan, Vertex, VertexId,
+pub use dockerfile::{
+    BuildArgs, Entitlement, Entitlements, NamedContext, dockerfile_path, parse_build_context,
 };
+pub use graph::{BuildGraph, CacheKey, EdgeRole, Input, Op, Origin, SourceSpan, Vertex, VertexId};
 pub use image_config::{Healthcheck, HistoryEntry, ImageConfig};
 pub use progress::{BuildWarning, ChannelSink, ProgressEvent, ProgressSink, Stream};
 pub use pull::{PullError, Pulled, human_size, pull};
@@ -33,3 +33,4 @@ pub use solve::{
     solve,
 };
 pub use sources::{ContextFiles, ImageError, ImageResolver, ResolvedImage};
+pub use strata_parser::{NetworkMode, Security};

@@ -6,9 +6,8 @@ use std::fs;
 use std::sync::Arc;
 
 use std::path::Path;
-use strata_solver::graph::{
-    CopyOp, CopySource, EdgeRole, ExecOp, Input, MkdirOp, NetworkMode, Selection,
-};
+use strata_solver::graph::{CopyOp, CopySource, EdgeRole, ExecOp, Input, MkdirOp, Selection};
+use strata_solver::{NetworkMode, Security};
 
 use strata_cache::{DockerIgnore, KeyLock};
 use strata_sandbox::Builtin;
@@ -124,6 +123,7 @@ fn run_on_scratch_fails_naming_the_step_and_the_missing_shell() -> R {
             user: String::new(),
             cwd: "/".into(),
             network: NetworkMode::Default,
+            security: Security::Sandbox,
         }),
         "[2/2] RUN true",
         vec![on(s, EdgeRole::Parent)],

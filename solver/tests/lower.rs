@@ -223,3 +223,80 @@ fn unknown_base_image_names_line_and_image() -> R {
     assert!(msg.starts_with("line 3: missing:1: no such image"), "{msg}");
     Ok(())
 }
+
+/// The exec ops of a lowered build, in graph order.
+fn execs(l: &Lowered) -> Vec<strata_solver::graph::ExecOp> {
+    l.graph
+        .ancestors(&[l.target])
+        .into_iter()
+        .filter_map(|id| match l.graph.vertex(id).map(|v| &v.op) {
+            Some(Op::Exec(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn host_network_and_insecure_steps_need_their_entitlements() -> R {
+    use strata_solver::{Entitlement, Entitlements, NetworkMode, Security};
+    let refused =
+        |src: &str, opts: &LowerOptions| -> Result<LowerError, Box<dyn std::error::Error>> {
+            let df = strata_parser::parse(src).map_err(|e| format!("{e:?}"))?;
+            match lower(&df, src, opts) {
+                Ok(_) => Err(format!("lowered without its entitlement: {src}").into()),
+                Err(e) => Ok(e),
+            }
+        };
+    let host = "FROM scratch\nRUN true\nRUN --network=host true\n";
+    let e = refused(host, &LowerOptions::default())?;
+    assert_eq!(
+        e.to_string(),
+        "line 3: RUN --network=host needs the network.host entitlement: add --allow network.host"
+    );
+    let (span, _) = e.at().ok_or("no span")?;
+    assert_eq!(
+        (span.line, &host[span.start..span.end]),
+        (3, "--network=host")
+    );
+
+    let insecure = "FROM scratch\nRUN --security=insecure true\n";
+    let e = refused(insecure, &LowerOptions::default())?;
+    assert!(
+        e.to_string()
+            .starts_with("line 2: RUN --security=insecure needs"),
+        "{e}"
+    );
+    let e = refused(
+        "FROM scratch\nRUN true\n",
+        &LowerOptions {
+            network: NetworkMode::Host,
+            ..LowerOptions::default()
+        },
+    )?;
+    assert_eq!(
+        e.to_string(),
+        "--network=host needs the network.host entitlement: add --allow network.host"
+    );
+
+    // Given the entitlements, the flags reach the graph; the default is a private network
+    // and the sandbox.
+    let opts = LowerOptions {
+        entitlements: Entitlements::new([Entitlement::NetworkHost, Entitlement::SecurityInsecure]),
+        ..LowerOptions::default()
+    };
+    let src = "FROM scratch\nRUN a\nRUN --network=host b\nRUN --security=insecure c\nRUN --security=sandbox --network=none d\n";
+    let modes: Vec<(NetworkMode, Security)> = execs(&lower_src(src, &opts)?)
+        .into_iter()
+        .map(|e| (e.network, e.security))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            (NetworkMode::Default, Security::Sandbox),
+            (NetworkMode::Host, Security::Sandbox),
+            (NetworkMode::Default, Security::Insecure),
+            (NetworkMode::None, Security::Sandbox),
+        ]
+    );
+    Ok(())
+}

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use strata_solver::Job;
 use strata_solver::Stream;
-use strata_solver::graph::{EdgeRole, ExecOp, Input, NetworkMode};
+use strata_solver::graph::{EdgeRole, ExecOp, Input};
 use strata_solver::{
     BuildGraph, ChannelSink, Executor, Op, OpError, ProgressEvent, ScheduleError, Scheduler,
     Vertex, VertexId,
 };
+use strata_solver::{NetworkMode, Security};
 
 /// Each vertex's output is the list of names of everything it saw, in order.
 #[derive(Default)]
@@ -58,6 +59,7 @@ fn exec(name: &str) -> Op {
         user: String::new(),
         cwd: "/".into(),
         network: NetworkMode::None,
+        security: Security::Sandbox,
     })
 }
 

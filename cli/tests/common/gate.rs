@@ -1,6 +1,7 @@
-//! A gate on loopback a build step can wait at: `wget URL` in a RUN step
-//! (RUN uses the host's network) blocks until the test opens the gate, so a
-//! test can look at the world while the step is known to be running.
+//! A gate on loopback a build step can wait at: `wget URL` in a
+//! `RUN --network=host` step (built with `--allow network.host`: RUN's default
+//! network cannot reach the host's loopback) blocks until the test opens the
+//! gate, so a test can look at the world while the step is known to be running.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -272,6 +272,9 @@ fn run_op(op: &Op) -> Result<(), i32> {
     unsafe {
         match op {
             Op::JoinCgroup { procs } => crate::cgroup::join(procs)?,
+            Op::JoinNetns { fd } => {
+                check(libc::setns(*fd, libc::CLONE_NEWNET) as libc::c_long)?;
+            }
             Op::MakeRootPrivate => {
                 check(libc::mount(
                     ptr::null(),

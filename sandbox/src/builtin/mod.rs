@@ -3,7 +3,8 @@
 //!
 //! Design: the parent prepares the whole setup as a list of [`plan::Op`]s with every string
 //! allocated, then calls the raw `clone` system call with the new namespaces (mount, pid,
-//! ipc, uts, and net for [`Network::None`]). The child is PID 1 of its pid namespace; it runs
+//! ipc, uts, and net for [`Network::None`]; for [`Network::Private`] it joins the namespace
+//! that [`crate::network`] made and serves). The child is PID 1 of its pid namespace; it runs
 //! the ops with bare system calls (see [`child`] for why nothing else is allowed there),
 //! the first of which moves it into the step's device cgroup ([`crate::cgroup`]); it then
 //! sets its credentials, installs the seccomp programs compiled in the parent
@@ -24,6 +25,7 @@ use std::path::Path;
 use crate::cgroup::{DeviceControl, StepCgroup};
 use crate::docker_paths;
 use crate::etc_files::EtcFiles;
+use crate::network::PrivateNetwork;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
 use crate::placeholders::Placeholders;
@@ -70,9 +72,18 @@ impl Runtime for Builtin {
         let mut ops = vec![Op::JoinCgroup {
             procs: cgroup.procs().to_owned(),
         }];
+        let network = match spec.network {
+            Network::Private => Some(PrivateNetwork::start()?),
+            Network::Host | Network::None => None,
+        };
+        if let Some(network) = &network {
+            ops.push(Op::JoinNetns { fd: network.fd() });
+        }
         ops.extend(build_ops(state.path(), root, spec)?);
         let launch = build_launch(spec)?;
         let status = spawn_and_wait(&ops, &launch, spec, output, cancelled);
+        // The helper ends with the step (its namespace has no process left).
+        drop(network);
         let removed = cgroup.remove();
         // Cleanup runs even when the run failed, so placeholders never reach a layer.
         placeholders.remove_created(root)?;
@@ -87,7 +98,7 @@ impl Runtime for Builtin {
 fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>, SandboxError> {
     let new_root = state.join("root");
     fs::create_dir(&new_root).map_err(|e| SandboxError::io("create", &new_root, e))?;
-    let etc = EtcFiles::write(state, &spec.hostname)?;
+    let etc = EtcFiles::write(state, &spec.hostname, spec.network)?;
     let at = |rel: &str| cpath(&new_root.join(rel));
     let some = |s: &str| cstr(s).map(Some);
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -238,7 +249,7 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
 fn build_launch(spec: &ProcessSpec) -> Result<Launch, SandboxError> {
     let strings = |v: &[String]| v.iter().map(|s| cstr(s)).collect::<Result<Vec<_>, _>>();
     let argv0 = spec.argv.first().map(String::as_str).unwrap_or_default();
-    let keep_caps = caps::docker_default_mask();
+    let keep_caps = caps::mask(spec.capabilities);
     Ok(Launch {
         uid: spec.uid,
         gid: spec.gid,

@@ -12,6 +12,8 @@ use crate::overlay::OverlayMount;
 pub(crate) enum Op {
     /// Move this process into the step's device cgroup (its `cgroup.procs`).
     JoinCgroup { procs: CString },
+    /// `setns` into the step's private network namespace (a descriptor the parent holds).
+    JoinNetns { fd: libc::c_int },
     /// Make every mount of the new mount namespace private, so nothing propagates to the host.
     MakeRootPrivate,
     /// Mount the overlay root.
@@ -66,6 +68,7 @@ impl Op {
         let s = |c: &CString| c.to_string_lossy().into_owned();
         match self {
             Op::JoinCgroup { procs } => format!("join the step cgroup {}", s(procs)),
+            Op::JoinNetns { fd } => format!("join the step's network namespace (fd {fd})"),
             Op::MakeRootPrivate => "make / private".into(),
             Op::Overlay(overlay) => overlay.describe(),
             Op::Mkdir { path, .. } => format!("mkdir {}", s(path)),

@@ -14,11 +14,11 @@ use crate::docker_paths;
 use crate::etc_files::EtcFiles;
 use crate::{Network, ProcessSpec, Seccomp, caps, seccomp};
 
-fn docker_caps() -> Result<Capabilities, String> {
-    caps::DOCKER_DEFAULT
-        .iter()
-        .map(|(name, _)| {
-            serde_json::from_value::<Capability>(serde_json::Value::String((*name).into()))
+fn capabilities(set: crate::Capabilities) -> Result<Capabilities, String> {
+    caps::names(set)
+        .into_iter()
+        .map(|name| {
+            serde_json::from_value::<Capability>(serde_json::Value::String(name.into()))
                 .map_err(|e| format!("capability {name}: {e}"))
         })
         .collect()
@@ -55,13 +55,15 @@ fn device_rules() -> Vec<LinuxDeviceCgroup> {
 }
 
 /// The config for running `spec` with the root at `rootfs` (relative to the bundle).
-/// `cgroups_path`, when given, is the container's cgroup (runc makes it).
+/// `cgroups_path`, when given, is the container's cgroup (runc makes it). `netns` names the
+/// private network namespace the container joins for [`Network::Private`].
 pub(crate) fn build(
     spec: &ProcessSpec,
     etc: &EtcFiles,
     cgroups_path: Option<&str>,
+    netns: Option<&Path>,
 ) -> Result<Spec, String> {
-    let all = docker_caps()?;
+    let all = capabilities(spec.capabilities)?;
     let kept = if spec.uid == 0 {
         all.clone()
     } else {
@@ -143,16 +145,13 @@ pub(crate) fn build(
         ));
     }
 
-    let mut kinds = vec![
+    let kinds = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Mount,
     ];
-    if spec.network == Network::None {
-        kinds.push(LinuxNamespaceType::Network);
-    }
-    let namespaces = kinds
+    let mut namespaces: Vec<LinuxNamespace> = kinds
         .into_iter()
         .map(|kind| {
             let mut ns = LinuxNamespace::default();
@@ -160,6 +159,23 @@ pub(crate) fn build(
             ns
         })
         .collect();
+    match (spec.network, netns) {
+        (Network::Host, _) => {}
+        (Network::None, _) => {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(LinuxNamespaceType::Network);
+            namespaces.push(ns);
+        }
+        (Network::Private, Some(path)) => {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(LinuxNamespaceType::Network);
+            ns.set_path(Some(path.to_path_buf()));
+            namespaces.push(ns);
+        }
+        (Network::Private, None) => {
+            return Err("a private network needs its namespace's path".into());
+        }
+    }
     let mut linux = Linux::default();
     let mut resources = LinuxResources::default();
     resources.set_devices(Some(device_rules()));

@@ -15,6 +15,11 @@
 //! cgroup ([`crate::cgroup`]) in `pre_exec`, before it execs, and everything it forks
 //! inherits it. That cgroup is what keeps the layers' device nodes closed under crun, which
 //! bind-remounts the root it is given without `nodev`.
+//!
+//! Network: for [`crate::Network::Private`] we make the namespace and start its slirp4netns
+//! ([`crate::network`]) before the runtime, and the spec names it by path
+//! (`/proc/<our pid>/fd/<n>`) for the runtime to join; the helper is stopped once the
+//! container is deleted.
 
 mod config;
 
@@ -28,10 +33,11 @@ use std::time::Duration;
 
 use crate::cgroup::{self, DeviceControl, StepCgroup};
 use crate::etc_files::EtcFiles;
+use crate::network::PrivateNetwork;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
 use crate::placeholders::Placeholders;
-use crate::{ProcessSpec, RootFs, Runtime, SandboxError, Stream};
+use crate::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Stream};
 
 /// Which OCI runtime the binary is (they differ in flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,16 +241,21 @@ impl Runtime for OciRuntime {
     ) -> Result<i32, SandboxError> {
         spec.validate()?;
         let bundle = Bundle::create()?;
-        let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname)?;
+        let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname, spec.network)?;
         let config_path = bundle.path("config.json");
         let runc_cgroup =
             (self.kind == OciRuntimeKind::Runc).then(|| format!("strata/{}", bundle.id));
-        let config = config::build(spec, &etc, runc_cgroup.as_deref()).map_err(|message| {
-            SandboxError::OciConfig {
+        let network = match spec.network {
+            Network::Private => Some(PrivateNetwork::start()?),
+            Network::Host | Network::None => None,
+        };
+        let netns = network.as_ref().map(PrivateNetwork::path);
+        let config = config::build(spec, &etc, runc_cgroup.as_deref(), netns.as_deref()).map_err(
+            |message| SandboxError::OciConfig {
                 path: config_path.clone(),
                 message,
-            }
-        })?;
+            },
+        )?;
         config
             .save(&config_path)
             .map_err(|e| SandboxError::OciConfig {
@@ -293,6 +304,8 @@ impl Runtime for OciRuntime {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        // The container is gone, so the helper serves nobody: it ends with the step.
+        drop(network);
         let removed = cgroup.map_or(Ok(()), StepCgroup::remove);
         placeholders.remove_created(root)?;
         removed?;

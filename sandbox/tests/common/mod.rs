@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod device_checks;
 pub mod loop_device;
+pub mod network_checks;
 pub mod seccomp_checks;
 
 use std::fs;
@@ -12,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use strata_sandbox::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Seccomp, Stream};
+use strata_sandbox::{
+    Capabilities, Network, ProcessSpec, RootFs, Runtime, SandboxError, Seccomp, Stream,
+};
 use tempfile::TempDir;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -74,6 +77,7 @@ pub fn sh(script: &str) -> ProcessSpec {
         network: Network::Host,
         hostname: "buildkitsandbox".into(),
         seccomp: Seccomp::DockerDefault,
+        capabilities: Capabilities::DockerDefault,
     }
 }
 

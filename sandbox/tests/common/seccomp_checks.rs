@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata_sandbox::{RootFs, Runtime, Seccomp};
+use strata_sandbox::{Capabilities, RootFs, Runtime, Seccomp};
 
 use super::{TestResult, busybox_layer, rootfs, run, sh};
 
@@ -149,6 +149,32 @@ pub fn unconfined_spec_has_no_filter(rt: &dyn Runtime) -> TestResult {
         !ran.stdout[1].ends_with(&format!(" {}", libc::EPERM)),
         "{:?}",
         ran.stdout
+    );
+    Ok(())
+}
+
+/// An insecure spec (`--security=insecure`: no filter, every capability, as BuildKit gives
+/// it) keeps for root every capability that the host lets us have (our bounding set).
+pub fn insecure_spec_has_every_capability(rt: &dyn Runtime) -> TestResult {
+    let (_dir, root) = probe_root()?;
+    let mut spec = sh("grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status");
+    spec.seccomp = Seccomp::Unconfined;
+    spec.capabilities = Capabilities::All;
+    let ran = run(rt, &root, &spec)?;
+    let status = fs::read_to_string("/proc/self/status")?;
+    let all = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:\t"))
+        .ok_or("no CapBnd in /proc/self/status")?;
+    assert_eq!(
+        ran.stdout,
+        [
+            format!("CapEff:\t{all}"),
+            format!("CapBnd:\t{all}"),
+            "Seccomp:\t0".to_string(),
+        ],
+        "stderr: {:?}",
+        ran.stderr
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 use strata_parser::Span;
 use strata_parser::shell::ExpandError;
 
+use super::entitlements::Entitlement;
 use super::scope::ScopeTooLarge;
 use super::stages::RefError;
 use crate::graph::GraphError;
@@ -79,6 +80,19 @@ pub enum LowerError {
         /// The parser's message.
         message: String,
     },
+    /// A RUN flag (or the build's `--network=host`) needs an entitlement the build was not
+    /// given: nothing runs.
+    #[error("{}{what} needs the {entitlement} entitlement: add --allow {entitlement}", line_prefix(*.line))]
+    NotEntitled {
+        /// 1-based line of the RUN; 0 for the build's own flags.
+        line: u32,
+        /// The flag in the RUN instruction.
+        span: Option<Span>,
+        /// The flag as written (`RUN --network=host`, `--network=host`).
+        what: String,
+        /// What `--allow` must name.
+        entitlement: Entitlement,
+    },
     /// The Dockerfile has no stage.
     #[error("the Dockerfile has no FROM instruction")]
     NoStage,
@@ -100,8 +114,26 @@ impl LowerError {
         match self {
             LowerError::Expand { span, source, .. } => Some((*span, source.to_string())),
             LowerError::ScopeTooLarge { span, source, .. } => Some((*span, source.to_string())),
+            LowerError::NotEntitled {
+                span: Some(span),
+                what,
+                entitlement,
+                ..
+            } => Some((
+                *span,
+                format!("{what} needs the {entitlement} entitlement: add --allow {entitlement}"),
+            )),
             _ => None,
         }
+    }
+}
+
+/// `line N: `, or nothing for the build's own flags (line 0).
+fn line_prefix(line: u32) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}: ")
     }
 }
 

@@ -20,6 +20,7 @@
 mod base;
 mod checks;
 mod copy;
+mod entitlements;
 mod error;
 mod ignore;
 mod metadata;
@@ -30,14 +31,15 @@ mod stages;
 use std::sync::Arc;
 
 use strata_parser::shell::{Env, ExpandError, Lexer};
-use strata_parser::{Dockerfile, Instruction, InstructionKind, Span};
+use strata_parser::{Dockerfile, Instruction, InstructionKind, NetworkMode, Span};
 use strata_registry::{Platform, platform};
 
-use crate::graph::{BuildGraph, NetworkMode, VertexId};
+use crate::graph::{BuildGraph, VertexId};
 use crate::image_config::ImageConfig;
 use crate::sources::{ContextFiles, ImageResolver};
 
 pub(crate) use checks::secrets_in_arg_or_env;
+pub use entitlements::{Entitlement, Entitlements, UnknownEntitlement};
 pub use error::LowerError;
 pub use ignore::{IgnoreError, dockerfile_path, read_ignore};
 pub use scope::{BuildArgError, BuildArgs, ScopeTooLarge};
@@ -58,6 +60,8 @@ pub struct LowerOptions {
     pub build_contexts: Vec<NamedContext>,
     /// `--network` for RUNs without `--network`.
     pub network: NetworkMode,
+    /// `--allow`: what RUN may do beyond the sandbox.
+    pub entitlements: Entitlements,
     /// The platform built for; the host's when `None`.
     pub platform: Option<Platform>,
     /// Resolves base images to a digest and a config; without one, images
@@ -103,6 +107,14 @@ struct Lowerer<'a> {
 pub fn lower(df: &Dockerfile, src: &str, opts: &LowerOptions) -> Result<Lowered, LowerError> {
     if df.stages.is_empty() {
         return Err(LowerError::NoStage);
+    }
+    if opts.network == NetworkMode::Host && !opts.entitlements.allows(Entitlement::NetworkHost) {
+        return Err(LowerError::NotEntitled {
+            line: 0,
+            span: None,
+            what: "--network=host".into(),
+            entitlement: Entitlement::NetworkHost,
+        });
     }
     let host = platform::host();
     let target_platform = opts.platform.clone().unwrap_or_else(|| host.clone());

@@ -1,14 +1,16 @@
 //! RUN: a process on top of the stage's filesystem, with the stage's shell,
-//! environment, user and working directory. Its flags (`--mount`,
-//! `--security`) and heredocs are refused until the sandbox supports them.
+//! environment, user and working directory. `--network=host` and
+//! `--security=insecure` need their entitlements ([`super::entitlements`]);
+//! `--mount` and heredocs are refused until the sandbox supports them.
 
-use strata_parser::{Command, InstructionKind, Span};
+use strata_parser::{Command, Flag, InstructionKind, NetworkMode, Security, Span};
 
 use super::Lowerer;
+use super::entitlements::Entitlement;
 use super::error::{LowerError, unsupported};
 use super::metadata::cwd;
 use super::stages::StageState;
-use crate::graph::{EdgeRole, ExecOp, Input, NetworkMode, Op};
+use crate::graph::{EdgeRole, ExecOp, Input, Op};
 
 impl Lowerer<'_> {
     /// `RUN` (`kind` is an [`InstructionKind::Run`]).
@@ -36,31 +38,49 @@ impl Lowerer<'_> {
         if !heredocs.is_empty() {
             return unsupported(line, "RUN with a heredoc");
         }
-        if security.is_some() {
-            return unsupported(line, "RUN --security");
-        }
+        let host = (NetworkMode::Host, "--network=host");
+        let network = self.entitled(line, network, host, Entitlement::NetworkHost)?;
+        let insecure = (Security::Insecure, "--security=insecure");
+        let security = self.entitled(line, security, insecure, Entitlement::SecurityInsecure)?;
         let argv = match command {
             Command::Exec(argv) => argv.clone(),
             Command::Shell(s) => st.config.shell_form(s),
         };
-        let network = match network.as_ref().map(|f| f.value) {
-            None => self.opts.network,
-            Some(strata_parser::NetworkMode::Default) => NetworkMode::Default,
-            Some(strata_parser::NetworkMode::None) => NetworkMode::None,
-            Some(strata_parser::NetworkMode::Host) => NetworkMode::Host,
-        };
+        let network = network.unwrap_or(self.opts.network);
         let op = Op::Exec(ExecOp {
             argv: argv.clone(),
             env: st.scope.run_env(),
             user: st.config.config.user.clone(),
             cwd: cwd(&st.config),
             network,
+            security: security.unwrap_or_default(),
         });
         let origin = st.next_origin(text, span);
         st.last = self.graph.add_step(op, origin, vec![parent(st.last)])?;
         st.config
             .history(format!("RUN {} # buildkit", argv.join(" ")), false);
         Ok(())
+    }
+
+    /// The flag's value, refused when it is `(value, written)` and the build was not
+    /// given `entitlement`.
+    fn entitled<T: Copy + PartialEq>(
+        &self,
+        line: u32,
+        flag: &Option<Flag<T>>,
+        (needs_entitlement, written): (T, &str),
+        entitlement: Entitlement,
+    ) -> Result<Option<T>, LowerError> {
+        let Some(flag) = flag else { return Ok(None) };
+        if flag.value == needs_entitlement && !self.opts.entitlements.allows(entitlement) {
+            return Err(LowerError::NotEntitled {
+                line,
+                span: Some(flag.span),
+                what: format!("RUN {written}"),
+                entitlement,
+            });
+        }
+        Ok(Some(flag.value))
     }
 }
 

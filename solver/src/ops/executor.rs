@@ -15,15 +15,16 @@ use std::sync::{Arc, Mutex};
 use strata_cache::index::{CacheIndex, CacheRecord};
 use strata_cache::snapshots::{BlobRef, Hold, LayerRef, PreparedSnapshot};
 use strata_cache::{DockerIgnore, KeyLock};
-use strata_sandbox::{MergedView, Network, ProcessSpec, RootFs, Runtime};
+use strata_sandbox::{Capabilities, MergedView, Network, ProcessSpec, RootFs, Runtime, Seccomp};
 
-use crate::graph::{CopySource, EdgeRole, ExecOp, NetworkMode, Op, Vertex, VertexId};
+use crate::graph::{CopySource, EdgeRole, ExecOp, Op, Vertex, VertexId};
 use crate::ops::copy::{self, CopyRequest};
 use crate::ops::user;
 use crate::progress::Stream;
 use crate::schedule::{Executor, Job, OpError};
 use crate::solve::DEFAULT_DECOMPRESSION_LIMIT;
 use crate::sources::ImageError;
+use crate::{NetworkMode, Security};
 
 /// One layer of a filesystem: its directory (in overlayfs diff format) and
 /// what the cache knows it as.
@@ -281,13 +282,22 @@ impl StackExecutor {
             uid: who.uid,
             gid: who.gid,
             additional_gids: who.additional_gids,
-            // Docker's RUN uses the host's network unless told otherwise.
+            // As in BuildKit: a network of its own with outbound access by default; the
+            // host's only with the build's entitlement, checked by the front end.
             network: match e.network {
+                NetworkMode::Default => Network::Private,
                 NetworkMode::None => Network::None,
-                NetworkMode::Default | NetworkMode::Host => Network::Host,
+                NetworkMode::Host => Network::Host,
             },
             hostname: HOSTNAME.to_string(),
-            seccomp: strata_sandbox::Seccomp::DockerDefault,
+            seccomp: match e.security {
+                Security::Sandbox => Seccomp::DockerDefault,
+                Security::Insecure => Seccomp::Unconfined,
+            },
+            capabilities: match e.security {
+                Security::Sandbox => Capabilities::DockerDefault,
+                Security::Insecure => Capabilities::All,
+            },
         };
         let log = job.log.clone();
         let output = move |stream: strata_sandbox::Stream, line: &[u8]| {

@@ -182,6 +182,7 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
         target: req.target.clone(),
         build_contexts: req.build_contexts,
         network: req.network,
+        entitlements: req.entitlements,
         platform: req.platform,
         images: Some(images.clone()),
         context: Some(context.clone()),

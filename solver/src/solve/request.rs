@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use crate::dockerfile::{BuildArgs, NamedContext};
-use crate::graph::NetworkMode;
+use strata_parser::NetworkMode;
 use strata_registry::Platform;
+
+use crate::dockerfile::{BuildArgs, Entitlements, NamedContext};
 
 /// The default of [`BuildRequest::decompression_limit`]: 100 GiB. Real
 /// layers and archives stay far below it (the largest base images, CUDA and
@@ -50,6 +51,8 @@ pub struct BuildRequest {
     pub build_contexts: Vec<NamedContext>,
     /// Network of RUN steps without `--network`.
     pub network: NetworkMode,
+    /// `--allow`: host networking and insecure steps, refused without them.
+    pub entitlements: Entitlements,
     /// The runtime of RUN steps.
     pub runtime: RuntimeChoice,
     /// Run every step, reusing nothing (results are still recorded).
