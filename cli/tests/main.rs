@@ -5,6 +5,7 @@
 
 mod common;
 
+mod architecture;
 mod build_basic;
 mod build_image;
 mod build_options;
