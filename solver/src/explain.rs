@@ -156,7 +156,7 @@ pub fn summarize(graph: &BuildGraph, ids: &[VertexId], key: &ValueKey) -> Summar
                     .collect();
             }
             Op::SourceImage(i) => s.image = i.digest.clone(),
-            Op::Mkdir(_) | Op::SourceScratch => {}
+            Op::Mkdir(_) | Op::SourceScratch | Op::Link => {}
         }
         out.insert(pos, s);
     }

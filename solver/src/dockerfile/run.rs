@@ -1,6 +1,7 @@
 //! RUN: a process on top of the stage's filesystem, with the stage's shell,
-//! environment, user and working directory. Its flags (`--mount`,
-//! `--security`) and heredocs are refused until the sandbox supports them.
+//! environment, user and working directory; heredocs are lowered in
+//! [`super::heredoc`]. Its flags (`--mount`, `--security`) are refused until
+//! the sandbox supports them.
 
 use strata_parser::{Command, InstructionKind, Span};
 
@@ -33,14 +34,14 @@ impl Lowerer<'_> {
         if !mounts.is_empty() {
             return unsupported(line, "RUN --mount");
         }
-        if !heredocs.is_empty() {
-            return unsupported(line, "RUN with a heredoc");
-        }
         if security.is_some() {
             return unsupported(line, "RUN --security");
         }
         let argv = match command {
             Command::Exec(argv) => argv.clone(),
+            Command::Shell(s) if !heredocs.is_empty() => {
+                super::heredoc::run_argv(s, heredocs, |c| st.config.shell_form(c))
+            }
             Command::Shell(s) => st.config.shell_form(s),
         };
         let network = match network.as_ref().map(|f| f.value) {
