@@ -955,3 +955,27 @@ fn symbolic_chmod_applies_per_entry() -> R {
     assert!(err_text(fx.run_with(&["d/data"], "/c/", &o))?.contains("u+q"));
     Ok(())
 }
+
+/// Issue 9 part 6: wildcards match names that are not UTF-8 byte for byte,
+/// as Go's `filepath.Match` does (each invalid byte is one character, so
+/// `?` matches it), and the copy keeps the name's bytes.
+#[test]
+fn wildcards_match_names_that_are_not_utf8() -> R {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fx::new()?;
+    let latin1 = OsStr::from_bytes(b"caf\xe9.txt");
+    fs::create_dir_all(fx.c().join(OsStr::from_bytes(b"d\xff")))?;
+    fs::write(fx.c().join(latin1), "L")?;
+    fs::write(fx.c().join(OsStr::from_bytes(b"d\xff/inner")), "I")?;
+    fx.file("cafe.txt", "U")?;
+    fx.run(&["caf?.txt"], "/q/")?;
+    assert_eq!(read(fx.l().join("q").join(latin1))?, "L");
+    assert_eq!(read(fx.l().join("q/cafe.txt"))?, "U");
+    // A lossy name would not be found again: the copy works on the bytes.
+    fx.run(&["d?/inner"], "/r/")?;
+    assert_eq!(read(fx.l().join("r/inner"))?, "I");
+    fx.run(&["*.txt"], "/s/")?;
+    assert_eq!(read(fx.l().join("s").join(latin1))?, "L");
+    Ok(())
+}

@@ -292,22 +292,23 @@ pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyS
         {
             continue;
         }
-        let (target, top_existed) = if src.meta.is_dir() {
+        let (host, top_existed) = if src.meta.is_dir() {
             // A directory's contents go into the destination directory. As
             // BuildKit (fsutil's `prepareTargetDir`), a missing one is made
             // first like every directory of the path (0755, --chown's
             // owner), whatever its spelling: the source directory's own
             // mode and owner are never given to it, only its times.
             w.ensure_dirs(&dest)?;
-            (dest.clone(), true)
+            (w.host(&dest), true)
         } else if dir_syntax || w.is_dir(&dest) {
             w.ensure_dirs(&dest)?;
-            (join(&dest, base_name(&src.named)), false)
+            // The name as it is, bytes and all.
+            let name = src.named_os.file_name().unwrap_or_default();
+            (w.host(&dest).join(name), false)
         } else {
             w.ensure_dirs(parent_of(&dest))?;
-            (dest.clone(), false)
+            (w.host(&dest), false)
         };
-        let host = w.host(&target);
         w.copy_entry(
             &origin,
             &src.host,
@@ -380,28 +381,21 @@ pub fn selection_digest(
 /// `dest_abs` with its symlinks resolved in the destination filesystem as
 /// the copy will see it: what this layer already has over the parent's.
 fn resolve_dest(req: &CopyRequest<'_>, dest_abs: &str) -> Result<String, CopyError> {
-    let link_of = |rel: &str| match std::fs::symlink_metadata(req.layer.join(rel)) {
+    let link_of = |rel: &Path| match std::fs::symlink_metadata(req.layer.join(rel)) {
         Ok(m) if m.file_type().is_symlink() => std::fs::read_link(req.layer.join(rel)).map(Some),
         Ok(_) => Ok(None),
         Err(_) => rootpath::link_in(req.parent_root, rel),
     };
-    rootpath::resolve(dest_abs, true, &link_of).map_err(|source| CopyError::Io {
-        path: PathBuf::from(dest_abs),
-        source,
-    })
+    // The destination is written in the Dockerfile (UTF-8); only a symlink
+    // target on the way could be otherwise, and is read lossily.
+    rootpath::resolve(dest_abs, true, &link_of)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|source| CopyError::Io {
+            path: PathBuf::from(dest_abs),
+            source,
+        })
 }
 
 fn parent_of(rel: &str) -> &str {
     rel.rsplit_once('/').map_or("", |(p, _)| p)
-}
-
-fn base_name(rel: &str) -> &str {
-    rel.rsplit_once('/').map_or(rel, |(_, b)| b)
-}
-
-fn join(dir: &str, name: &str) -> String {
-    match dir {
-        "" => name.to_string(),
-        d => format!("{d}/{name}"),
-    }
 }
