@@ -133,7 +133,8 @@ pub struct Chown {
     pub group: Option<String>,
 }
 
-/// `--chmod`: an octal mode, or the raw text when it needs expansion.
+/// `--chmod`: an octal mode, or the raw text when it needs expansion or
+/// is symbolic (`u+x,go-w`); the solver checks it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Chmod {
     Octal(u32),

@@ -149,14 +149,20 @@ pub fn summarize(graph: &BuildGraph, ids: &[VertexId], key: &ValueKey) -> Summar
                 s.context = format!("user={} workdir={} network={:?}", e.user, e.cwd, e.network);
             }
             Op::Copy(c) => {
+                // A heredoc file counts as a source named `<<NAME`.
+                let inline = c.inline.iter().map(|f| {
+                    let digest = blake3::hash(&f.content).to_hex().to_string();
+                    (format!("<<{}", f.name), digest)
+                });
                 s.sources = c
                     .selections
                     .iter()
                     .map(|sel| (sel.path.clone(), sel.digest.clone()))
+                    .chain(inline)
                     .collect();
             }
             Op::SourceImage(i) => s.image = i.digest.clone(),
-            Op::Mkdir(_) | Op::SourceScratch => {}
+            Op::Mkdir(_) | Op::SourceScratch | Op::Link => {}
         }
         out.insert(pos, s);
     }

@@ -106,6 +106,26 @@ pub enum CopySource {
     Vertex,
 }
 
+/// A file whose content the graph holds (a COPY heredoc), copied like a
+/// source of the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// Its name, which it keeps inside a directory destination.
+    pub name: String,
+    /// Its content.
+    pub content: Vec<u8>,
+}
+
+/// The `--chmod` of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileMode {
+    /// An octal mode given to every copied file and directory.
+    Octal(u32),
+    /// A symbolic mode (`u+x,go-w`, `u=rwX,go=rX`) applied to each entry's
+    /// own mode; checked by the front end.
+    Symbolic(String),
+}
+
 /// Copy selected files into a new layer on top of the parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyOp {
@@ -120,9 +140,16 @@ pub struct CopyOp {
     /// Ownership to apply; `None` keeps 0:0.
     pub chown: Option<Chown>,
     /// Mode to apply to every copied file and directory.
-    pub chmod: Option<u32>,
+    pub chmod: Option<FileMode>,
     /// Unpack local tar archives (ADD).
     pub extract_archives: bool,
+    /// Heredoc files, copied before the selections.
+    pub inline: Vec<InlineFile>,
+    /// `--parents`: each source keeps its path (from the root, or from a
+    /// `/./` in it) below the destination.
+    pub parents: bool,
+    /// `--exclude` patterns: matching entries are not copied.
+    pub exclude: Vec<String>,
 }
 
 /// Create a directory (WORKDIR) if it does not exist.
@@ -147,6 +174,11 @@ pub enum Op {
     Copy(CopyOp),
     /// Create a directory.
     Mkdir(MkdirOp),
+    /// Stack the layers of the input with role [`EdgeRole::Linked`] (a
+    /// `COPY --link` made on the empty filesystem) on the parent's, without
+    /// changing either: the linked layer stays the same blob whatever the
+    /// parent is.
+    Link,
 }
 
 impl Op {
@@ -158,6 +190,7 @@ impl Op {
             Op::Exec(_) => "exec",
             Op::Copy(_) => "copy",
             Op::Mkdir(_) => "mkdir",
+            Op::Link => "link",
         }
     }
 }
@@ -169,6 +202,11 @@ pub enum EdgeRole {
     Parent,
     /// A filesystem files are copied from.
     CopyFrom,
+    /// Layers stacked on the parent ([`Op::Link`]).
+    Linked,
+    /// The filesystem whose `/etc/passwd` and `/etc/group` resolve a copy's
+    /// `--chown` names when the copy's parent is not its stage (`--link`).
+    Users,
 }
 
 /// An input of a vertex.
@@ -409,6 +447,8 @@ impl BuildGraph {
                 enc.str(match input.role {
                     EdgeRole::Parent => "parent",
                     EdgeRole::CopyFrom => "copy-from",
+                    EdgeRole::Linked => "linked",
+                    EdgeRole::Users => "users",
                 });
                 // Inputs precede this vertex in topological order, so their keys exist.
                 let key = self
@@ -530,19 +570,31 @@ fn encode_op(enc: &mut KeyEncoder, op: &Op) {
                     enc.opt_str(ch.group.as_deref());
                 }
             }
-            match c.chmod {
+            match &c.chmod {
                 None => enc.u64(0),
-                Some(m) => {
+                Some(FileMode::Octal(m)) => {
                     enc.u64(1);
-                    enc.u64(u64::from(m));
+                    enc.u64(u64::from(*m));
+                }
+                Some(FileMode::Symbolic(m)) => {
+                    enc.u64(2);
+                    enc.str(m);
                 }
             }
             enc.u64(u64::from(c.extract_archives));
+            enc.u64(c.inline.len() as u64);
+            for f in &c.inline {
+                enc.str(&f.name);
+                enc.bytes(&f.content);
+            }
+            enc.u64(u64::from(c.parents));
+            enc.strs(&c.exclude);
         }
         Op::Mkdir(m) => {
             enc.str(&m.path);
             enc.str(&m.owner);
         }
+        Op::Link => {}
     }
 }
 
@@ -635,6 +687,9 @@ mod tests {
                 chown: None,
                 chmod: None,
                 extract_archives: false,
+                inline: Vec::new(),
+                parents: false,
+                exclude: Vec::new(),
             })
         };
         let mut g = BuildGraph::new();

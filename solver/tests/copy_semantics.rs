@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use strata_cache::DockerIgnore;
-use strata_solver::graph::Chown;
+use strata_solver::graph::{Chown, FileMode};
 use strata_solver::ops::copy::{CopyError, CopyRequest, CopyStats, copy, selection_digest};
 
 type R = Result<(), Box<dyn std::error::Error>>;
@@ -25,8 +25,11 @@ struct Opts<'a> {
     cwd: &'a str,
     chown: Option<Chown>,
     chmod: Option<u32>,
+    symbolic: Option<&'a str>,
     from_stage: bool,
     add: bool,
+    parents: bool,
+    exclude: &'a [&'a str],
 }
 
 impl Fx {
@@ -62,6 +65,12 @@ impl Fx {
 
     fn run_with(&self, sources: &[&str], dest: &str, o: &Opts) -> Result<CopyStats, CopyError> {
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let exclude: Vec<String> = o.exclude.iter().map(|s| s.to_string()).collect();
+        let chmod = match (o.chmod, o.symbolic) {
+            (Some(m), _) => Some(FileMode::Octal(m)),
+            (None, Some(s)) => Some(FileMode::Symbolic(s.to_string())),
+            (None, None) => None,
+        };
         let req = CopyRequest {
             src_root: self.c(),
             from_context: !o.from_stage,
@@ -70,11 +79,14 @@ impl Fx {
             dest,
             cwd: if o.cwd.is_empty() { "/" } else { o.cwd },
             parent_root: self.parent.path(),
+            users_root: self.parent.path(),
             layer: self.l(),
             chown: o.chown.as_ref(),
-            chmod: o.chmod,
+            chmod: chmod.as_ref(),
             extract_archives: o.add,
             decompression_limit: strata_solver::DEFAULT_DECOMPRESSION_LIMIT,
+            parents: o.parents,
+            exclude: &exclude,
         };
         copy(&req, &|| false)
     }
@@ -102,7 +114,7 @@ fn owner(p: impl AsRef<Path>) -> Result<(u32, u32), std::io::Error> {
 
 fn set_mtime(p: &Path, secs: i64) -> R {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
-    fs::File::options().write(true).open(p)?.set_modified(t)?;
+    fs::File::open(p)?.set_modified(t)?;
     Ok(())
 }
 
@@ -341,9 +353,9 @@ fn context_files_keep_mode_and_mtime_and_become_root_owned() -> R {
     assert_eq!(mode(&out)?, 0o4751);
     assert_eq!(owner(&out)?, (0, 0));
     assert_eq!(fs::metadata(&out)?.mtime(), 1_000_000_000);
-    // A directory the copy itself creates (no trailing slash) takes the
-    // source directory's mode; the owner is still 0:0.
-    assert_eq!(mode(fx.l().join("new"))?, 0o750);
+    // The destination directory is made 0755 (issue 11: BuildKit never
+    // gives it the source directory's mode); the owner is 0:0.
+    assert_eq!(mode(fx.l().join("new"))?, 0o755);
     assert_eq!(owner(fx.l().join("new"))?, (0, 0));
     // With a trailing slash the directory is made first: 0755.
     fx.run(&["d"], "/made/")?;
@@ -485,12 +497,58 @@ fn existing_dest_dirs_are_taken_over_with_their_metadata() -> R {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890);
     fs::File::open(p.join("srv/www"))?.set_modified(t)?;
     fx.file("site/index.html", "hi")?;
+    fs::set_permissions(fx.c().join("site"), fs::Permissions::from_mode(0o700))?;
+    set_mtime(&fx.c().join("site"), 1_000_000_000)?;
     fx.run(&["site"], "/srv/www")?;
     let www = fx.l().join("srv/www");
     assert_eq!(read(www.join("index.html"))?, "hi");
     assert_eq!(mode(&www)?, 0o2775);
     assert_eq!(owner(&www)?, (33, 33));
-    assert_eq!(fs::metadata(&www)?.mtime(), 1_234_567_890);
+    // fsutil restores the filled directory's times from the source's.
+    assert_eq!(fs::metadata(&www)?.mtime(), 1_000_000_000);
+    Ok(())
+}
+
+/// Issue 11's second divergence: `COPY somedir /new/path` makes the missing
+/// destination like every directory of the path (fsutil's
+/// `prepareTargetDir`: `MkdirAll(dest, 0755)` with --chown's owner) and
+/// fills it; only the directories below keep their source modes. The
+/// destination takes the source directory's mtime.
+#[test]
+fn a_missing_dir_dest_is_made_0755_and_only_dirs_below_keep_modes() -> R {
+    for dest in ["/new/path", "/new/path/"] {
+        let fx = Fx::new()?;
+        fx.file("somedir/sub/f", "F")?;
+        fs::set_permissions(
+            fx.c().join("somedir/sub"),
+            fs::Permissions::from_mode(0o2775),
+        )?;
+        fs::set_permissions(fx.c().join("somedir"), fs::Permissions::from_mode(0o1777))?;
+        set_mtime(&fx.c().join("somedir"), 1_111_111_111)?;
+        fx.run(&["somedir"], dest)?;
+        let top = fx.l().join("new/path");
+        assert_eq!(mode(&top)?, 0o755, "{dest}");
+        assert_eq!(owner(&top)?, (0, 0), "{dest}");
+        assert_eq!(fs::metadata(&top)?.mtime(), 1_111_111_111, "{dest}");
+        assert_eq!(mode(top.join("sub"))?, 0o2775, "{dest}");
+        assert_eq!(read(top.join("sub/f"))?, "F");
+    }
+    // --chown owns it, --chmod leaves it 0755 (it is not a copied entry).
+    let fx = Fx::new()?;
+    fx.file("somedir/f", "F")?;
+    fs::set_permissions(fx.c().join("somedir"), fs::Permissions::from_mode(0o700))?;
+    let o = Opts {
+        chown: Some(Chown {
+            user: "7".into(),
+            group: Some("8".into()),
+        }),
+        chmod: Some(0o600),
+        ..Opts::default()
+    };
+    fx.run_with(&["somedir"], "/made", &o)?;
+    assert_eq!(mode(fx.l().join("made"))?, 0o755);
+    assert_eq!(owner(fx.l().join("made"))?, (7, 8));
+    assert_eq!(mode(fx.l().join("made/f"))?, 0o600);
     Ok(())
 }
 
@@ -523,11 +581,14 @@ fn cancellation_stops_the_copy() -> R {
         dest: "/x/",
         cwd: "/",
         parent_root: fx.parent.path(),
+        users_root: fx.parent.path(),
         layer: fx.l(),
         chown: None,
         chmod: None,
         extract_archives: false,
         decompression_limit: strata_solver::DEFAULT_DECOMPRESSION_LIMIT,
+        parents: false,
+        exclude: &[],
     };
     assert!(matches!(copy(&req, &|| true), Err(CopyError::Cancelled)));
     Ok(())
@@ -773,5 +834,148 @@ fn file_capabilities_survive_the_copy_and_count_in_the_digest() -> R {
     fx.run_with(&["bin"], "/usr/bin/", &o)?;
     let caps = run_tool("getcap", &[fx.l().join("usr/bin/ping").as_os_str()])?;
     assert!(caps.contains("cap_net_raw"), "getcap says {caps:?}");
+    Ok(())
+}
+
+/// `COPY --exclude` (Dockerfile reference): several patterns, with the
+/// `<src>` syntax; a matching file is not copied even when a wildcard
+/// selected it (`COPY --exclude=*.txt hom* /mydir/`), and below a copied
+/// directory the patterns match paths relative to it (fsutil's rule, with
+/// `**` crossing directories).
+#[test]
+fn exclude_leaves_out_matching_sources_and_entries() -> R {
+    let fx = Fx::new()?;
+    for f in [
+        "home.txt",
+        "home.md",
+        "homer.rs",
+        "hom/a.txt",
+        "hom/b.md",
+        "hom/deep/c.txt",
+        "hom/deep/d.rs",
+    ] {
+        fx.file(f, f)?;
+    }
+    let o = Opts {
+        exclude: &["*.txt", "*.md", "**/c.txt"],
+        ..Opts::default()
+    };
+    fx.run_with(&["hom*"], "/mydir/", &o)?;
+    let m = fx.l().join("mydir");
+    assert_eq!(read(m.join("homer.rs"))?, "homer.rs");
+    assert!(!m.join("home.txt").exists() && !m.join("home.md").exists());
+    // `hom` is copied (it is a directory), its contents filtered.
+    assert!(!m.join("a.txt").exists() && !m.join("b.md").exists());
+    assert!(!m.join("deep/c.txt").exists());
+    assert_eq!(read(m.join("deep/d.rs"))?, "hom/deep/d.rs");
+    // A directory left out is left out whole; `!` re-includes.
+    let o = Opts {
+        exclude: &["deep", "*.txt", "!a.txt"],
+        ..Opts::default()
+    };
+    fx.run_with(&["hom"], "/two/", &o)?;
+    assert!(!fx.l().join("two/deep").exists());
+    assert_eq!(read(fx.l().join("two/a.txt"))?, "hom/a.txt");
+    assert!(fx.l().join("two/b.md").exists());
+    Ok(())
+}
+
+/// `COPY --parents` (Dockerfile reference): sources keep their parent
+/// directories (`./x/a.txt ./y/a.txt /parents/` gives `/parents/x/a.txt`
+/// and `/parents/y/a.txt`); a `/./` sets where the kept path starts
+/// (`./x/./y/*.txt` gives `/parents/y/a.txt`); wildcards and `**` select.
+#[test]
+fn parents_keep_the_source_paths() -> R {
+    let fx = Fx::new()?;
+    for f in [
+        "x/a.txt",
+        "y/a.txt",
+        "x/y/a.txt",
+        "x/y/b.txt",
+        "x/y/c.md",
+        "src/p/q/m.go",
+        "src/r/n.go",
+        "src/r/o.rs",
+    ] {
+        fx.file(f, f)?;
+    }
+    fs::set_permissions(fx.c().join("src/p"), fs::Permissions::from_mode(0o750))?;
+    let o = Opts {
+        parents: true,
+        ..Opts::default()
+    };
+    fx.run_with(&["./x/a.txt", "./y/a.txt"], "/parents/", &o)?;
+    assert_eq!(read(fx.l().join("parents/x/a.txt"))?, "x/a.txt");
+    assert_eq!(read(fx.l().join("parents/y/a.txt"))?, "y/a.txt");
+    fx.run_with(&["./x/./y/*.txt"], "/pivot/", &o)?;
+    assert_eq!(read(fx.l().join("pivot/y/a.txt"))?, "x/y/a.txt");
+    assert_eq!(read(fx.l().join("pivot/y/b.txt"))?, "x/y/b.txt");
+    assert!(!fx.l().join("pivot/y/c.md").exists());
+    assert!(!fx.l().join("pivot/x").exists());
+    fx.run_with(&["src/**/*.go"], "/go/", &o)?;
+    assert_eq!(read(fx.l().join("go/src/p/q/m.go"))?, "src/p/q/m.go");
+    assert_eq!(read(fx.l().join("go/src/r/n.go"))?, "src/r/n.go");
+    assert!(!fx.l().join("go/src/r/o.rs").exists());
+    // The directories on the way are copied ones: they keep their modes.
+    assert_eq!(mode(fx.l().join("go/src/p"))?, 0o750);
+    let e = err_text(fx.run_with(&["nothing/*.go"], "/none/", &o))?;
+    assert!(e.contains("nothing/*.go"), "{e}");
+    Ok(())
+}
+
+/// `--chmod` in symbolic notation (Dockerfile reference, 1.14): applied to
+/// each entry's own mode, `X` only for directories and executables.
+#[test]
+fn symbolic_chmod_applies_per_entry() -> R {
+    let fx = Fx::new()?;
+    fx.file("d/run.sh", "#!/bin/sh")?;
+    fx.file("d/data", "x")?;
+    fs::set_permissions(fx.c().join("d/run.sh"), fs::Permissions::from_mode(0o700))?;
+    fs::set_permissions(fx.c().join("d/data"), fs::Permissions::from_mode(0o666))?;
+    fx.file("d/sub/f", "f")?;
+    fs::set_permissions(fx.c().join("d/sub"), fs::Permissions::from_mode(0o700))?;
+    let o = Opts {
+        symbolic: Some("u=rwX,go=rX"),
+        ..Opts::default()
+    };
+    fx.run_with(&["d"], "/a/", &o)?;
+    assert_eq!(mode(fx.l().join("a/run.sh"))?, 0o755);
+    assert_eq!(mode(fx.l().join("a/data"))?, 0o644);
+    assert_eq!(mode(fx.l().join("a/sub"))?, 0o755);
+    let o = Opts {
+        symbolic: Some("u+x,go-w"),
+        ..Opts::default()
+    };
+    fx.run_with(&["d/data"], "/b/", &o)?;
+    assert_eq!(mode(fx.l().join("b/data"))?, 0o744);
+    let o = Opts {
+        symbolic: Some("u+q"),
+        ..Opts::default()
+    };
+    assert!(err_text(fx.run_with(&["d/data"], "/c/", &o))?.contains("u+q"));
+    Ok(())
+}
+
+/// Issue 9 part 6: wildcards match names that are not UTF-8 byte for byte,
+/// as Go's `filepath.Match` does (each invalid byte is one character, so
+/// `?` matches it), and the copy keeps the name's bytes.
+#[test]
+fn wildcards_match_names_that_are_not_utf8() -> R {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fx::new()?;
+    let latin1 = OsStr::from_bytes(b"caf\xe9.txt");
+    fs::create_dir_all(fx.c().join(OsStr::from_bytes(b"d\xff")))?;
+    fs::write(fx.c().join(latin1), "L")?;
+    fs::write(fx.c().join(OsStr::from_bytes(b"d\xff/inner")), "I")?;
+    fx.file("cafe.txt", "U")?;
+    fx.run(&["caf?.txt"], "/q/")?;
+    assert_eq!(read(fx.l().join("q").join(latin1))?, "L");
+    assert_eq!(read(fx.l().join("q/cafe.txt"))?, "U");
+    // A lossy name would not be found again: the copy works on the bytes.
+    fx.run(&["d?/inner"], "/r/")?;
+    assert_eq!(read(fx.l().join("r/inner"))?, "I");
+    fx.run(&["*.txt"], "/s/")?;
+    assert_eq!(read(fx.l().join("s").join(latin1))?, "L");
     Ok(())
 }

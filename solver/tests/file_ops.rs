@@ -62,6 +62,9 @@ fn copy(source: CopySource, path: &str, dest: &str, cwd: &str) -> Op {
         chown: None,
         chmod: None,
         extract_archives: false,
+        inline: Vec::new(),
+        parents: false,
+        exclude: Vec::new(),
     })
 }
 

@@ -300,3 +300,55 @@ fn host_network_and_insecure_steps_need_their_entitlements() -> R {
     );
     Ok(())
 }
+
+/// Issue 11's first divergence: every `$VAR` of an ENV line, and of a
+/// multi-pair ARG or LABEL line, sees the values from before the line
+/// (BuildKit expands the whole instruction before applying it):
+/// `ENV A=2 B=$A` after `ENV A=1` gives B=1.
+#[test]
+fn a_line_sees_the_values_from_before_it() -> R {
+    let src = "FROM scratch\nENV A=1\nENV A=2 B=$A C=${B:-unset}\nARG X=1\nARG X=2 Y=$X\nLABEL A=$A B=$B\nRUN true\n";
+    let l = lower_src(src, &LowerOptions::default())?;
+    let env = &l.config.env;
+    for want in ["A=2", "B=1", "C=unset"] {
+        assert!(env.contains(&want.to_string()), "{want} not in {env:?}");
+    }
+    assert_eq!(l.config.labels.get("B").map(String::as_str), Some("1"));
+    let run = l.graph.vertex(l.target).ok_or("no vertex")?;
+    let Op::Exec(e) = &run.op else {
+        return Err("not a RUN".into());
+    };
+    assert!(e.env.contains(&"Y=1".to_string()), "{:?}", e.env);
+    Ok(())
+}
+
+/// `COPY --link` (Dockerfile reference): the files are copied on the empty
+/// filesystem and the layer is stacked on the stage, so the copy's key does
+/// not follow an earlier step (it follows its sources); without --link it
+/// does.
+#[test]
+fn a_link_copy_is_keyed_without_its_stage() -> R {
+    let key_of_copy = |run: &str, link: &str| -> Result<_, Box<dyn std::error::Error>> {
+        let src = format!("FROM scratch\nRUN {run}\nCOPY {link} a.txt /app/\n");
+        let l = lower_src(&src, &LowerOptions::default())?;
+        let copy = l
+            .graph
+            .ids()
+            .into_iter()
+            .filter_map(|id| l.graph.vertex(id))
+            .find(|v| matches!(v.op, Op::Copy(_)))
+            .ok_or("no copy")?;
+        let target = l.graph.vertex(l.target).ok_or("no target")?;
+        Ok((copy.key, target.key, matches!(target.op, Op::Link)))
+    };
+    let (a, a_stage, a_link) = key_of_copy("one", "--link")?;
+    let (b, b_stage, _) = key_of_copy("two", "--link")?;
+    assert!(a_link, "a --link copy is stacked by a link vertex");
+    assert_eq!(a, b, "the --link copy's key leaves the stage out");
+    assert_ne!(a_stage, b_stage, "the stage's own key still changes");
+    let (c, _, c_link) = key_of_copy("one", "")?;
+    let (d, _, _) = key_of_copy("two", "")?;
+    assert!(!c_link);
+    assert_ne!(c, d, "a plain copy follows its stage");
+    Ok(())
+}

@@ -461,14 +461,17 @@ fn copy_spec(node: &Node, add: bool) -> Result<(CopySpec, AddOptions), ParseErro
 }
 
 fn chmod(text: &str, span: Span) -> Result<Chmod, ParseError> {
-    if text.contains('$') {
+    // A variable, or a symbolic mode (`u+x,go-w`, Dockerfile 1.14): the
+    // solver expands and checks it.
+    if text.contains(['$', '+', '-', '=']) {
         return Ok(Chmod::Unexpanded(text.to_string()));
     }
     match u32::from_str_radix(text, 8) {
         Ok(mode) if mode <= 0o7777 => Ok(Chmod::Octal(mode)),
         _ => Err(
-            ParseError::new(format!("invalid --chmod value {text:?}"), span)
-                .with_hint("use an octal mode such as 0644 or 755"),
+            ParseError::new(format!("invalid --chmod value {text:?}"), span).with_hint(
+                "use an octal mode such as 0644 or 755, or a symbolic one such as u+x,go-w",
+            ),
         ),
     }
 }

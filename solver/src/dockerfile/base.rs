@@ -19,7 +19,7 @@ enum BaseVertex {
     /// From nothing.
     Scratch,
     /// From an image (its source op).
-    Image(Op),
+    Image(Box<Op>),
 }
 
 /// Parses an ONBUILD trigger stored in a base image's config.
@@ -111,7 +111,10 @@ impl Lowerer<'_> {
             )
         } else {
             let (op, config) = self.source_image(&base, line)?;
-            (BaseVertex::Image(op), StageConfig::from_base(config))
+            (
+                BaseVertex::Image(Box::new(op)),
+                StageConfig::from_base(config),
+            )
         };
         // The base's ONBUILD triggers run first, in this stage; the new image
         // starts with no triggers of its own (Docker's rule).
@@ -129,7 +132,7 @@ impl Lowerer<'_> {
         let last = match base_vertex {
             BaseVertex::Stage(v) => v,
             BaseVertex::Scratch => self.graph.add_step(Op::SourceScratch, from, vec![])?,
-            BaseVertex::Image(op) => self.graph.add_step(op, from, vec![])?,
+            BaseVertex::Image(op) => self.graph.add_step(*op, from, vec![])?,
         };
         let scope = StageScope::new(&self.opts.build_args, &config.config.env);
         let mut st = StageState::new(last, scope, config, (label, index), steps);

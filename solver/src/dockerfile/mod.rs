@@ -8,11 +8,12 @@
 //! [`ImageConfig`]. Stages up to the target are lowered; the scheduler runs
 //! only what the target needs. Base images are resolved while lowering (their
 //! config starts the stage, their digest keys the source vertex) and COPY
-//! sources are digested for their keys. RUN mounts, heredocs and remote ADD
-//! are refused as unsupported.
+//! sources are digested for their keys. RUN mounts and remote ADD are
+//! refused as unsupported.
 //!
 //! One file per instruction group: [`base`] (FROM, `--from` images, ONBUILD
-//! triggers), [`run`], [`copy`] (COPY/ADD), [`metadata`] (the image config
+//! triggers), [`run`], [`copy`] (COPY/ADD), [`heredoc`] (heredocs of RUN
+//! and COPY/ADD), [`metadata`] (the image config
 //! rules, WORKDIR), [`scope`] (ARG/ENV), [`stages`] (stage references,
 //! targets, step numbering) and [`ignore`] (the Dockerfile's default name and
 //! its ignore file). This file dispatches.
@@ -22,6 +23,7 @@ mod checks;
 mod copy;
 mod entitlements;
 mod error;
+mod heredoc;
 mod ignore;
 mod metadata;
 mod run;

@@ -1,7 +1,8 @@
 //! RUN: a process on top of the stage's filesystem, with the stage's shell,
-//! environment, user and working directory. `--network=host` and
-//! `--security=insecure` need their entitlements ([`super::entitlements`]);
-//! `--mount` and heredocs are refused until the sandbox supports them.
+//! environment, user and working directory; heredocs are lowered in
+//! [`super::heredoc`]. `--network=host` and `--security=insecure` need their
+//! entitlements ([`super::entitlements`]); `--mount` is refused until the
+//! sandbox supports it.
 
 use strata_parser::{Command, Flag, InstructionKind, NetworkMode, Security, Span};
 
@@ -35,15 +36,15 @@ impl Lowerer<'_> {
         if !mounts.is_empty() {
             return unsupported(line, "RUN --mount");
         }
-        if !heredocs.is_empty() {
-            return unsupported(line, "RUN with a heredoc");
-        }
         let host = (NetworkMode::Host, "--network=host");
         let network = self.entitled(line, network, host, Entitlement::NetworkHost)?;
         let insecure = (Security::Insecure, "--security=insecure");
         let security = self.entitled(line, security, insecure, Entitlement::SecurityInsecure)?;
         let argv = match command {
             Command::Exec(argv) => argv.clone(),
+            Command::Shell(s) if !heredocs.is_empty() => {
+                super::heredoc::run_argv(s, heredocs, |c| st.config.shell_form(c))
+            }
             Command::Shell(s) => st.config.shell_form(s),
         };
         let network = network.unwrap_or(self.opts.network);

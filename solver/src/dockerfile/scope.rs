@@ -340,9 +340,14 @@ impl Lowerer<'_> {
         text: &str,
         line: u32,
     ) -> Result<(), LowerError> {
+        // Every `$VAR` of the line sees the values from before it (BuildKit
+        // expands the whole instruction first): `ARG A=2 B=$A` gives B the
+        // old A. One pair needs no copy.
+        let before = (decls.len() > 1).then(|| st.scope.clone());
         for d in decls {
+            let scope = before.as_ref().unwrap_or(&st.scope);
             let default = match &d.default {
-                Some(w) => Some(self.expand(&st.scope, w, line)?),
+                Some(w) => Some(self.expand(scope, w, line)?),
                 None => None,
             };
             st.scope
@@ -362,9 +367,12 @@ impl Lowerer<'_> {
         text: String,
         line: u32,
     ) -> Result<(), LowerError> {
+        // As for ARG: `ENV A=2 B=$A` gives B the value A had before the line.
+        let before = (pairs.len() > 1).then(|| st.scope.clone());
         for (k, v) in pairs {
-            let k = self.expand(&st.scope, k, line)?;
-            let v = self.expand(&st.scope, v, line)?;
+            let scope = before.as_ref().unwrap_or(&st.scope);
+            let k = self.expand(scope, k, line)?;
+            let v = self.expand(scope, v, line)?;
             st.scope
                 .set_env(&k, v.clone())
                 .map_err(|source| self.too_large(source))?;

@@ -9,6 +9,8 @@
 //! already has is recreated there with its existing mode, owner and mtime).
 
 mod digest;
+pub mod mode;
+mod parents;
 pub(crate) mod rootpath;
 mod select;
 mod tree;
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use strata_cache::{ContextHasher, DockerIgnore};
 
 use super::user::{self, UserError};
-use crate::graph::Chown;
+use crate::graph::{Chown, FileMode};
 use crate::path::clean_path;
 use tree::{Apply, Writer};
 
@@ -47,10 +49,17 @@ pub struct CopyRequest<'a> {
     pub layer: &'a Path,
     /// `--chown`, resolved against `parent_root`'s passwd and group files.
     pub chown: Option<&'a Chown>,
+    /// Where `--chown` names are looked up (`/etc/passwd`, `/etc/group`):
+    /// `parent_root`, or the stage's filesystem for a `--link` copy.
+    pub users_root: &'a Path,
     /// `--chmod`, applied to every copied file and directory.
-    pub chmod: Option<u32>,
+    pub chmod: Option<&'a FileMode>,
     /// ADD: a local tar archive is unpacked into `dest` instead of copied.
     pub extract_archives: bool,
+    /// `--parents`: each source keeps its path below `dest`.
+    pub parents: bool,
+    /// `--exclude` patterns.
+    pub exclude: &'a [String],
     /// The most bytes an archive may decompress to.
     pub decompression_limit: u64,
 }
@@ -93,6 +102,17 @@ pub enum CopyError {
     /// No sources at all.
     #[error("no source files were specified")]
     NoSources,
+    /// A `--chmod` that is neither octal nor a valid symbolic mode.
+    #[error("--chmod: {0}")]
+    BadMode(#[from] mode::BadMode),
+    /// A malformed `--exclude` pattern.
+    #[error("--exclude={pattern}: {why}")]
+    BadExclude {
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A malformed wildcard.
     #[error("{pattern}: bad wildcard pattern: {why}")]
     BadPattern {
@@ -163,6 +183,43 @@ pub(crate) struct Origin<'a> {
     ignore: Option<&'a DockerIgnore>,
 }
 
+/// `--chmod`, parsed.
+#[derive(Debug, Clone)]
+pub(crate) enum Chmod {
+    Octal(u32),
+    Symbolic(mode::Symbolic),
+}
+
+/// `--exclude` patterns as a matcher with `.dockerignore`'s rules (BuildKit
+/// hands both to the same pattern matcher): a pattern excludes what it
+/// matches and everything below; `!` re-includes.
+fn exclusions(patterns: &[String]) -> Result<Option<DockerIgnore>, CopyError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    // One line each; `./` keeps a leading `#` from reading as a comment
+    // (the pattern is cleaned, so it matches the same paths).
+    let lines: Vec<String> = patterns
+        .iter()
+        .map(|p| {
+            if p.starts_with('#') {
+                format!("./{p}")
+            } else {
+                p.replace('\n', " ")
+            }
+        })
+        .collect();
+    DockerIgnore::parse(&lines.join("\n"))
+        .map(Some)
+        .map_err(|e| CopyError::BadExclude {
+            pattern: patterns
+                .get(e.line.saturating_sub(1))
+                .cloned()
+                .unwrap_or_default(),
+            why: e.cause,
+        })
+}
+
 /// Carries out one COPY or ADD into `req.layer`. `cancelled` is asked
 /// between entries; when it says so the copy stops with [`CopyError::Cancelled`].
 pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyStats, CopyError> {
@@ -170,10 +227,16 @@ pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyS
         root: req.src_root,
         ignore: req.from_context.then_some(req.ignore),
     };
+    let chmod = match req.chmod {
+        None => None,
+        Some(FileMode::Octal(m)) => Some(Chmod::Octal(*m)),
+        Some(FileMode::Symbolic(s)) => Some(Chmod::Symbolic(mode::Symbolic::parse(s)?)),
+    };
+    let exclude = exclusions(req.exclude)?;
     let owner = req
         .chown
         .map(|c| {
-            user::resolve_chown(req.parent_root, &c.user, c.group.as_deref()).map_err(|source| {
+            user::resolve_chown(req.users_root, &c.user, c.group.as_deref()).map_err(|source| {
                 CopyError::Chown {
                     spec: match &c.group {
                         Some(g) => format!("{}:{g}", c.user),
@@ -187,7 +250,30 @@ pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyS
     if req.sources.is_empty() {
         return Err(CopyError::NoSources);
     }
-    let sources = select::expand_all(&origin, req.sources)?;
+    let apply = Apply {
+        owner,
+        chmod: chmod.as_ref(),
+        keep_owner: !req.from_context,
+    };
+    let mut w = Writer::new(req.layer, req.parent_root, apply, cancelled);
+    w.exclude = exclude.as_ref();
+    let dest_abs = if req.dest.starts_with('/') {
+        clean_path(req.dest)
+    } else {
+        let cwd = if req.cwd.is_empty() { "/" } else { req.cwd };
+        clean_path(&format!("{cwd}/{}", req.dest))
+    };
+    let dest = resolve_dest(req, &dest_abs)?;
+    if req.parents {
+        parents::copy_parents(&mut w, &origin, req.sources, &dest)?;
+        return w.finish();
+    }
+    let mut sources = select::expand_all(&origin, req.sources)?;
+    if let Some(x) = &exclude {
+        // The documented rule: a source whose path matches an `--exclude`
+        // pattern is not copied, even when a wildcard selected it.
+        sources.retain(|s| !x.matches(&s.named));
+    }
     let dir_syntax = req.dest.is_empty()
         || req.dest.ends_with('/')
         || req.dest == "."
@@ -198,48 +284,31 @@ pub fn copy(req: &CopyRequest<'_>, cancelled: &dyn Fn() -> bool) -> Result<CopyS
             dest: req.dest.to_string(),
         });
     }
-    let apply = Apply {
-        owner,
-        chmod: req.chmod,
-        keep_owner: !req.from_context,
-    };
-    let mut w = Writer::new(req.layer, req.parent_root, apply, cancelled);
-    let dest_abs = if req.dest.starts_with('/') {
-        clean_path(req.dest)
-    } else {
-        let cwd = if req.cwd.is_empty() { "/" } else { req.cwd };
-        clean_path(&format!("{cwd}/{}", req.dest))
-    };
-    let dest = resolve_dest(req, &dest_abs)?;
     for src in &sources {
+        w.base = src.resolved.clone();
         if req.extract_archives
             && src.meta.is_file()
             && extract(&mut w, src, &dest, owner, req.decompression_limit)?
         {
             continue;
         }
-        let (target, top_existed) = if src.meta.is_dir() {
-            if w.is_dir(&dest) {
-                w.ensure_dirs(&dest)?;
-                (dest.clone(), true)
-            } else if dir_syntax {
-                // BuildKit makes a `dir/` destination first (0755, --chown's
-                // owner) and then fills it.
-                w.ensure_dirs(&dest)?;
-                (dest.clone(), true)
-            } else {
-                // Otherwise the copy creates it with the source directory's mode.
-                w.ensure_dirs(parent_of(&dest))?;
-                (dest.clone(), false)
-            }
+        let (host, top_existed) = if src.meta.is_dir() {
+            // A directory's contents go into the destination directory. As
+            // BuildKit (fsutil's `prepareTargetDir`), a missing one is made
+            // first like every directory of the path (0755, --chown's
+            // owner), whatever its spelling: the source directory's own
+            // mode and owner are never given to it, only its times.
+            w.ensure_dirs(&dest)?;
+            (w.host(&dest), true)
         } else if dir_syntax || w.is_dir(&dest) {
             w.ensure_dirs(&dest)?;
-            (join(&dest, base_name(&src.named)), false)
+            // The name as it is, bytes and all.
+            let name = src.named_os.file_name().unwrap_or_default();
+            (w.host(&dest).join(name), false)
         } else {
             w.ensure_dirs(parent_of(&dest))?;
-            (dest.clone(), false)
+            (w.host(&dest), false)
         };
-        let host = w.host(&target);
         w.copy_entry(
             &origin,
             &src.host,
@@ -312,28 +381,21 @@ pub fn selection_digest(
 /// `dest_abs` with its symlinks resolved in the destination filesystem as
 /// the copy will see it: what this layer already has over the parent's.
 fn resolve_dest(req: &CopyRequest<'_>, dest_abs: &str) -> Result<String, CopyError> {
-    let link_of = |rel: &str| match std::fs::symlink_metadata(req.layer.join(rel)) {
+    let link_of = |rel: &Path| match std::fs::symlink_metadata(req.layer.join(rel)) {
         Ok(m) if m.file_type().is_symlink() => std::fs::read_link(req.layer.join(rel)).map(Some),
         Ok(_) => Ok(None),
         Err(_) => rootpath::link_in(req.parent_root, rel),
     };
-    rootpath::resolve(dest_abs, true, &link_of).map_err(|source| CopyError::Io {
-        path: PathBuf::from(dest_abs),
-        source,
-    })
+    // The destination is written in the Dockerfile (UTF-8); only a symlink
+    // target on the way could be otherwise, and is read lossily.
+    rootpath::resolve(dest_abs, true, &link_of)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|source| CopyError::Io {
+            path: PathBuf::from(dest_abs),
+            source,
+        })
 }
 
 fn parent_of(rel: &str) -> &str {
     rel.rsplit_once('/').map_or("", |(p, _)| p)
-}
-
-fn base_name(rel: &str) -> &str {
-    rel.rsplit_once('/').map_or(rel, |(_, b)| b)
-}
-
-fn join(dir: &str, name: &str) -> String {
-    match dir {
-        "" => name.to_string(),
-        d => format!("{d}/{name}"),
-    }
 }

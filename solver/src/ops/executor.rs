@@ -19,6 +19,7 @@ use strata_sandbox::{Capabilities, MergedView, Network, ProcessSpec, RootFs, Run
 
 use crate::graph::{CopySource, EdgeRole, ExecOp, Op, Vertex, VertexId};
 use crate::ops::copy::{self, CopyRequest};
+use crate::ops::inline;
 use crate::ops::user;
 use crate::progress::Stream;
 use crate::schedule::{Executor, Job, OpError};
@@ -456,6 +457,12 @@ impl Executor for StackExecutor {
             Op::Copy(c) => {
                 let parent = input(EdgeRole::Parent);
                 let parent_view = self.view(&parent)?;
+                let has_users = job.vertex.inputs.iter().any(|i| i.role == EdgeRole::Users);
+                let users_view = if has_users {
+                    Some(self.view(&input(EdgeRole::Users))?)
+                } else {
+                    None
+                };
                 let from_view = match c.source {
                     CopySource::Vertex => Some(self.view(&input(EdgeRole::CopyFrom))?),
                     CopySource::Context { .. } => None,
@@ -473,18 +480,44 @@ impl Executor for StackExecutor {
                     dest: &c.dest,
                     cwd: &c.cwd,
                     parent_root: parent_view.root(),
+                    users_root: users_view
+                        .as_ref()
+                        .map_or(parent_view.root(), MergedView::root),
                     layer: layer.path(),
                     chown: c.chown.as_ref(),
-                    chmod: c.chmod,
+                    chmod: c.chmod.as_ref(),
                     extract_archives: c.extract_archives,
                     decompression_limit: self.decompression_limit,
+                    parents: c.parents,
+                    exclude: &c.exclude,
                 };
-                copy::copy(&req, &|| job.cancel.is_cancelled())?;
+                let cancelled = || job.cancel.is_cancelled();
+                if !c.inline.is_empty() {
+                    let dir = inline::write(&self.scratch, &c.inline)?;
+                    let names = inline::sources(&c.inline);
+                    let inline_req = CopyRequest {
+                        src_root: dir.path(),
+                        from_context: false,
+                        sources: &names,
+                        parents: false,
+                        extract_archives: false,
+                        ..req
+                    };
+                    copy::copy(&inline_req, &cancelled)?;
+                }
+                if !sources.is_empty() {
+                    copy::copy(&req, &cancelled)?;
+                }
                 if job.cancel.is_cancelled() {
                     return Err(OpError::Cancelled);
                 }
-                drop((parent_view, from_view));
+                drop((parent_view, users_view, from_view));
                 self.commit(&job, &parent, layer)
+            }
+            Op::Link => {
+                let mut stack = input(EdgeRole::Parent).as_ref().clone();
+                stack.extend(input(EdgeRole::Linked).iter().cloned());
+                Ok(Arc::new(stack))
             }
         }
     }

@@ -36,7 +36,13 @@ pub(crate) fn digest(
         links: HashMap::new(),
     };
     for s in sources {
-        d.entry(&mut h, &s.host, &s.meta, s.named.as_bytes(), &s.resolved)?;
+        d.entry(
+            &mut h,
+            &s.host,
+            &s.meta,
+            s.named_os.as_os_str().as_bytes(),
+            &s.resolved,
+        )?;
     }
     Ok(h.finalize().to_hex().to_string())
 }

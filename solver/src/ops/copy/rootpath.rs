@@ -2,65 +2,74 @@
 //! followed as the image would see them (an absolute target starts again at
 //! the root, `..` stops at the root), so nothing outside the root is reached.
 
+use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Symlinks followed before giving up, as Linux's `MAXSYMLINKS`-style limit.
 const MAX_LINKS: usize = 255;
 
 /// Resolves `path` (absolute or not, always taken from the root) to a clean
-/// relative path with no leading `/` (`""` is the root itself). `link_of`
+/// relative path with no leading `/` (empty is the root itself). `link_of`
 /// says whether a relative path is a symlink and returns its target; a
 /// missing component ends the resolution and the rest is kept as written.
-/// The last component is followed only when `follow_last` is set.
+/// The last component is followed only when `follow_last` is set. Names are
+/// bytes: nothing needs to be UTF-8.
 pub(crate) fn resolve(
-    path: &str,
+    path: impl AsRef<Path>,
     follow_last: bool,
-    link_of: &dyn Fn(&str) -> io::Result<Option<PathBuf>>,
-) -> io::Result<String> {
-    let mut done: Vec<String> = Vec::new();
+    link_of: &dyn Fn(&Path) -> io::Result<Option<PathBuf>>,
+) -> io::Result<PathBuf> {
+    let path = path.as_ref();
+    let mut done = PathBuf::new();
     // Components still to walk, in reverse so the next one is at the end.
-    let mut todo: Vec<String> = components_rev(path);
+    let mut todo: Vec<Vec<u8>> = components_rev(path);
     let mut links = 0;
     while let Some(part) = todo.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
+        match part.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
                 done.pop();
                 continue;
             }
             _ => {}
         }
-        let is_last = todo.iter().all(|p| p.is_empty() || p == ".");
-        done.push(part);
+        let is_last = todo.iter().all(|p| p.is_empty() || p == b".");
+        done.push(OsStr::from_bytes(&part));
         if is_last && !follow_last {
             break;
         }
-        let Some(target) = link_of(&done.join("/"))? else {
+        let Some(target) = link_of(&done)? else {
             continue;
         };
         links += 1;
         if links > MAX_LINKS {
             return Err(io::Error::other(format!(
-                "too many levels of symbolic links in {path}"
+                "too many levels of symbolic links in {}",
+                path.display()
             )));
         }
         done.pop();
-        let target = target.to_string_lossy().into_owned();
-        if target.starts_with('/') {
-            done.clear();
+        if target.as_os_str().as_bytes().starts_with(b"/") {
+            done = PathBuf::new();
         }
         todo.extend(components_rev(&target));
     }
-    Ok(done.join("/"))
+    Ok(done)
 }
 
-fn components_rev(path: &str) -> Vec<String> {
-    path.split('/').rev().map(str::to_string).collect()
+fn components_rev(path: &Path) -> Vec<Vec<u8>> {
+    path.as_os_str()
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .rev()
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// The symlink test for a real directory tree rooted at `root`.
-pub(crate) fn link_in(root: &Path, rel: &str) -> io::Result<Option<PathBuf>> {
+pub(crate) fn link_in(root: &Path, rel: &Path) -> io::Result<Option<PathBuf>> {
     let p = root.join(rel);
     match std::fs::symlink_metadata(&p) {
         Ok(m) if m.file_type().is_symlink() => std::fs::read_link(&p).map(Some),
@@ -73,9 +82,13 @@ pub(crate) fn link_in(root: &Path, rel: &str) -> io::Result<Option<PathBuf>> {
 }
 
 /// `path` resolved inside `root`, as a host path under it.
-pub(crate) fn in_root(root: &Path, path: &str, follow_last: bool) -> io::Result<PathBuf> {
+pub(crate) fn in_root(
+    root: &Path,
+    path: impl AsRef<Path>,
+    follow_last: bool,
+) -> io::Result<PathBuf> {
     let rel = resolve(path, follow_last, &|r| link_in(root, r))?;
-    Ok(if rel.is_empty() {
+    Ok(if rel.as_os_str().is_empty() {
         root.to_path_buf()
     } else {
         root.join(rel)

@@ -3,9 +3,11 @@
 //! named path's symlinks followed inside the root, and `.dockerignore`
 //! applied to context sources.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use strata_cache::pattern::Glob;
 
@@ -15,9 +17,12 @@ use super::{CopyError, Origin};
 /// One source after expansion.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
-    /// The path as named (wildcards expanded), relative to the root: its last
-    /// component names the copy when it lands inside a directory.
+    /// The path as named (wildcards expanded), relative to the root, for
+    /// messages and patterns (a name that is not UTF-8 shows U+FFFD).
     pub named: String,
+    /// The same path, byte for byte: its last component names the copy
+    /// when it lands inside a directory.
+    pub named_os: PathBuf,
     /// Where it really is, relative to the root (symlinks followed); the
     /// `.dockerignore` paths of entries below it start here.
     pub resolved: String,
@@ -41,18 +46,16 @@ fn expand(origin: &Origin, source: &str) -> Result<Vec<Source>, CopyError> {
     let clean = crate::path::clean_path(&format!("/{source}"));
     let clean = clean.trim_start_matches('/');
     if !has_wildcard(clean) {
-        return Ok(vec![lookup(origin, clean, source)?]);
+        return Ok(vec![lookup(origin, Path::new(clean), source)?]);
     }
-    let mut found: Vec<String> = vec![String::new()];
+    // Paths are bytes: a name that is not UTF-8 is matched as Go matches it
+    // (each invalid byte one U+FFFD) and kept as it is.
+    let mut found: Vec<PathBuf> = vec![PathBuf::new()];
     for part in clean.split('/') {
         let mut next = Vec::new();
         for dir in &found {
-            let join = |name: &str| match dir.as_str() {
-                "" => name.to_string(),
-                d => format!("{d}/{name}"),
-            };
             if !has_wildcard(part) {
-                let candidate = join(&unescape(part));
+                let candidate = dir.join(unescape(part));
                 if exists(origin, &candidate)? {
                     next.push(candidate);
                 }
@@ -62,23 +65,27 @@ fn expand(origin: &Origin, source: &str) -> Result<Vec<Source>, CopyError> {
                 pattern: source.to_string(),
                 why: e.why,
             })?;
-            let host = rootpath::in_root(origin.root, dir, true).map_err(io_err(dir))?;
+            let shown = dir.to_string_lossy();
+            let host = rootpath::in_root(origin.root, dir, true).map_err(io_err(&shown))?;
             let Ok(entries) = fs::read_dir(&host) else {
                 continue;
             };
-            let mut names: Vec<String> = entries
+            let mut names: Vec<OsString> = entries
                 .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| glob.matches(n))
+                .map(|e| e.file_name())
+                .filter(|n| glob.matches(&go_string(n)))
                 .collect();
             names.sort();
-            next.extend(names.iter().map(|n| join(n)));
+            next.extend(names.iter().map(|n| dir.join(n)));
         }
         found = next;
     }
     // Files the context does not send are not there to match.
     if let Some(ignore) = origin.ignore {
-        found.retain(|p| !ignore.matches(p) || walked_for_exceptions(origin, ignore, p));
+        found.retain(|p| {
+            let p = p.to_string_lossy();
+            !ignore.matches(&p) || walked_for_exceptions(origin, ignore, &p)
+        });
     }
     if found.is_empty() {
         return Err(CopyError::NoMatch {
@@ -87,21 +94,35 @@ fn expand(origin: &Origin, source: &str) -> Result<Vec<Source>, CopyError> {
     }
     found
         .iter()
-        .map(|p| lookup(origin, p, p))
+        .map(|p| lookup(origin, p, &p.to_string_lossy()))
         .collect::<Result<_, _>>()
 }
 
+/// A name as Go's `filepath.Match` sees it: UTF-8 with each byte that is
+/// not part of a valid sequence read as U+FFFD.
+fn go_string(name: &OsStr) -> String {
+    let mut out = String::with_capacity(name.len());
+    for chunk in name.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        out.extend(chunk.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER));
+    }
+    out
+}
+
 /// The source at `rel`, named `shown` in messages.
-fn lookup(origin: &Origin, rel: &str, shown: &str) -> Result<Source, CopyError> {
-    check_ignored(origin, rel, shown)?;
+fn lookup(origin: &Origin, rel: &Path, shown: &str) -> Result<Source, CopyError> {
+    let rel_s = rel.to_string_lossy().into_owned();
+    check_ignored(origin, &rel_s, shown)?;
     let resolved = rootpath::resolve(rel, true, &|r| rootpath::link_in(origin.root, r))
         .map_err(io_err(shown))?;
+    let resolved_s = resolved.to_string_lossy().into_owned();
     if resolved != rel {
-        check_ignored(origin, &resolved, shown)?;
+        check_ignored(origin, &resolved_s, shown)?;
     }
-    let host = match resolved.as_str() {
-        "" => origin.root.to_path_buf(),
-        r => origin.root.join(r),
+    let host = if resolved.as_os_str().is_empty() {
+        origin.root.to_path_buf()
+    } else {
+        origin.root.join(&resolved)
     };
     let meta = fs::symlink_metadata(&host).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => CopyError::NotFound {
@@ -113,8 +134,9 @@ fn lookup(origin: &Origin, rel: &str, shown: &str) -> Result<Source, CopyError> 
         _ => io_err(shown)(e),
     })?;
     Ok(Source {
-        named: rel.to_string(),
-        resolved,
+        named: rel_s,
+        named_os: rel.to_path_buf(),
+        resolved: resolved_s,
         host,
         meta,
     })
@@ -144,8 +166,9 @@ fn walked_for_exceptions(origin: &Origin, ignore: &strata_cache::DockerIgnore, r
     !ignore.skips_dir(rel) && rootpath::in_root(origin.root, rel, true).is_ok_and(|p| p.is_dir())
 }
 
-fn exists(origin: &Origin, rel: &str) -> Result<bool, CopyError> {
-    let host = rootpath::in_root(origin.root, rel, false).map_err(io_err(rel))?;
+fn exists(origin: &Origin, rel: &Path) -> Result<bool, CopyError> {
+    let shown = rel.to_string_lossy();
+    let host = rootpath::in_root(origin.root, rel, false).map_err(io_err(&shown))?;
     Ok(fs::symlink_metadata(host).is_ok())
 }
 

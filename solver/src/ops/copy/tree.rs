@@ -13,16 +13,18 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
-use super::{CopyError, CopyStats, Origin, xattr};
+use strata_cache::DockerIgnore;
+
+use super::{Chmod, CopyError, CopyStats, Origin, xattr};
 
 /// How copied entries are owned and moded.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Apply {
+pub(crate) struct Apply<'a> {
     /// `--chown`, resolved; `None`: 0:0 from the context, the source's owner
     /// from a stage.
     pub owner: Option<(u32, u32)>,
     /// `--chmod`; `None` keeps the source's mode.
-    pub chmod: Option<u32>,
+    pub chmod: Option<&'a Chmod>,
     /// Whether the source's owner is kept (COPY --from) when there is no `--chown`.
     pub keep_owner: bool,
 }
@@ -31,9 +33,14 @@ pub(crate) struct Apply {
 pub(crate) struct Writer<'a> {
     pub layer: &'a Path,
     pub parent_root: &'a Path,
-    pub apply: Apply,
+    pub apply: Apply<'a>,
     pub cancelled: &'a dyn Fn() -> bool,
     pub stats: CopyStats,
+    /// `--exclude`, matched against paths relative to the source being
+    /// copied (`base`), as fsutil matches them.
+    pub exclude: Option<&'a DockerIgnore>,
+    /// The source being copied, relative to the source root.
+    pub base: String,
     /// Source (device, inode) of multiply-linked files → their first copy.
     links: HashMap<(u64, u64), PathBuf>,
     /// Directories whose mtime is set once everything is written (writing
@@ -52,7 +59,7 @@ impl<'a> Writer<'a> {
     pub fn new(
         layer: &'a Path,
         parent_root: &'a Path,
-        apply: Apply,
+        apply: Apply<'a>,
         cancelled: &'a dyn Fn() -> bool,
     ) -> Self {
         Writer {
@@ -61,6 +68,8 @@ impl<'a> Writer<'a> {
             apply,
             cancelled,
             stats: CopyStats::default(),
+            exclude: None,
+            base: String::new(),
             links: HashMap::new(),
             dir_times: Vec::new(),
         }
@@ -114,6 +123,50 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Makes the layer directory `dst` for a directory of the source
+    /// (`src`, whose metadata is `meta`) that a copied entry lies below
+    /// (`--parents`): one the destination has already is taken over as
+    /// [`Writer::ensure_dirs`] does; a new one is made as a copied directory.
+    pub fn mirror_dir(
+        &mut self,
+        dst: &Path,
+        src: &Path,
+        meta: &fs::Metadata,
+    ) -> Result<(), CopyError> {
+        match fs::symlink_metadata(dst) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(CopyError::NotADirectory {
+                    path: self.image_path(dst),
+                });
+            }
+            Err(_) => {}
+        }
+        let rel = dst.strip_prefix(self.layer).unwrap_or(dst);
+        let taken = match fs::symlink_metadata(self.parent_root.join(rel)) {
+            Ok(m) if m.is_dir() => Some(m),
+            Ok(_) => {
+                return Err(CopyError::NotADirectory {
+                    path: self.image_path(dst),
+                });
+            }
+            Err(_) => None,
+        };
+        fs::create_dir(dst).map_err(io_err(dst))?;
+        match taken {
+            Some(m) => {
+                set_meta(dst, (m.uid(), m.gid()), Some(m.mode() & 0o7777))?;
+                self.dir_times.push((dst.to_path_buf(), m));
+            }
+            None => {
+                set_meta(dst, self.owner_of(meta), Some(self.mode_of(meta)))?;
+                copy_xattrs(src, dst)?;
+                self.dir_times.push((dst.to_path_buf(), meta.clone()));
+            }
+        }
+        Ok(())
+    }
+
     /// Gives a directory something else created for the destination
     /// (an ADD archive's target) the mode and owner of one made here.
     pub fn adopt_new_dir(&mut self, rel: &str) -> Result<(), CopyError> {
@@ -143,7 +196,11 @@ impl<'a> Writer<'a> {
     }
 
     fn mode_of(&self, meta: &fs::Metadata) -> u32 {
-        self.apply.chmod.unwrap_or(meta.mode() & 0o7777)
+        match self.apply.chmod {
+            None => meta.mode() & 0o7777,
+            Some(Chmod::Octal(m)) => *m,
+            Some(Chmod::Symbolic(s)) => s.apply(meta.mode(), meta.is_dir()),
+        }
     }
 
     /// Copies the entry `src` (whose metadata is `meta`; `ctx` is its path
@@ -233,11 +290,23 @@ impl<'a> Writer<'a> {
             let child = src.join(&name);
             let child_meta = fs::symlink_metadata(&child).map_err(io_err(&child))?;
             let child_dst = dst.join(&name);
-            match origin.ignore {
-                Some(ignore) if ignore.matches(&child_ctx) => {
+            let rel = match child_ctx.strip_prefix(self.base.as_str()) {
+                Some(r) if !self.base.is_empty() => r.trim_start_matches('/'),
+                _ => child_ctx.as_str(),
+            };
+            let ignored = origin.ignore.is_some_and(|i| i.matches(&child_ctx));
+            let excluded = self.exclude.is_some_and(|x| x.matches(rel));
+            if ignored || excluded {
+                {
                     // An excluded directory may still hold re-included files
                     // (`!` patterns); it is kept only if one of them is.
-                    if child_meta.is_dir() && !ignore.skips_dir(&child_ctx) {
+                    let skip = |m: Option<&DockerIgnore>, path: &str, hit: bool| {
+                        hit && m.is_some_and(|m| m.skips_dir(path))
+                    };
+                    if child_meta.is_dir()
+                        && !skip(origin.ignore, &child_ctx, ignored)
+                        && !skip(self.exclude, rel, excluded)
+                    {
                         let existed = child_dst.exists();
                         let before = self.stats.entries;
                         self.copy_dir(origin, &child, &child_meta, &child_ctx, &child_dst, false)?;
@@ -248,16 +317,20 @@ impl<'a> Writer<'a> {
                         }
                     }
                 }
-                _ => {
-                    self.copy_entry(origin, &child, &child_meta, &child_ctx, &child_dst, false)?;
-                }
+            } else {
+                self.copy_entry(origin, &child, &child_meta, &child_ctx, &child_dst, false)?;
             }
         }
         if !top_existed {
             set_meta(dst, self.owner_of(meta), Some(self.mode_of(meta)))?;
             copy_xattrs(src, dst)?;
-            self.dir_times.push((dst.to_path_buf(), meta.clone()));
+        } else {
+            // The destination directory keeps its mode and owner but takes
+            // the source directory's times (fsutil restores them from the
+            // source after filling it).
+            self.dir_times.retain(|(p, _)| p != dst);
         }
+        self.dir_times.push((dst.to_path_buf(), meta.clone()));
         self.stats.entries += 1;
         Ok(())
     }
