@@ -16,6 +16,7 @@ mod cgroup;
 mod docker_paths;
 mod error;
 mod etc_files;
+mod mounts;
 mod oci;
 mod output;
 mod overlay;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 pub use builtin::Builtin;
 pub use cgroup::DeviceControl;
 pub use error::SandboxError;
+pub use mounts::{MountSource, SecretBytes, StepMount};
 pub use oci::{OciRuntime, OciRuntimeKind};
 pub use view::{MergedView, ViewError, private_mount_namespace};
 
@@ -84,6 +86,8 @@ pub struct ProcessSpec {
     pub hostname: String,
     /// The system call filter.
     pub seccomp: Seccomp,
+    /// Extra mounts (`RUN --mount`), made in this order after the root's own.
+    pub mounts: Vec<StepMount>,
 }
 
 /// The system calls a step may make.
@@ -129,6 +133,6 @@ impl ProcessSpec {
                 self.cwd
             )));
         }
-        Ok(())
+        mounts::validate(&self.mounts)
     }
 }

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod device_checks;
 pub mod loop_device;
+pub mod mount_checks;
 pub mod seccomp_checks;
 
 use std::fs;
@@ -74,6 +75,7 @@ pub fn sh(script: &str) -> ProcessSpec {
         network: Network::Host,
         hostname: "buildkitsandbox".into(),
         seccomp: Seccomp::DockerDefault,
+        mounts: vec![],
     }
 }
 
