@@ -93,6 +93,14 @@ pub struct BuildArgs {
         value_parser = crate::cache_cmd::parse_size
     )]
     pub decompression_limit: u64,
+    /// A secret for `RUN --mount=type=secret`: `id=ID[,src=PATH]` (a file),
+    /// `id=ID,env=VAR` (an environment variable), `id=ID` (the variable ID).
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|,env=VAR]")]
+    pub secrets: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` ($SSH_AUTH_SOCK),
+    /// `default=SOCKET` or `ID=SOCKET`.
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
     #[command(flatten)]
     pub registry: crate::registry_cmd::RegistryArgs,
     /// The build context directory.
@@ -195,6 +203,7 @@ fn request(
         root: root.to_path_buf(),
         explain: args.explain_cache && !args.quiet,
         decompression_limit: args.decompression_limit,
+        secrets: crate::build_secrets::parse(&args.secrets, &args.ssh)?,
     })
 }
 

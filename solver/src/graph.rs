@@ -11,6 +11,10 @@ use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 
+mod mounts;
+
+pub use mounts::{CacheSharing, ExecMount, MountFrom, MountKind};
+
 /// Identifies a vertex inside one [`BuildGraph`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VertexId(NodeIndex);
@@ -91,6 +95,8 @@ pub struct ExecOp {
     pub cwd: String,
     /// Network mode.
     pub network: NetworkMode,
+    /// Extra mounts (`RUN --mount`), in the order given.
+    pub mounts: Vec<ExecMount>,
 }
 
 /// Ownership to apply to copied files.
@@ -187,6 +193,8 @@ pub enum EdgeRole {
     Parent,
     /// A filesystem files are copied from.
     CopyFrom,
+    /// A filesystem a mount of an [`ExecOp`] shows ([`MountFrom::Input`]).
+    Mount,
 }
 
 /// An input of a vertex.
@@ -427,6 +435,7 @@ impl BuildGraph {
                 enc.str(match input.role {
                     EdgeRole::Parent => "parent",
                     EdgeRole::CopyFrom => "copy-from",
+                    EdgeRole::Mount => "mount",
                 });
                 // Inputs precede this vertex in topological order, so their keys exist.
                 let key = self
@@ -520,6 +529,7 @@ fn encode_op(enc: &mut KeyEncoder, op: &Op) {
             enc.str(&e.user);
             enc.str(&e.cwd);
             enc.str(e.network.as_str());
+            mounts::encode_mounts(enc, &e.mounts);
         }
         Op::Copy(c) => {
             match &c.source {
@@ -571,6 +581,7 @@ mod tests {
             user: String::new(),
             cwd: "/".into(),
             network: NetworkMode::Default,
+            mounts: vec![],
         })
     }
 

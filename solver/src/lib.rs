@@ -23,9 +23,11 @@ mod sources;
 
 pub use dockerfile::{BuildArgs, NamedContext, dockerfile_path, parse_build_context};
 pub use graph::{
-    BuildGraph, CacheKey, EdgeRole, Input, NetworkMode, Op, Origin, SourceSpan, Vertex, VertexId,
+    BuildGraph, CacheKey, CacheSharing, EdgeRole, ExecMount, Input, MountFrom, MountKind,
+    NetworkMode, Op, Origin, SourceSpan, Vertex, VertexId,
 };
 pub use image::{Healthcheck, HistoryEntry, ImageConfig};
+pub use ops::{BuildSecrets, MountError};
 pub use platform::Platform;
 pub use progress::{BuildWarning, ChannelSink, ProgressEvent, ProgressSink, Stream};
 pub use pull::{PullError, Pulled, human_size, pull};
@@ -35,3 +37,4 @@ pub use solve::{
     solve,
 };
 pub use sources::{ContextFiles, ImageError, ImageResolver, ResolvedImage};
+pub use strata_sandbox::SecretBytes;

@@ -124,6 +124,7 @@ fn run_on_scratch_fails_naming_the_step_and_the_missing_shell() -> R {
             user: String::new(),
             cwd: "/".into(),
             network: NetworkMode::Default,
+            mounts: vec![],
         }),
         "[2/2] RUN true",
         vec![on(s, EdgeRole::Parent)],

@@ -58,6 +58,7 @@ fn exec(name: &str) -> Op {
         user: String::new(),
         cwd: "/".into(),
         network: NetworkMode::None,
+        mounts: vec![],
     })
 }
 

@@ -1,6 +1,7 @@
 //! RUN: a process on top of the stage's filesystem, with the stage's shell,
-//! environment, user and working directory. Its flags (`--mount`,
-//! `--security`) and heredocs are refused until the sandbox supports them.
+//! environment, user and working directory, and its `--mount`s
+//! ([`super::mounts`]). `--security` and heredocs are refused until the
+//! sandbox supports them.
 
 use strata_parser::{Command, InstructionKind, Span};
 
@@ -30,9 +31,6 @@ impl Lowerer<'_> {
         else {
             return Ok(());
         };
-        if !mounts.is_empty() {
-            return unsupported(line, "RUN --mount");
-        }
         if !heredocs.is_empty() {
             return unsupported(line, "RUN with a heredoc");
         }
@@ -49,15 +47,19 @@ impl Lowerer<'_> {
             Some(strata_parser::NetworkMode::None) => NetworkMode::None,
             Some(strata_parser::NetworkMode::Host) => NetworkMode::Host,
         };
+        let cwd = cwd(&st.config);
+        let mut inputs = vec![parent(st.last)];
+        let mounts = self.run_mounts(st, mounts, &cwd, &mut inputs, line)?;
         let op = Op::Exec(ExecOp {
             argv: argv.clone(),
             env: st.scope.run_env(),
             user: st.config.config.user.clone(),
-            cwd: cwd(&st.config),
+            cwd,
             network,
+            mounts,
         });
         let origin = st.next_origin(text, span);
-        st.last = self.graph.add_step(op, origin, vec![parent(st.last)])?;
+        st.last = self.graph.add_step(op, origin, inputs)?;
         st.config
             .history(format!("RUN {} # buildkit", argv.join(" ")), false);
         Ok(())

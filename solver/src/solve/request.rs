@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::dockerfile::{BuildArgs, NamedContext};
 use crate::graph::NetworkMode;
+use crate::ops::BuildSecrets;
 use crate::platform::Platform;
 
 /// The default of [`BuildRequest::decompression_limit`]: 100 GiB. Real
@@ -68,4 +69,7 @@ pub struct BuildRequest {
     /// more fails the build naming the layer or archive and the limit.
     /// [`DEFAULT_DECOMPRESSION_LIMIT`] unless the caller chooses.
     pub decompression_limit: u64,
+    /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` may use.
+    /// Never written anywhere, never part of a key.
+    pub secrets: BuildSecrets,
 }
