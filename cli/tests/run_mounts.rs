@@ -120,7 +120,7 @@ fn cache_mount_options_mode_owner_ro_and_seed() -> R {
             "RUN --mount=type=cache,id=seeded,target=/c,from=seed,source=/s cat /c/f\n",
         ),
     )?;
-    let log = env.build(&ctx, &["-t", "opts"])?;
+    let log = env.build(&ctx, &["-t", "opts:1"])?;
     let lines = printed(&log);
     for want in ["owned 750 1000 50", "plain 755 0 0", "ro=1", "seeded"] {
         assert!(lines.iter().any(|l| l == want), "no {want:?} in:\n{log}");
@@ -293,13 +293,13 @@ fn rw_bind_writes_are_discarded_and_binds_come_from_stages() -> R {
             "RUN --mount=type=bind,from=build,source=/out,target=/in cp /in/artifact /artifact\n",
         ),
     )?;
-    env.build(&ctx, &["-t", "binds"])?;
+    env.build(&ctx, &["-t", "binds:1"])?;
     assert_eq!(fs::read_to_string(ctx.join("a.txt"))?, "binds");
     assert!(
         !ctx.join("new").exists(),
         "a rw bind wrote into the context"
     );
-    let rootfs = env.unpack("binds")?.join("rootfs");
+    let rootfs = env.unpack("binds:1")?.join("rootfs");
     assert_eq!(fs::read_to_string(rootfs.join("artifact"))?, "built\n");
     for gone in ["w", "in", "out"] {
         assert!(!rootfs.join(gone).exists(), "/{gone} is in the image");
@@ -317,7 +317,7 @@ fn tmpfs_mount_is_sized_and_leaves_nothing() -> R {
          grep -c ' /scratch tmpfs ' /proc/mounts; echo x > /scratch/f; \
          dd if=/dev/zero of=/scratch/big bs=1024 count=2048 2>/dev/null; echo dd=$?\n",
     )?;
-    let log = env.build(&ctx, &["-t", "tmpfs"])?;
+    let log = env.build(&ctx, &["-t", "tmpfs:1"])?;
     let lines = printed(&log);
     assert!(
         lines.contains(&"1".to_string()),
@@ -327,7 +327,7 @@ fn tmpfs_mount_is_sized_and_leaves_nothing() -> R {
         lines.contains(&"dd=1".to_string()),
         "the size limit did not hold:\n{log}"
     );
-    let rootfs = env.unpack("tmpfs")?.join("rootfs");
+    let rootfs = env.unpack("tmpfs:1")?.join("rootfs");
     assert!(!rootfs.join("scratch").exists());
     Ok(())
 }
@@ -358,7 +358,7 @@ fn secrets_reach_the_step_and_nothing_else() -> R {
     )?;
     let src = format!("id=tok,src={}", secret.display());
     let run = env
-        .build_command(&ctx, &["-t", "sec", "--secret", &src])?
+        .build_command(&ctx, &["-t", "sec:1", "--secret", &src])?
         .ok()?;
     let lines = printed(&run.stderr);
     for want in [
@@ -374,7 +374,7 @@ fn secrets_reach_the_step_and_nothing_else() -> R {
             run.stderr
         );
     }
-    let rootfs = env.unpack("sec")?.join("rootfs");
+    let rootfs = env.unpack("sec:1")?.join("rootfs");
     assert!(
         !rootfs.join("run/secrets").exists(),
         "/run/secrets is in the image"
@@ -387,7 +387,7 @@ fn secrets_reach_the_step_and_nothing_else() -> R {
         !grep_r(MARKER, &rootfs)?,
         "the secret is in the image's files"
     );
-    let config = String::from_utf8(env.config_bytes("sec")?)?;
+    let config = String::from_utf8(env.config_bytes("sec:1")?)?;
     assert!(
         !config.contains(MARKER),
         "the secret is in the config or history"
@@ -406,7 +406,7 @@ fn a_secret_leaves_no_trace_in_the_root_output_or_key() -> R {
     fs::write(&secret, MARKER)?;
     let ctx = env.context(
         "secret2",
-        "FROM busybox\nRUN --mount=type=secret,id=tok,required,env=TOK \
+        "FROM busybox\nRUN --mount=type=secret,id=tok,required,env=TOK,target=/run/secrets/tok \
          wc -c /run/secrets/tok && test -n \"$TOK\" && cp /run/secrets/tok /tok-len-check \
          && wc -c < /tok-len-check > /len && rm /tok-len-check\n",
     )?;
@@ -524,7 +524,7 @@ fn ssh_agent_is_forwarded_and_lists_its_key() -> R {
         ssh_add_tools(&ctx.join("tools"))?;
         let ssh = format!("default={sock_s}");
         let run = env
-            .build_command(&ctx, &["-t", "ssh", "--ssh", &ssh])?
+            .build_command(&ctx, &["-t", "ssh:1", "--ssh", &ssh])?
             .output()?;
         // The second RUN requires an agent `other` that was not given.
         assert_eq!(run.code, Some(1), "{}", run.stderr);

@@ -114,10 +114,12 @@ pub(crate) struct PreparedMounts {
     pub mounts: Vec<StepMount>,
     /// Environment entries the mounts add (`env=` secrets, `SSH_AUTH_SOCK`).
     pub env: Vec<String>,
+    // Dropped in this order: the proxies before the folders their sockets are in, the views
+    // before the scratch folder they are mounted in.
+    proxies: Vec<SshProxy>,
     leases: Vec<CacheMountLease>,
     views: Vec<MergedView>,
     scratch: Vec<tempfile::TempDir>,
-    proxies: Vec<SshProxy>,
 }
 
 /// What [`prepare`] reads from the executor.

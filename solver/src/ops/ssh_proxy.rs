@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::run_mounts::{MountError, io};
 
@@ -50,16 +51,22 @@ impl SshProxy {
             .map_err(io("chown", socket))?;
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode & 0o7777))
             .map_err(io("chmod", socket))?;
+        // Polled, so stopping needs nothing from the socket (which may be gone by then).
+        listener
+            .set_nonblocking(true)
+            .map_err(io("set up", socket))?;
         let stop = Arc::new(AtomicBool::new(false));
         let agent = agent.to_path_buf();
         let flag = stop.clone();
         let accept = std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(client) = client {
-                    forward(client, &agent);
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        if client.set_nonblocking(false).is_ok() {
+                            forward(client, &agent);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
         });
@@ -79,8 +86,6 @@ impl SshProxy {
 impl Drop for SshProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accepting thread, which then sees the flag.
-        let _ = UnixStream::connect(&self.socket);
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
