@@ -504,8 +504,15 @@ fn ssh_agent_is_forwarded_and_lists_its_key() -> R {
         .split(';')
         .find_map(|f| f.trim().strip_prefix("SSH_AGENT_PID=").map(str::to_string))
         .and_then(|p| p.parse().ok());
-    let agent_pid = agent_pid.ok_or("ssh-agent printed no pid")?;
-    let result = (|| -> R {
+    // Ends the agent this test started, by the pid it printed, even when an assertion fails.
+    struct Agent(i32);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+    let _agent = Agent(agent_pid.ok_or("ssh-agent printed no pid")?);
+    {
         let add = Command::new("ssh-add")
             .arg(key_s)
             .env("SSH_AUTH_SOCK", &sock)
@@ -546,11 +553,8 @@ fn ssh_agent_is_forwarded_and_lists_its_key() -> R {
             "ssh-add -l inside the step did not list the agent's key:\n{}",
             run.stderr
         );
-        Ok(())
-    })();
-    // The agent this test started, ended by the pid it printed.
-    let _ = Command::new("kill").arg(agent_pid.to_string()).status();
-    result
+    }
+    Ok(())
 }
 
 #[test]
