@@ -554,6 +554,35 @@ fn ssh_agent_is_forwarded_and_lists_its_key() -> R {
             run.stderr
         );
     }
+    // Reference (`docker build --ssh`): `default=KEYFILE` gives the key itself; strata
+    // loads it into an agent of its own for the build, ended with it.
+    let ctx = env.context(
+        "ssh-key",
+        "FROM busybox\nRUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh \
+         /tools/ld.so --library-path /tools/lib /tools/ssh-add -l\n",
+    )?;
+    ssh_add_tools(&ctx.join("tools"))?;
+    let by_key = format!("default={key_s}");
+    let run = env
+        .build_command(&ctx, &["-t", "ssh:2", "--ssh", &by_key])?
+        .ok()?;
+    assert!(
+        printed(&run.stderr)
+            .iter()
+            .any(|l| l.contains("strata-ssh-test-key")),
+        "the key file's agent did not list it:\n{}",
+        run.stderr
+    );
+    let root = env.root().to_string_lossy().into_owned();
+    for entry in fs::read_dir("/proc")?.flatten() {
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            assert!(
+                !(cmdline.starts_with("ssh-agent") && cmdline.contains(&root)),
+                "the build's ssh-agent is still running: {cmdline}"
+            );
+        }
+    }
     Ok(())
 }
 
