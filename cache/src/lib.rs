@@ -11,6 +11,7 @@
 
 pub mod base_layers;
 mod cache_error;
+pub mod cache_mounts;
 pub mod compression;
 pub mod context_hash;
 pub mod dockerignore;

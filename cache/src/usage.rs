@@ -58,6 +58,9 @@ pub struct PruneOptions {
     pub keep_storage: Option<u64>,
     /// Only cache entries not used for this long.
     pub until: Option<Duration>,
+    /// Only cache mounts (`--filter type=exec.cachemount`): every one no
+    /// running step holds, and nothing else.
+    pub cache_mounts_only: bool,
 }
 
 /// What prune did.
@@ -156,6 +159,10 @@ pub fn usage(root: &Path) -> Result<Usage, CacheError> {
 /// for what is never removed).
 pub fn prune(root: &Path, options: &PruneOptions) -> Result<PruneReport, CacheError> {
     let mut report = PruneReport::default();
+    if options.cache_mounts_only {
+        prune_cache_mounts(root, &mut report)?;
+        return Ok(report);
+    }
     let index = CacheIndex::open(root)?;
     let snaps = index.snapshots();
     // Held for the whole prune: no build starts while blobs and base layers
@@ -259,17 +266,23 @@ pub fn prune(root: &Path, options: &PruneOptions) -> Result<PruneReport, CacheEr
         prune_blobs(root, &kept, &mut report)?;
     }
     if options.all {
-        for path in entries(&cache_mounts_dir(root))? {
-            if let Some(lock) = try_exclusive(&path)? {
-                let size = dir_size(&path)?;
-                fs::remove_dir_all(&path).map_err(io_err(&path))?;
-                drop(lock);
-                report.freed_bytes += size;
-                report.removed.push(path.display().to_string());
-            }
-        }
+        prune_cache_mounts(root, &mut report)?;
     }
     Ok(report)
+}
+
+/// Removes every cache mount folder no running step holds.
+fn prune_cache_mounts(root: &Path, report: &mut PruneReport) -> Result<(), CacheError> {
+    for path in entries(&cache_mounts_dir(root))? {
+        if let Some(lock) = try_exclusive(&path)? {
+            let size = dir_size(&path)?;
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            drop(lock);
+            report.freed_bytes += size;
+            report.removed.push(path.display().to_string());
+        }
+    }
+    Ok(())
 }
 
 /// Removes blobs neither a tagged image nor a kept record names, and

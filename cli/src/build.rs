@@ -98,6 +98,15 @@ pub struct BuildArgs {
         value_parser = crate::cache_cmd::parse_size
     )]
     pub decompression_limit: u64,
+    /// A secret for `RUN --mount=type=secret`: `id=ID[,src=PATH]` (a file),
+    /// `id=ID,env=VAR` (an environment variable), `id=ID` (the variable ID).
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|,env=VAR]")]
+    pub secrets: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` ($SSH_AUTH_SOCK),
+    /// `ID=SOCKET`, or `ID=KEY[,KEY…]` (key files loaded into an ssh-agent
+    /// of the build's own).
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY…]]")]
+    pub ssh: Vec<String>,
     #[command(flatten)]
     pub registry: crate::registry_cmd::RegistryArgs,
     /// The build context directory.
@@ -160,6 +169,7 @@ fn request(
     args: &BuildArgs,
     root: &Path,
     (file_name, src): (String, String),
+    secrets: strata_solver::BuildSecrets,
 ) -> Result<BuildRequest, Failure> {
     let network = match args.network.as_str() {
         "default" => NetworkMode::Default,
@@ -206,6 +216,7 @@ fn request(
         root: root.to_path_buf(),
         explain: args.explain_cache && !args.quiet,
         decompression_limit: args.decompression_limit,
+        secrets,
     })
 }
 
@@ -231,7 +242,9 @@ fn run_inner(
     // Names and levels are refused now, not after the whole build.
     check_request(&args.tags, &outputs, compression)?;
     let epoch = source_date_epoch()?;
-    let req = request(args, root, (file_name.clone(), src.clone()))?;
+    // The agents started for `--ssh ID=KEYFILE` live until the build ends.
+    let (secrets, _agents) = crate::build_secrets::parse(&args.secrets, &args.ssh, root)?;
+    let req = request(args, root, (file_name.clone(), src.clone()), secrets)?;
 
     let (tx, rx) = mpsc::channel();
     // With -q nothing sends: the receiver must not wait on a live sender.

@@ -18,7 +18,8 @@ pub struct PruneArgs {
     /// Remove least recently used entries until the cache takes at most SIZE (e.g. 10GB, 512MB).
     #[arg(long = "keep-storage", value_name = "SIZE")]
     pub keep_storage: Option<String>,
-    /// `until=DURATION` (e.g. until=24h, until=30m): only entries unused for that long.
+    /// `until=DURATION` (e.g. until=24h, until=30m): only entries unused for that long;
+    /// `type=exec.cachemount`: only the cache mounts (`RUN --mount=type=cache`) no step uses.
     #[arg(long)]
     pub filter: Vec<String>,
 }
@@ -71,6 +72,14 @@ pub fn du(root: &Path, out: &mut dyn Write) -> Result<(), Failure> {
     line(out, "snapshots", &u.snapshots);
     line(out, "blobs", &u.blobs);
     line(out, "cache mounts", &u.cache_mounts);
+    let mounts =
+        strata_cache::cache_mounts::list(root).map_err(|e| Failure::Environment(e.to_string()))?;
+    if !mounts.is_empty() {
+        let _ = writeln!(out, "\n{:<40} {:>12}", "CACHE MOUNT ID", "SIZE");
+        for m in mounts {
+            let _ = writeln!(out, "{:<40} {:>12}", m.id, human(m.bytes));
+        }
+    }
     Ok(())
 }
 
@@ -132,15 +141,17 @@ pub fn run_prune(root: &Path, args: &PruneArgs, out: &mut dyn Write) -> Result<(
         None => None,
     };
     let mut until = None;
+    let mut cache_mounts_only = false;
     for f in &args.filter {
         match f.split_once('=') {
+            Some(("type", "exec.cachemount")) => cache_mounts_only = true,
             Some(("until", d)) => {
                 until =
                     Some(parse_duration(d).map_err(|e| Failure::Usage(format!("--filter {e}")))?)
             }
             _ => {
                 return Err(Failure::Usage(format!(
-                    "--filter {f}: expected until=DURATION"
+                    "--filter {f}: expected until=DURATION or type=exec.cachemount"
                 )));
             }
         }
@@ -149,6 +160,7 @@ pub fn run_prune(root: &Path, args: &PruneArgs, out: &mut dyn Write) -> Result<(
         all: args.all,
         keep_storage,
         until,
+        cache_mounts_only,
     };
     let report = prune(root, &opts).map_err(|e| Failure::Environment(e.to_string()))?;
     for r in &report.removed {

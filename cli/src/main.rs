@@ -2,6 +2,7 @@
 
 mod archive_cmd;
 mod build;
+mod build_secrets;
 mod cache_cmd;
 mod debug;
 mod diagnostic;

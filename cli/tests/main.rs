@@ -23,6 +23,7 @@ mod library_api;
 mod names;
 mod network;
 mod registry_e2e;
+mod run_mounts;
 
 /// `autotests = false` (cli/Cargo.toml): a file of tests/ that no `mod`
 /// line above names would never be compiled or run, so none may exist.

@@ -16,6 +16,7 @@ mod cgroup;
 mod docker_paths;
 mod error;
 mod etc_files;
+mod mounts;
 mod network;
 mod oci;
 mod output;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 pub use builtin::Builtin;
 pub use cgroup::DeviceControl;
 pub use error::SandboxError;
+pub use mounts::{MountSource, SecretBytes, StepMount};
 pub use oci::{OciRuntime, OciRuntimeKind};
 pub use view::{MergedView, ViewError, private_mount_namespace};
 
@@ -89,6 +91,8 @@ pub struct ProcessSpec {
     pub hostname: String,
     /// The system call filter.
     pub seccomp: Seccomp,
+    /// Extra mounts (`RUN --mount`), made in this order after the root's own.
+    pub mounts: Vec<StepMount>,
     /// The capabilities a root process keeps (and every process's bounding set).
     pub capabilities: Capabilities,
 }
@@ -147,6 +151,6 @@ impl ProcessSpec {
                 self.cwd
             )));
         }
-        Ok(())
+        mounts::validate(&self.mounts)
     }
 }

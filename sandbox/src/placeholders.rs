@@ -82,7 +82,7 @@ impl Placeholders {
 /// True when every directory between `upper` and `rel` is a directory, not a symlink: the
 /// step may have replaced `/etc` with a symlink to anywhere, and following it would act on
 /// the host.
-fn parents_are_real_dirs(upper: &Path, rel: &str) -> bool {
+pub(crate) fn parents_are_real_dirs(upper: &Path, rel: &str) -> bool {
     let mut path = upper.to_path_buf();
     let parents: Vec<&str> = rel.split('/').collect();
     for part in &parents[..parents.len().saturating_sub(1)] {
@@ -98,7 +98,11 @@ fn parents_are_real_dirs(upper: &Path, rel: &str) -> bool {
 /// True when `upper_dir` is an empty, non-opaque directory that either is absent from the
 /// layers (the sandbox created it) or has the same owner and mode as the layers' version
 /// (the sandbox's placeholder made overlayfs copy it up).
-fn is_untouched_parent(upper_dir: &Path, lowers: &[PathBuf], rel: &str) -> io::Result<bool> {
+pub(crate) fn is_untouched_parent(
+    upper_dir: &Path,
+    lowers: &[PathBuf],
+    rel: &str,
+) -> io::Result<bool> {
     let meta = match fs::symlink_metadata(upper_dir) {
         Ok(m) if m.is_dir() => m,
         _ => return Ok(false),

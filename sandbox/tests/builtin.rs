@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestResult, checks, rootfs, run, sh};
+use common::{TestResult, checks, mount_checks, rootfs, run, sh};
 use strata_sandbox::{Builtin, SandboxError};
 
 #[test]
@@ -134,4 +134,14 @@ fn read_only_proc_and_sys_paths() -> TestResult {
 #[test]
 fn masked_paths_show_nothing() -> TestResult {
     checks::masked_paths_show_nothing(&Builtin::default())
+}
+
+#[test]
+fn extra_mounts_show_what_they_say() -> TestResult {
+    mount_checks::extra_mounts_show_what_they_say(&Builtin::default())
+}
+
+#[test]
+fn mount_targets_stay_inside_the_root() -> TestResult {
+    mount_checks::mount_targets_stay_inside_the_root(&Builtin::default())
 }

@@ -11,7 +11,7 @@ macro_rules! oci_checks {
     };
     (@runtime $module:ident, $kind:expr, [$($check:ident),* $(,)?]) => {
         mod $module {
-            use super::common::{TestResult, checks};
+            use super::common::{TestResult, checks, mount_checks};
             use strata_sandbox::{OciRuntime, OciRuntimeKind};
 
             fn runtime() -> Result<OciRuntime, Box<dyn std::error::Error>> {
@@ -24,6 +24,16 @@ macro_rules! oci_checks {
                     checks::$check(&runtime()?)
                 }
             )*
+
+            #[test]
+            fn extra_mounts_show_what_they_say() -> TestResult {
+                mount_checks::extra_mounts_show_what_they_say(&runtime()?)
+            }
+
+            #[test]
+            fn mount_targets_stay_inside_the_root() -> TestResult {
+                mount_checks::mount_targets_stay_inside_the_root(&runtime()?)
+            }
         }
     };
 }

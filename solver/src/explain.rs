@@ -147,6 +147,10 @@ pub fn summarize(graph: &BuildGraph, ids: &[VertexId], key: &ValueKey) -> Summar
                 s.argv = e.argv.clone();
                 s.env = e.env.iter().map(|pair| key.redact(pair)).collect();
                 s.context = format!("user={} workdir={} network={:?}", e.user, e.cwd, e.network);
+                if !e.mounts.is_empty() {
+                    // Definitions and context digests only: no cache, secret or agent content.
+                    s.context.push_str(&format!(" mounts={:?}", e.mounts));
+                }
             }
             Op::Copy(c) => {
                 // A heredoc file counts as a source named `<<NAME`.

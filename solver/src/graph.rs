@@ -13,6 +13,10 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use strata_parser::{NetworkMode, Security};
 
+mod mounts;
+
+pub use mounts::{CacheSharing, ExecMount, MountFrom, MountKind};
+
 /// Identifies a vertex inside one [`BuildGraph`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VertexId(NodeIndex);
@@ -73,6 +77,8 @@ pub struct ExecOp {
     pub network: NetworkMode,
     /// `--security`: insecure runs without the seccomp filter and with every capability.
     pub security: Security,
+    /// Extra mounts (`RUN --mount`), in the order given.
+    pub mounts: Vec<ExecMount>,
 }
 
 /// Ownership to apply to copied files.
@@ -207,6 +213,8 @@ pub enum EdgeRole {
     /// The filesystem whose `/etc/passwd` and `/etc/group` resolve a copy's
     /// `--chown` names when the copy's parent is not its stage (`--link`).
     Users,
+    /// A filesystem a mount of an [`ExecOp`] shows ([`MountFrom::Input`]).
+    Mount,
 }
 
 /// An input of a vertex.
@@ -449,6 +457,7 @@ impl BuildGraph {
                     EdgeRole::CopyFrom => "copy-from",
                     EdgeRole::Linked => "linked",
                     EdgeRole::Users => "users",
+                    EdgeRole::Mount => "mount",
                 });
                 // Inputs precede this vertex in topological order, so their keys exist.
                 let key = self
@@ -546,6 +555,7 @@ fn encode_op(enc: &mut KeyEncoder, op: &Op) {
             if e.security == Security::Insecure {
                 enc.str("security=insecure");
             }
+            mounts::encode_mounts(enc, &e.mounts);
         }
         Op::Copy(c) => {
             match &c.source {
@@ -610,6 +620,7 @@ mod tests {
             cwd: "/".into(),
             network: NetworkMode::Default,
             security: Security::Sandbox,
+            mounts: vec![],
         })
     }
 

@@ -23,8 +23,12 @@ mod sources;
 pub use dockerfile::{
     BuildArgs, Entitlement, Entitlements, NamedContext, dockerfile_path, parse_build_context,
 };
-pub use graph::{BuildGraph, CacheKey, EdgeRole, Input, Op, Origin, SourceSpan, Vertex, VertexId};
+pub use graph::{
+    BuildGraph, CacheKey, CacheSharing, EdgeRole, ExecMount, Input, MountFrom, MountKind, Op,
+    Origin, SourceSpan, Vertex, VertexId,
+};
 pub use image_config::{Healthcheck, HistoryEntry, ImageConfig};
+pub use ops::{BuildSecrets, MountError};
 pub use progress::{BuildWarning, ChannelSink, ProgressEvent, ProgressSink, Stream};
 pub use pull::{PullError, Pulled, human_size, pull};
 pub use schedule::{CancelFlag, Executor, Job, JobLog, OpError, ScheduleError, Scheduler};
@@ -34,3 +38,4 @@ pub use solve::{
 };
 pub use sources::{ContextFiles, ImageError, ImageResolver, ResolvedImage};
 pub use strata_parser::{NetworkMode, Security};
+pub use strata_sandbox::SecretBytes;

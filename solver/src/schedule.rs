@@ -77,6 +77,9 @@ pub enum OpError {
     /// A base image's layers cannot be had.
     #[error(transparent)]
     BaseImage(Box<ImageError>),
+    /// A `RUN --mount` cannot be made (a missing required secret, a missing source).
+    #[error(transparent)]
+    Mount(Box<crate::ops::run_mounts::MountError>),
     /// The front end left a step without a cache key (a bug).
     #[error("step {0} has no cache key")]
     NoKey(String),
@@ -111,6 +114,7 @@ boxed_from!(
     User(UserError),
     Copy(CopyError),
     BaseImage(ImageError),
+    Mount(crate::ops::run_mounts::MountError),
 );
 
 impl OpError {

@@ -127,6 +127,7 @@ fn run_on_scratch_fails_naming_the_step_and_the_missing_shell() -> R {
             cwd: "/".into(),
             network: NetworkMode::Default,
             security: Security::Sandbox,
+            mounts: vec![],
         }),
         "[2/2] RUN true",
         vec![on(s, EdgeRole::Parent)],

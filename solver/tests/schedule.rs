@@ -60,6 +60,7 @@ fn exec(name: &str) -> Op {
         cwd: "/".into(),
         network: NetworkMode::None,
         security: Security::Sandbox,
+        mounts: vec![],
     })
 }
 

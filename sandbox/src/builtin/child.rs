@@ -8,11 +8,12 @@
 //! all threads it believes exist, and in this child those threads do not exist (the raw
 //! `clone` bypasses glibc's fork bookkeeping), which would deadlock.
 
+use std::cell::Cell;
 use std::ffi::{CStr, c_char};
 use std::os::fd::RawFd;
 use std::ptr;
 
-use super::plan::{Launch, Op};
+use super::plan::{Detached, Launch, Op};
 use crate::overlay::{check, errno};
 
 /// How the child reports a failure on its report pipe: `[kind, index, errno]` as `u32`s.
@@ -84,6 +85,7 @@ pub(crate) unsafe fn child_main(
     argv: &[*const c_char],
     envp: &[*const c_char],
     fds: &ChildFds,
+    slots: &[Cell<libc::c_int>],
 ) -> ! {
     // SAFETY: each call below is a plain system call wrapper on prepared, NUL-terminated data
     // or stack buffers; none allocates or takes a lock.
@@ -106,7 +108,7 @@ pub(crate) unsafe fn child_main(
             fail(fds, KIND_STEP, 0, errno());
         }
         for (index, op) in ops.iter().enumerate() {
-            if let Err(err) = run_op(op) {
+            if let Err(err) = run_op(op, slots) {
                 fail(fds, KIND_OP, index as u32, err);
             }
         }
@@ -267,7 +269,12 @@ fn file_type(path: &CStr) -> Result<Option<libc::mode_t>, i32> {
     }
 }
 
-fn run_op(op: &Op) -> Result<(), i32> {
+/// The descriptor kept in `slot`.
+fn slot(slots: &[Cell<libc::c_int>], slot: usize) -> Result<&Cell<libc::c_int>, i32> {
+    slots.get(slot).ok_or(libc::EINVAL)
+}
+
+fn run_op(op: &Op, slots: &[Cell<libc::c_int>]) -> Result<(), i32> {
     // SAFETY: every pointer passed is a NUL-terminated string owned by `op` or a literal.
     unsafe {
         match op {
@@ -377,6 +384,27 @@ fn run_op(op: &Op) -> Result<(), i32> {
             }
             Op::Chdir { path } => {
                 check(libc::chdir(path.as_ptr()) as libc::c_long)?;
+            }
+            Op::Detach { mount, slot: at } => {
+                let fd = match mount {
+                    Detached::Bind { source, readonly } => {
+                        crate::mounts::detach_bind(source, *readonly)?
+                    }
+                    Detached::Tmpfs { size } => {
+                        crate::mounts::detach_tmpfs(size.as_deref(), c"1777")?
+                    }
+                    Detached::File {
+                        path,
+                        contents,
+                        mode,
+                        owner,
+                    } => crate::mounts::detach_file(path, contents.expose(), *mode, *owner)?,
+                };
+                slot(slots, *at)?.set(fd);
+            }
+            Op::Touch { path } => crate::mounts::touch(path)?,
+            Op::Attach { slot: at, target } => {
+                crate::mounts::attach(slot(slots, *at)?.get(), target)?;
             }
         }
     }

@@ -25,13 +25,14 @@ use std::path::Path;
 use crate::cgroup::{DeviceControl, StepCgroup};
 use crate::docker_paths;
 use crate::etc_files::EtcFiles;
+use crate::mounts::{self, MountSource, StepMount, Stubs};
 use crate::network::PrivateNetwork;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
 use crate::placeholders::Placeholders;
 use crate::{Network, ProcessSpec, RootFs, Runtime, SandboxError, Seccomp, Stream, caps, seccomp};
 use child::{ChildFds, KIND_EXEC, KIND_OP, KIND_STEP, STEPS};
-use plan::{Launch, Op, cpath, cstr};
+use plan::{Detached, Launch, Op, cpath, cstr};
 
 /// The embedded runtime (needs root).
 #[derive(Debug, Clone, Default)]
@@ -69,6 +70,8 @@ impl Runtime for Builtin {
         };
         let cgroup = StepCgroup::create(&devices)?;
         let placeholders = Placeholders::survey(&root.upper);
+        let mounts = mounts::resolve_all(root, &spec.mounts)?;
+        let stubs = Stubs::survey(root, &mounts);
         let mut ops = vec![Op::JoinCgroup {
             procs: cgroup.procs().to_owned(),
         }];
@@ -79,7 +82,7 @@ impl Runtime for Builtin {
         if let Some(network) = &network {
             ops.push(Op::JoinNetns { fd: network.fd() });
         }
-        ops.extend(build_ops(state.path(), root, spec)?);
+        ops.extend(build_ops(state.path(), root, spec, &mounts)?);
         let launch = build_launch(spec)?;
         let status = spawn_and_wait(&ops, &launch, spec, output, cancelled);
         // The helper ends with the step (its namespace has no process left).
@@ -87,6 +90,7 @@ impl Runtime for Builtin {
         let removed = cgroup.remove();
         // Cleanup runs even when the run failed, so placeholders never reach a layer.
         placeholders.remove_created(root)?;
+        stubs.remove(root)?;
         let code = status?;
         removed?;
         Ok(code)
@@ -95,7 +99,12 @@ impl Runtime for Builtin {
 
 /// The setup steps: overlay root, mountpoints, /proc, /dev, /sys, /etc files, pivot_root,
 /// hostname, working directory.
-fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>, SandboxError> {
+fn build_ops(
+    state: &Path,
+    root: &RootFs,
+    spec: &ProcessSpec,
+    extra: &[StepMount],
+) -> Result<Vec<Op>, SandboxError> {
     let new_root = state.join("root");
     fs::create_dir(&new_root).map_err(|e| SandboxError::io("create", &new_root, e))?;
     let etc = EtcFiles::write(state, &spec.hostname, spec.network)?;
@@ -228,12 +237,15 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
     if spec.network == Network::None {
         ops.push(Op::LoopbackUp);
     }
+    let (detach, attach) = extra_mounts(state, extra)?;
+    ops.extend(detach);
     ops.push(Op::PivotRoot {
         new_root: cpath(&new_root)?,
     });
     ops.push(Op::Hostname {
         name: cstr(&spec.hostname)?,
     });
+    ops.extend(attach);
     for dir in plan::dir_prefixes(&spec.cwd) {
         ops.push(Op::Mkdir {
             path: cstr(&dir)?,
@@ -244,6 +256,72 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
         path: cstr(&spec.cwd)?,
     });
     Ok(ops)
+}
+
+/// The extra mounts (targets already resolved in the layers): made detached before
+/// `pivot_root` (host paths are reachable then), and attached after it, where a path can
+/// only resolve inside the root.
+/// Files (secrets) are written on a tmpfs mounted at `<state>/files` in the child's mount
+/// namespace only, which goes away with the old root.
+fn extra_mounts(state: &Path, extra: &[StepMount]) -> Result<(Vec<Op>, Vec<Op>), SandboxError> {
+    let (mut detach, mut attach) = (Vec::new(), Vec::new());
+    let files = state.join("files");
+    if let Some(options) = mounts::files_tmpfs_options(extra) {
+        fs::create_dir(&files).map_err(|e| SandboxError::io("create", &files, e))?;
+        detach.push(Op::Mount {
+            source: Some(cstr("tmpfs")?),
+            target: cpath(&files)?,
+            fstype: Some(cstr("tmpfs")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data: Some(cstr(&options)?),
+            optional: false,
+        });
+    }
+    for (slot, m) in extra.iter().enumerate() {
+        let target = mounts::clean_target(&m.target)?;
+        let mount = match &m.source {
+            MountSource::Bind { path, readonly } => Detached::Bind {
+                source: cpath(path)?,
+                readonly: *readonly,
+            },
+            MountSource::Tmpfs { size } => Detached::Tmpfs {
+                size: size.map(|s| cstr(&s.to_string())).transpose()?,
+            },
+            MountSource::File {
+                contents,
+                mode,
+                uid,
+                gid,
+            } => Detached::File {
+                path: cpath(&files.join(slot.to_string()))?,
+                contents: contents.clone(),
+                mode: *mode,
+                owner: (*uid, *gid),
+            },
+        };
+        detach.push(Op::Detach { mount, slot });
+        for dir in mounts::parents_of(&target) {
+            attach.push(Op::Mkdir {
+                path: cstr(&dir)?,
+                mode: 0o755,
+            });
+        }
+        attach.push(if m.targets_file() {
+            Op::Touch {
+                path: cstr(&target)?,
+            }
+        } else {
+            Op::Mkdir {
+                path: cstr(&target)?,
+                mode: 0o755,
+            }
+        });
+        attach.push(Op::Attach {
+            slot,
+            target: cstr(&target)?,
+        });
+    }
+    Ok((detach, attach))
 }
 
 fn build_launch(spec: &ProcessSpec) -> Result<Launch, SandboxError> {
@@ -294,6 +372,12 @@ fn spawn_and_wait(
 ) -> Result<i32, SandboxError> {
     let argv = null_terminated(&launch.argv);
     let envp = null_terminated(&launch.env);
+    // The extra mounts' descriptors, between their Detach and Attach ops.
+    let slots: Vec<std::cell::Cell<libc::c_int>> = spec
+        .mounts
+        .iter()
+        .map(|_| std::cell::Cell::new(-1))
+        .collect();
     let devnull = File::open("/dev/null").map_err(|e| SandboxError::io("open", "/dev/null", e))?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -323,7 +407,7 @@ fn spawn_and_wait(
     };
     if pid == 0 {
         // SAFETY: we are the child of the raw clone; argv/envp point into `launch`.
-        unsafe { child::child_main(ops, launch, &argv, &envp, &fds) }
+        unsafe { child::child_main(ops, launch, &argv, &envp, &fds, &slots) }
     }
     if pid < 0 {
         return Err(SandboxError::sys("clone"));

@@ -60,6 +60,31 @@ pub(crate) enum Op {
     Hostname { name: CString },
     /// `chdir`.
     Chdir { path: CString },
+    /// An extra mount made detached (before `pivot_root`, while host paths are reachable);
+    /// its descriptor is kept in `slot` for [`Op::Attach`].
+    Detach { mount: Detached, slot: usize },
+    /// An empty file as the mountpoint of a file (after `pivot_root`).
+    Touch { path: CString },
+    /// Attach the mount kept in `slot` at `target` (after `pivot_root`).
+    Attach { slot: usize, target: CString },
+}
+
+/// An extra mount, prepared.
+pub(crate) enum Detached {
+    Bind {
+        source: CString,
+        readonly: bool,
+    },
+    Tmpfs {
+        size: Option<CString>,
+    },
+    /// A file written at `path`, on the tmpfs mounted for the step's files.
+    File {
+        path: CString,
+        contents: crate::mounts::SecretBytes,
+        mode: u32,
+        owner: (u32, u32),
+    },
 }
 
 impl Op {
@@ -95,6 +120,13 @@ impl Op {
             Op::PivotRoot { new_root } => format!("pivot_root to {}", s(new_root)),
             Op::Hostname { name } => format!("sethostname {}", s(name)),
             Op::Chdir { path } => format!("chdir {}", s(path)),
+            Op::Detach { mount, .. } => match mount {
+                Detached::Bind { source, .. } => format!("bind {}", s(source)),
+                Detached::Tmpfs { .. } => "make a tmpfs".into(),
+                Detached::File { .. } => "make a file on a tmpfs".into(),
+            },
+            Op::Touch { path } => format!("create the mountpoint {}", s(path)),
+            Op::Attach { target, .. } => format!("mount on {}", s(target)),
         }
     }
 }

@@ -12,6 +12,7 @@ use oci_spec::runtime::{
 use crate::cgroup::ALLOWED_DEVICES;
 use crate::docker_paths;
 use crate::etc_files::EtcFiles;
+use crate::mounts::{self, MountSource, StepMount};
 use crate::{Network, ProcessSpec, Seccomp, caps, seccomp};
 
 fn capabilities(set: crate::Capabilities) -> Result<Capabilities, String> {
@@ -57,9 +58,13 @@ fn device_rules() -> Vec<LinuxDeviceCgroup> {
 /// The config for running `spec` with the root at `rootfs` (relative to the bundle).
 /// `cgroups_path`, when given, is the container's cgroup (runc makes it). `netns` names the
 /// private network namespace the container joins for [`Network::Private`].
+/// `extra` are the step's mounts, targets resolved in its layers; `files` is where their
+/// [`MountSource::File`] files are staged ([`crate::mounts::StagedFiles`]).
 pub(crate) fn build(
     spec: &ProcessSpec,
+    extra: &[StepMount],
     etc: &EtcFiles,
+    files: &Path,
     cgroups_path: Option<&str>,
     netns: Option<&Path>,
 ) -> Result<Spec, String> {
@@ -143,6 +148,34 @@ pub(crate) fn build(
             source,
             &["rbind", "ro", "nosuid", "nodev", "noexec"],
         ));
+    }
+    for (i, m) in extra.iter().enumerate() {
+        let target = mounts::clean_target(&m.target).map_err(|e| e.to_string())?;
+        mounts.push(match &m.source {
+            MountSource::Bind { path, readonly } => mount(
+                &target,
+                "bind",
+                path,
+                &[
+                    "bind",
+                    if *readonly { "ro" } else { "rw" },
+                    "nosuid",
+                    "nodev",
+                ],
+            ),
+            MountSource::Tmpfs { size } => {
+                let size = size.map(|s| format!("size={s}"));
+                let mut options = vec!["nosuid", "nodev", "mode=1777"];
+                options.extend(size.as_deref());
+                mount(&target, "tmpfs", Path::new("tmpfs"), &options)
+            }
+            MountSource::File { .. } => mount(
+                &target,
+                "bind",
+                &files.join(i.to_string()),
+                &["bind", "ro", "nosuid", "nodev", "noexec"],
+            ),
+        });
     }
 
     let kinds = vec![

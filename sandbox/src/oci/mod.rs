@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use crate::cgroup::{self, DeviceControl, StepCgroup};
 use crate::etc_files::EtcFiles;
+use crate::mounts::{self, StagedFiles, Stubs};
 use crate::network::PrivateNetwork;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
@@ -176,7 +177,7 @@ impl Bundle {
                     .to_string()
             })
             .unwrap_or_default();
-        for sub in ["rootfs", "state", "etc"] {
+        for sub in ["rootfs", "state", "etc", "files"] {
             let path = dir.path().join(sub);
             fs::create_dir(&path).map_err(|e| SandboxError::io("create", &path, e))?;
         }
@@ -192,7 +193,8 @@ impl Bundle {
 }
 
 /// Runs in the forked runtime process before exec: the step's device cgroup (crun), a private
-/// mount namespace, crun's cgroup workaround, the overlay root. System calls only.
+/// mount namespace, crun's cgroup workaround, the overlay root (then the staged files of the
+/// step's mounts). System calls only.
 fn enter_private_root(
     procs: Option<&CStr>,
     overlay: &OverlayMount,
@@ -250,12 +252,20 @@ impl Runtime for OciRuntime {
             Network::Host | Network::None => None,
         };
         let netns = network.as_ref().map(PrivateNetwork::path);
-        let config = config::build(spec, &etc, runc_cgroup.as_deref(), netns.as_deref()).map_err(
-            |message| SandboxError::OciConfig {
-                path: config_path.clone(),
-                message,
-            },
-        )?;
+        let files = bundle.path("files");
+        let extra = mounts::resolve_all(root, &spec.mounts)?;
+        let config = config::build(
+            spec,
+            &extra,
+            &etc,
+            &files,
+            runc_cgroup.as_deref(),
+            netns.as_deref(),
+        )
+        .map_err(|message| SandboxError::OciConfig {
+            path: config_path.clone(),
+            message,
+        })?;
         config
             .save(&config_path)
             .map_err(|e| SandboxError::OciConfig {
@@ -264,6 +274,8 @@ impl Runtime for OciRuntime {
             })?;
         let overlay = OverlayMount::new(&bundle.path("rootfs"), root, &bundle.path("empty"))?;
         let placeholders = Placeholders::survey(&root.upper);
+        let stubs = Stubs::survey(root, &extra);
+        let staged = StagedFiles::new(&files, &extra)?;
         let state = bundle.path("state");
         let bundle_dir: OsString = bundle.dir.path().into();
         let mut cmd = self.command(
@@ -287,7 +299,10 @@ impl Runtime for OciRuntime {
         let procs = cgroup.as_ref().map(|c| c.procs().to_owned());
         // SAFETY: the closure only makes system calls on the prepared strings.
         unsafe {
-            cmd.pre_exec(move || enter_private_root(procs.as_deref(), &overlay, crun));
+            cmd.pre_exec(move || {
+                enter_private_root(procs.as_deref(), &overlay, crun)?;
+                staged.write().map_err(std::io::Error::from_raw_os_error)
+            });
         }
         let result = self.run_to_end(cmd, &state, &bundle.id, output, cancelled);
         // The runtime deletes the container when `run` ends; this covers a killed runtime.
@@ -308,6 +323,7 @@ impl Runtime for OciRuntime {
         drop(network);
         let removed = cgroup.map_or(Ok(()), StepCgroup::remove);
         placeholders.remove_created(root)?;
+        stubs.remove(root)?;
         removed?;
         match result? {
             // A failure before the process ran (bad config, missing program) is logged by

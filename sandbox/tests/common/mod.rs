@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod device_checks;
 pub mod loop_device;
+pub mod mount_checks;
 pub mod network_checks;
 pub mod seccomp_checks;
 
@@ -78,6 +79,7 @@ pub fn sh(script: &str) -> ProcessSpec {
         hostname: "buildkitsandbox".into(),
         seccomp: Seccomp::DockerDefault,
         capabilities: Capabilities::DockerDefault,
+        mounts: vec![],
     }
 }
 

@@ -19,7 +19,7 @@ use super::error::{LowerError, unsupported};
 use super::heredoc;
 use super::metadata::cwd;
 use super::run::parent;
-use super::stages::{self, StageState};
+use super::stages::StageState;
 use crate::graph::{Chown, CopyOp, CopySource, EdgeRole, FileMode, Input, Op, Selection};
 use crate::ops::copy::mode::Symbolic;
 
@@ -82,16 +82,7 @@ impl Lowerer<'_> {
             None => CopySource::Context { name: ".".into() },
             Some(f) => {
                 let from = self.expand(scope, &f.value, line)?;
-                let current = self.done.len();
-                let vertex = if self.named_context(&from).is_none()
-                    && let Some(i) = stages::resolve_stage(&self.names, current, &from, true)
-                    && let Some(d) = self.done.get(i)
-                {
-                    d.last
-                } else {
-                    let (op, _) = self.source_image(&from, line)?;
-                    self.graph.add(op, format!("[internal] {from}"), vec![])?
-                };
+                let vertex = self.source_vertex(&from, line)?;
                 inputs.push(Input {
                     vertex,
                     role: EdgeRole::CopyFrom,

@@ -8,12 +8,12 @@
 //! [`ImageConfig`]. Stages up to the target are lowered; the scheduler runs
 //! only what the target needs. Base images are resolved while lowering (their
 //! config starts the stage, their digest keys the source vertex) and COPY
-//! sources are digested for their keys. RUN mounts and remote ADD are
-//! refused as unsupported.
+//! sources are digested for their keys, as are the context files a RUN
+//! bind mount exposes. Remote ADD is refused as unsupported.
 //!
 //! One file per instruction group: [`base`] (FROM, `--from` images, ONBUILD
-//! triggers), [`run`], [`copy`] (COPY/ADD), [`heredoc`] (heredocs of RUN
-//! and COPY/ADD), [`metadata`] (the image config
+//! triggers), [`run`], [`mounts`] (`RUN --mount`), [`copy`] (COPY/ADD),
+//! [`heredoc`] (heredocs of RUN and COPY/ADD), [`metadata`] (the image config
 //! rules, WORKDIR), [`scope`] (ARG/ENV), [`stages`] (stage references,
 //! targets, step numbering) and [`ignore`] (the Dockerfile's default name and
 //! its ignore file). This file dispatches.
@@ -26,6 +26,7 @@ mod error;
 mod heredoc;
 mod ignore;
 mod metadata;
+mod mounts;
 mod run;
 mod scope;
 mod stages;

@@ -1,14 +1,14 @@
 //! RUN: a process on top of the stage's filesystem, with the stage's shell,
-//! environment, user and working directory; heredocs are lowered in
-//! [`super::heredoc`]. `--network=host` and `--security=insecure` need their
-//! entitlements ([`super::entitlements`]); `--mount` is refused until the
-//! sandbox supports it.
+//! environment, user and working directory, and its `--mount`s
+//! ([`super::mounts`]); heredocs are lowered in [`super::heredoc`].
+//! `--network=host` and `--security=insecure` need their entitlements
+//! ([`super::entitlements`]).
 
 use strata_parser::{Command, Flag, InstructionKind, NetworkMode, Security, Span};
 
 use super::Lowerer;
 use super::entitlements::Entitlement;
-use super::error::{LowerError, unsupported};
+use super::error::LowerError;
 use super::metadata::cwd;
 use super::stages::StageState;
 use crate::graph::{EdgeRole, ExecOp, Input, Op};
@@ -33,9 +33,6 @@ impl Lowerer<'_> {
         else {
             return Ok(());
         };
-        if !mounts.is_empty() {
-            return unsupported(line, "RUN --mount");
-        }
         let host = (NetworkMode::Host, "--network=host");
         let network = self.entitled(line, network, host, Entitlement::NetworkHost)?;
         let insecure = (Security::Insecure, "--security=insecure");
@@ -48,16 +45,20 @@ impl Lowerer<'_> {
             Command::Shell(s) => st.config.shell_form(s),
         };
         let network = network.unwrap_or(self.opts.network);
+        let cwd = cwd(&st.config);
+        let mut inputs = vec![parent(st.last)];
+        let mounts = self.run_mounts(st, mounts, &cwd, &mut inputs, line)?;
         let op = Op::Exec(ExecOp {
             argv: argv.clone(),
             env: st.scope.run_env(),
             user: st.config.config.user.clone(),
-            cwd: cwd(&st.config),
+            cwd,
             network,
             security: security.unwrap_or_default(),
+            mounts,
         });
         let origin = st.next_origin(text, span);
-        st.last = self.graph.add_step(op, origin, vec![parent(st.last)])?;
+        st.last = self.graph.add_step(op, origin, inputs)?;
         st.config
             .history(format!("RUN {} # buildkit", argv.join(" ")), false);
         Ok(())

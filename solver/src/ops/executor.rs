@@ -20,6 +20,7 @@ use strata_sandbox::{Capabilities, MergedView, Network, ProcessSpec, RootFs, Run
 use crate::graph::{CopySource, EdgeRole, ExecOp, Op, Vertex, VertexId};
 use crate::ops::copy::{self, CopyRequest};
 use crate::ops::inline;
+use crate::ops::run_mounts::{self, BuildSecrets, MountContext};
 use crate::ops::user;
 use crate::progress::Stream;
 use crate::schedule::{Executor, Job, OpError};
@@ -86,6 +87,8 @@ pub struct StackExecutor {
     prefetched: Mutex<HashMap<[u8; 32], CacheRecord>>,
     /// The most bytes one ADD archive may decompress to.
     decompression_limit: u64,
+    /// The secrets and ssh agents RUN mounts may use.
+    secrets: BuildSecrets,
 }
 
 /// The hostname RUN steps see, as under BuildKit.
@@ -120,7 +123,14 @@ impl StackExecutor {
             used: Mutex::default(),
             prefetched: Mutex::default(),
             decompression_limit: DEFAULT_DECOMPRESSION_LIMIT,
+            secrets: BuildSecrets::default(),
         })
+    }
+
+    /// Gives RUN mounts the build's secrets and ssh agents.
+    pub fn with_secrets(mut self, secrets: BuildSecrets) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Refuses ADD archives that decompress to more than `limit` bytes.
@@ -269,6 +279,16 @@ impl StackExecutor {
             let view = self.view(parent)?;
             user::resolve_user(view.root(), &e.user)?
         };
+        let cx = MountContext {
+            root: &self.root,
+            scratch: &self.scratch,
+            context: &self.context,
+            ignore: &self.ignore,
+            secrets: &self.secrets,
+            decompression_limit: self.decompression_limit,
+        };
+        // Held until the step ends: cache mount locks, views, copies, ssh proxies.
+        let mounts = run_mounts::prepare(&cx, &e.mounts, &e.env, &job.inputs)?;
         let mut layer = self.new_layer()?;
         let work = layer.work_dir()?;
         let root = RootFs {
@@ -278,7 +298,7 @@ impl StackExecutor {
         };
         let spec = ProcessSpec {
             argv: e.argv.clone(),
-            env: e.env.clone(),
+            env: e.env.iter().chain(&mounts.env).cloned().collect(),
             cwd: e.cwd.clone(),
             uid: who.uid,
             gid: who.gid,
@@ -299,6 +319,7 @@ impl StackExecutor {
                 Security::Sandbox => Capabilities::DockerDefault,
                 Security::Insecure => Capabilities::All,
             },
+            mounts: mounts.mounts.clone(),
         };
         let log = job.log.clone();
         let output = move |stream: strata_sandbox::Stream, line: &[u8]| {
@@ -313,6 +334,7 @@ impl StackExecutor {
         let result = self
             .runtime
             .run(&root, &spec, &output, &move || cancel.is_cancelled());
+        drop((spec, mounts));
         match result {
             Ok(0) => self.commit(job, parent, layer),
             Ok(_) if job.cancel.is_cancelled() => Err(OpError::Cancelled),

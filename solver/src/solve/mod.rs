@@ -227,7 +227,8 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
         )
         .map_err(|e| SolveError::Executor(Box::new(e)))?
         .with_no_cache(no_cache.clone())
-        .with_decompression_limit(req.decompression_limit),
+        .with_decompression_limit(req.decompression_limit)
+        .with_secrets(req.secrets),
     );
     executor.prefetch(&lowered.graph);
     let target = lowered.target;

@@ -7,6 +7,7 @@ use strata_parser::NetworkMode;
 use strata_registry::Platform;
 
 use crate::dockerfile::{BuildArgs, Entitlements, NamedContext};
+use crate::ops::BuildSecrets;
 
 /// The default of [`BuildRequest::decompression_limit`]: 100 GiB. Real
 /// layers and archives stay far below it (the largest base images, CUDA and
@@ -71,4 +72,7 @@ pub struct BuildRequest {
     /// more fails the build naming the layer or archive and the limit.
     /// [`DEFAULT_DECOMPRESSION_LIMIT`] unless the caller chooses.
     pub decompression_limit: u64,
+    /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` may use.
+    /// Never written anywhere, never part of a key.
+    pub secrets: BuildSecrets,
 }
