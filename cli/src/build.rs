@@ -105,7 +105,7 @@ pub fn strata_root() -> PathBuf {
     if let Some(r) = std::env::var_os("STRATA_ROOT") {
         return PathBuf::from(r);
     }
-    if nix_is_root() {
+    if is_root() {
         return PathBuf::from("/var/lib/strata");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
@@ -117,7 +117,8 @@ pub fn strata_root() -> PathBuf {
     home.join(".local/share/strata")
 }
 
-fn nix_is_root() -> bool {
+/// Whether strata runs as root (real uid 0, in the namespace it was started in).
+pub fn is_root() -> bool {
     // Avoids a libc dependency: /proc/self/status has the real uid first.
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -57,23 +57,30 @@ impl Runtime for Builtin {
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<i32, SandboxError> {
         spec.validate()?;
+        let rootless = crate::userns::in_user_namespace();
         let state = tempfile::Builder::new()
             .prefix("strata-sandbox-")
             .tempdir()
             .map_err(|e| SandboxError::io("create state dir in", std::env::temp_dir(), e))?;
-        let devices = match &self.devices {
-            Some(devices) => devices.clone(),
-            None => DeviceControl::detect()?,
+        // Inside a user namespace no device node can be made, and every mount is nodev but
+        // the binds of the host's allowed devices (see crate::userns): the device cgroup,
+        // which an ordinary user cannot create, would deny nothing more; it is left out there.
+        let cgroup = match (&self.devices, rootless) {
+            (_, true) => None,
+            (Some(devices), false) => Some(StepCgroup::create(devices)?),
+            (None, false) => Some(StepCgroup::create(&DeviceControl::detect()?)?),
         };
-        let cgroup = StepCgroup::create(&devices)?;
         let placeholders = Placeholders::survey(&root.upper);
-        let mut ops = vec![Op::JoinCgroup {
-            procs: cgroup.procs().to_owned(),
-        }];
-        ops.extend(build_ops(state.path(), root, spec)?);
+        let mut ops: Vec<Op> = cgroup
+            .iter()
+            .map(|cgroup| Op::JoinCgroup {
+                procs: cgroup.procs().to_owned(),
+            })
+            .collect();
+        ops.extend(build_ops(state.path(), root, spec, rootless)?);
         let launch = build_launch(spec)?;
         let status = spawn_and_wait(&ops, &launch, spec, output, cancelled);
-        let removed = cgroup.remove();
+        let removed = cgroup.map_or(Ok(()), StepCgroup::remove);
         // Cleanup runs even when the run failed, so placeholders never reach a layer.
         placeholders.remove_created(root)?;
         let code = status?;
@@ -83,8 +90,13 @@ impl Runtime for Builtin {
 }
 
 /// The setup steps: overlay root, mountpoints, /proc, /dev, /sys, /etc files, pivot_root,
-/// hostname, working directory.
-fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>, SandboxError> {
+/// hostname, working directory. `rootless`: inside a user namespace (see crate::userns).
+fn build_ops(
+    state: &Path,
+    root: &RootFs,
+    spec: &ProcessSpec,
+    rootless: bool,
+) -> Result<Vec<Op>, SandboxError> {
     let new_root = state.join("root");
     fs::create_dir(&new_root).map_err(|e| SandboxError::io("create", &new_root, e))?;
     let etc = EtcFiles::write(state, &spec.hostname)?;
@@ -126,10 +138,14 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        ops.push(Op::CharDevice {
-            path: at(&format!("dev/{name}"))?,
-            major,
-            minor,
+        let path = at(&format!("dev/{name}"))?;
+        ops.push(if rootless {
+            Op::BindDevice {
+                source: cstr(&format!("/dev/{name}"))?,
+                target: path,
+            }
+        } else {
+            Op::CharDevice { path, major, minor }
         });
     }
     for (dir, fstype, flags, data) in [
@@ -189,13 +205,22 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
             optional: true,
         });
     }
-    ops.push(Op::Mount {
-        source: some("sysfs")?,
-        target: at("sys")?,
-        fstype: some("sysfs")?,
-        flags: libc::MS_RDONLY | nosuid_nodev_noexec,
-        data: None,
-        optional: false,
+    // sysfs needs a network namespace owned by the mounting user namespace.
+    ops.push(if rootless && spec.network == Network::Host {
+        Op::BindReadOnly {
+            source: cstr("/sys")?,
+            target: at("sys")?,
+            optional: false,
+        }
+    } else {
+        Op::Mount {
+            source: some("sysfs")?,
+            target: at("sys")?,
+            fstype: some("sysfs")?,
+            flags: libc::MS_RDONLY | nosuid_nodev_noexec,
+            data: None,
+            optional: false,
+        }
     });
     for path in docker_paths::MASKED_DIRS {
         ops.push(Op::Mount {

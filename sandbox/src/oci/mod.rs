@@ -64,6 +64,14 @@ impl OciRuntime {
     /// Uses `runc` or `crun` found in `PATH`.
     pub fn new(kind: OciRuntimeKind) -> Result<Self, SandboxError> {
         let name = kind.binary_name();
+        if crate::userns::in_user_namespace() {
+            // Not yet: runc and crun would need their own rootless setup (no cgroups, the
+            // user namespace in the spec); the builtin runtime covers rootless builds.
+            return Err(SandboxError::OciRuntime {
+                runtime: name.into(),
+                message: "not supported in a rootless build yet (use --runtime builtin)".into(),
+            });
+        }
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
