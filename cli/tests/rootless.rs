@@ -137,8 +137,15 @@ const DOCKERFILE: &str = "FROM busybox
 RUN stat -c %u:%g /home/app > /base-owner && touch /home/app/new
 RUN echo f > /f && chown 1000:1000 /f && chown 1234:2345 /home/app/new
 COPY --chown=1000:1000 a.txt /copied
-RUN cat /proc/self/uid_map > /uid-map
+RUN cat /proc/self/uid_map > /uid-map && mkdir /data && touch /data/a /data/b
+RUN rm -rf /data /bin/ls && mkdir /data && touch /data/c
 CMD [\"sh\", \"-c\", \"cat /base-owner /f; id -u; stat -c %u:%g /copied\"]
+";
+
+/// Built on the first image: its layers, with an opaque directory and a
+/// whiteout, unpacked as a base image inside the namespace.
+const CHILD_DOCKERFILE: &str = "FROM rootless:1
+RUN ls /data > /data-list && ls /sys/class/net > /nets && test ! -e /bin/ls
 ";
 
 /// Subordinate ids of the build user; the test looks for its files by them.
@@ -197,6 +204,45 @@ fn an_ordinary_user_builds_with_the_images_owners() -> R {
     assert_eq!(owner(&rootfs, "copied")?, (1000, 1000));
     assert_eq!(owner(&rootfs, "bin/busybox")?, (0, 0));
 
+    // A deleted file and a directory made again (a whiteout, an opaque
+    // directory: overlay's user.overlay.* markers in the namespace).
+    assert!(fs::symlink_metadata(rootfs.join("bin/ls")).is_err());
+    assert_eq!(tree(&rootfs.join("data"), Path::new("/"))?, ["c"]);
+
+    // The image is a base image as well (from the user's store): its layers
+    // unpack in the namespace
+    // (whiteout and opaque entries included), and on a private network the
+    // step's own sysfs shows only lo.
+    let child_ctx = env.context("child", CHILD_DOCKERFILE)?;
+    let child_ctx_arg = child_ctx.to_str().ok_or("non-UTF-8 path")?;
+    let child = user.strata(
+        &bin,
+        &[
+            "build",
+            "--progress=plain",
+            "--network=none",
+            "-t",
+            "rootless:2",
+            child_ctx_arg,
+        ],
+    )?;
+    let log = String::from_utf8_lossy(&child.stderr);
+    assert!(child.status.success(), "child build failed:\n{log}");
+    let child_bundle = env.path("child-bundle");
+    let child_image = format!("{}:rootless:2", store.display());
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &child_image,
+            child_bundle.to_str().ok_or("path")?,
+        ],
+    )?;
+    let child_rootfs = child_bundle.join("rootfs");
+    assert_eq!(fs::read_to_string(child_rootfs.join("data-list"))?, "c\n");
+    assert_eq!(fs::read_to_string(child_rootfs.join("nets"))?, "lo\n");
+
     // On the host, the same files are the user's subordinate ids: the
     // snapshot holding /f is owned by SUB_START + 999.
     let found = Command::new("find")
@@ -247,6 +293,15 @@ fn an_ordinary_user_builds_with_the_images_owners() -> R {
     let log = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{log}");
     assert_eq!(ran_steps(&log), Vec::<String>::new(), "{log}");
+
+    // runc and crun are not rootless yet: refused up front, saying so.
+    let crun = user.strata(&bin, &["build", "--runtime", "crun", "--no-cache", ctx_arg])?;
+    let err = String::from_utf8_lossy(&crun.stderr);
+    assert_eq!(crun.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("not supported in a rootless build yet"),
+        "{err}"
+    );
     Ok(())
 }
 
