@@ -736,7 +736,15 @@ fn chown(path: &Path, meta: &Meta, name: &Path) -> Result<(), UnpackError> {
         Some(Gid::from_raw(meta.gid)),
         AtFlags::SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| op(name, "chown")(e.into()))
+    .map_err(|e| {
+        // In a rootless build's user namespace, an id it does not map.
+        let what = if e == rustix::io::Errno::INVAL && strata_sandbox::in_user_namespace() {
+            "chown (a rootless build maps ids 0 to 65536 only)"
+        } else {
+            "chown"
+        };
+        op(name, what)(e.into())
+    })
 }
 
 fn set_times(path: &Path, mtime: Timespec, name: &Path) -> Result<(), UnpackError> {

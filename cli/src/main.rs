@@ -88,14 +88,13 @@ fn main() -> ExitCode {
     // Rootless: before any thread starts (the kernel requires it), so that everything after
     // (unpacking, overlays, steps, the export reading owners) runs as root of the user's own
     // user namespace, with the image's ids mapped to the user's subordinate ids.
-    if cli.command.uses_state_root()
-        && !build::is_root()
-        && let Err(e) = strata_sandbox::enter_rootless()
-    {
-        return ExitCode::from(exit::report(
-            &mut std::io::stderr(),
-            Err(exit::rootless_failure(&e)),
-        ));
+    if cli.command.uses_state_root() && !build::is_root() {
+        let entered = strata_sandbox::enter_rootless()
+            .map_err(|e| exit::rootless_failure(&e))
+            .and_then(|()| build::create_private_root(&root));
+        if entered.is_err() {
+            return ExitCode::from(exit::report(&mut std::io::stderr(), entered));
+        }
     }
     let images_cmd_exit = |f: &dyn Fn(&Path) -> Result<(), exit::Failure>| {
         ExitCode::from(exit::report(&mut std::io::stderr(), f(&root)))

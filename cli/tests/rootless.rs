@@ -259,6 +259,10 @@ fn an_ordinary_user_builds_with_the_images_owners() -> R {
     // The image runs.
     assert_eq!(run_with_crun(&bundle)?, "1000:1000\nf\n0\n1000:1000\n");
 
+    // The data directory is the user's alone: it holds files of the
+    // subordinate ids (setuid ones too) that no other user may reach.
+    assert_eq!(fs::metadata(&data)?.permissions().mode() & 0o777, 0o700);
+
     // Nothing of the user's outside its data directory: in its home only the
     // folders leading there, and no file of its ids in the shared places
     // (files vanishing under other tests' hands make find complain: ignored).
@@ -319,5 +323,58 @@ fn a_user_without_subordinate_ids_is_told_what_is_missing() -> R {
         "{err}"
     );
     assert!(!user.home.join(".local").exists());
+    Ok(())
+}
+
+/// A base image whose only file is owned by uid 70000: beyond the 65536
+/// subordinate ids a rootless build maps.
+fn image_with_a_high_owner(dest: &Path) -> Res<PathBuf> {
+    use sha2::Digest;
+    use std::io::Write;
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_path("high")?;
+    header.set_mode(0o644);
+    header.set_uid(70000);
+    header.set_gid(0);
+    header.set_size(5);
+    header.set_mtime(1_700_000_000);
+    header.set_cksum();
+    builder.append(&header, &b"high\n"[..])?;
+    let tar = builder.into_inner()?;
+    let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&tar)));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar)?;
+    Ok(strata_fixtures::single_layer_image(
+        dest,
+        gz.finish()?,
+        diff_id,
+    )?)
+}
+
+#[test]
+fn an_id_beyond_the_mapped_range_fails_the_unpack_naming_the_entry() -> R {
+    let env = Env::new()?;
+    fs::set_permissions(env.path(""), fs::Permissions::from_mode(0o755))?;
+    let bin = user_binary(&env.path("bin"))?;
+    let layout = image_with_a_high_owner(&env.path("high"))?;
+    let ctx = env.context("ctx", "FROM high\nRUN true\n")?;
+    let user = TestUser::create("hi", &env.path("home"), Some("500000-565535"))?;
+    let base = format!("high=oci-layout://{}:latest", layout.display());
+    let out = user.strata(
+        &bin,
+        &[
+            "build",
+            "--build-context",
+            &base,
+            ctx.to_str().ok_or("non-UTF-8 path")?,
+        ],
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("\"high\"") && err.contains("maps ids 0 to 65536 only"),
+        "{err}"
+    );
     Ok(())
 }
