@@ -148,6 +148,33 @@ const CHILD_DOCKERFILE: &str = "FROM rootless:1
 RUN ls /data > /data-list && ls /sys/class/net > /nets && test ! -e /bin/ls
 ";
 
+/// The first image's checks, unpacked at `rootfs`, built by the user `uid`.
+fn check_image(rootfs: &Path, uid: u32) -> R {
+    // The steps ran in the user's namespace: its uid 0 is the user.
+    let map = fs::read_to_string(rootfs.join("uid-map"))?;
+    let first: Vec<&str> = map.split_whitespace().take(3).collect();
+    assert_eq!(first, ["0", &uid.to_string(), "1"], "{map}");
+
+    // Owners in the layers are the image's: a base layer's directory owned by
+    // 1000 (seen so inside the step, and kept when the step copied it up),
+    // RUN chown, COPY --chown.
+    assert_eq!(
+        fs::read_to_string(rootfs.join("base-owner"))?,
+        "1000:1000\n"
+    );
+    assert_eq!(owner(rootfs, "home/app")?, (1000, 1000));
+    assert_eq!(owner(rootfs, "home/app/new")?, (1234, 2345));
+    assert_eq!(owner(rootfs, "f")?, (1000, 1000));
+    assert_eq!(owner(rootfs, "copied")?, (1000, 1000));
+    assert_eq!(owner(rootfs, "bin/busybox")?, (0, 0));
+
+    // A deleted file and a directory made again (a whiteout, an opaque
+    // directory: overlay's user.overlay.* markers in the namespace).
+    assert!(fs::symlink_metadata(rootfs.join("bin/ls")).is_err());
+    assert_eq!(tree(&rootfs.join("data"), Path::new("/"))?, ["c"]);
+    Ok(())
+}
+
 /// Subordinate ids of the build user; the test looks for its files by them.
 const SUB_START: u32 = 420_000;
 const SUB_RANGE: &str = "420000-485535";
@@ -163,56 +190,45 @@ fn an_ordinary_user_builds_with_the_images_owners() -> R {
     let data = user.home.join(".local/share/strata");
 
     let ctx_arg = ctx.to_str().ok_or("non-UTF-8 path")?;
-    let out = user.strata(
-        &bin,
-        &[
-            "build",
-            "--progress=plain",
-            "--build-context",
-            &env.base,
-            "-t",
-            "rootless:1",
-            ctx_arg,
-        ],
-    )?;
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rootless build failed:\n{log}");
-
-    // The steps ran in the user's namespace: its uid 0 is the user.
     let store = data.join("store");
-    let image = format!("{}:rootless:1", store.display());
-    let bundle = env.path("bundle");
-    tool(
-        "umoci",
-        &["unpack", "--image", &image, bundle.to_str().ok_or("path")?],
-    )?;
-    let rootfs = bundle.join("rootfs");
-    let map = fs::read_to_string(rootfs.join("uid-map"))?;
-    let first: Vec<&str> = map.split_whitespace().take(3).collect();
-    assert_eq!(first, ["0", &user.uid.to_string(), "1"], "{map}");
-
-    // Owners in the layers are the image's: a base layer's directory owned by
-    // 1000 (seen so inside the step, and kept when the step copied it up),
-    // RUN chown, COPY --chown.
-    assert_eq!(
-        fs::read_to_string(rootfs.join("base-owner"))?,
-        "1000:1000\n"
-    );
-    assert_eq!(owner(&rootfs, "home/app")?, (1000, 1000));
-    assert_eq!(owner(&rootfs, "home/app/new")?, (1234, 2345));
-    assert_eq!(owner(&rootfs, "f")?, (1000, 1000));
-    assert_eq!(owner(&rootfs, "copied")?, (1000, 1000));
-    assert_eq!(owner(&rootfs, "bin/busybox")?, (0, 0));
-
-    // A deleted file and a directory made again (a whiteout, an opaque
-    // directory: overlay's user.overlay.* markers in the namespace).
-    assert!(fs::symlink_metadata(rootfs.join("bin/ls")).is_err());
-    assert_eq!(tree(&rootfs.join("data"), Path::new("/"))?, ["c"]);
+    // Every runtime; each build runs its steps (--no-cache).
+    for (runtime, tag) in [
+        ("builtin", "rootless:1"),
+        ("crun", "rootless:crun"),
+        ("runc", "rootless:runc"),
+    ] {
+        let out = user.strata(
+            &bin,
+            &[
+                "build",
+                "--progress=plain",
+                "--runtime",
+                runtime,
+                "--no-cache",
+                "--build-context",
+                &env.base,
+                "-t",
+                tag,
+                ctx_arg,
+            ],
+        )?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "rootless {runtime} build failed:\n{log}"
+        );
+        let bundle = env.path(&format!("bundle-{runtime}"));
+        let image = format!("{}:{tag}", store.display());
+        tool(
+            "umoci",
+            &["unpack", "--image", &image, bundle.to_str().ok_or("path")?],
+        )?;
+        check_image(&bundle.join("rootfs"), user.uid).map_err(|e| format!("{runtime}: {e}"))?;
+    }
 
     // The image is a base image as well (from the user's store): its layers
-    // unpack in the namespace
-    // (whiteout and opaque entries included), and on a private network the
-    // step's own sysfs shows only lo.
+    // unpack in the namespace (whiteout and opaque entries included), and on
+    // a private network the step's own sysfs shows only lo.
     let child_ctx = env.context("child", CHILD_DOCKERFILE)?;
     let child_ctx_arg = child_ctx.to_str().ok_or("non-UTF-8 path")?;
     let child = user.strata(
@@ -257,7 +273,10 @@ fn an_ordinary_user_builds_with_the_images_owners() -> R {
     );
 
     // The image runs.
-    assert_eq!(run_with_crun(&bundle)?, "1000:1000\nf\n0\n1000:1000\n");
+    assert_eq!(
+        run_with_crun(&env.path("bundle-builtin"))?,
+        "1000:1000\nf\n0\n1000:1000\n"
+    );
 
     // The data directory is the user's alone: it holds files of the
     // subordinate ids (setuid ones too) that no other user may reach.
@@ -298,14 +317,6 @@ fn an_ordinary_user_builds_with_the_images_owners() -> R {
     assert!(again.status.success(), "{log}");
     assert_eq!(ran_steps(&log), Vec::<String>::new(), "{log}");
 
-    // runc and crun are not rootless yet: refused up front, saying so.
-    let crun = user.strata(&bin, &["build", "--runtime", "crun", "--no-cache", ctx_arg])?;
-    let err = String::from_utf8_lossy(&crun.stderr);
-    assert_eq!(crun.status.code(), Some(3), "{err}");
-    assert!(
-        err.contains("not supported in a rootless build yet"),
-        "{err}"
-    );
     Ok(())
 }
 

@@ -15,6 +15,15 @@
 //! cgroup ([`crate::cgroup`]) in `pre_exec`, before it execs, and everything it forks
 //! inherits it. That cgroup is what keeps the layers' device nodes closed under crun, which
 //! bind-remounts the root it is given without `nodev`.
+//!
+//! Rootless (inside the user namespace of [`crate::userns`]): both runtimes see that they
+//! run in a user namespace and bind the host's devices instead of making them. There is no
+//! cgroup at all, neither runc's nor the step's device cgroup: an ordinary user cannot
+//! make one, and it would deny nothing more, since no device node can be made there and
+//! every filesystem mounted in the namespace, the overlay root included, is `nodev` by the
+//! kernel whatever the mount flags say. The host's cgroup2 mount, which cannot be detached
+//! there, is covered with an empty tmpfs for crun, and a step on the host network gets a
+//! bind of the host's /sys (see `config`).
 
 mod config;
 
@@ -64,14 +73,6 @@ impl OciRuntime {
     /// Uses `runc` or `crun` found in `PATH`.
     pub fn new(kind: OciRuntimeKind) -> Result<Self, SandboxError> {
         let name = kind.binary_name();
-        if crate::userns::in_user_namespace() {
-            // Not yet: runc and crun would need their own rootless setup (no cgroups, the
-            // user namespace in the spec); the builtin runtime covers rootless builds.
-            return Err(SandboxError::OciRuntime {
-                runtime: name.into(),
-                message: "not supported in a rootless build yet (use --runtime builtin)".into(),
-            });
-        }
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
@@ -220,7 +221,19 @@ fn enter_private_root(
         }
         if hide_unified {
             // Absent on pure cgroup v2 hosts (ENOENT) or not a mount (EINVAL): nothing to hide.
-            libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH);
+            // In a user namespace the host's mounts are locked (EPERM/EINVAL): cover it
+            // with an empty tmpfs instead, which crun takes for no cgroup2 at all.
+            if libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH) < 0
+                && crate::userns::in_user_namespace()
+            {
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/sys/fs/cgroup/unified".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                );
+            }
         }
     }
     overlay.mount().map_err(std::io::Error::from_raw_os_error)
@@ -245,8 +258,9 @@ impl Runtime for OciRuntime {
         let bundle = Bundle::create()?;
         let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname)?;
         let config_path = bundle.path("config.json");
-        let runc_cgroup =
-            (self.kind == OciRuntimeKind::Runc).then(|| format!("strata/{}", bundle.id));
+        let runc_cgroup = (self.kind == OciRuntimeKind::Runc
+            && !crate::userns::in_user_namespace())
+        .then(|| format!("strata/{}", bundle.id));
         let config = config::build(spec, &etc, runc_cgroup.as_deref()).map_err(|message| {
             SandboxError::OciConfig {
                 path: config_path.clone(),
@@ -276,7 +290,8 @@ impl Runtime for OciRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let crun = self.kind == OciRuntimeKind::Crun;
-        let cgroup = match (crun, &self.devices) {
+        // No device cgroup in a user namespace, for the builtin runtime's reason.
+        let cgroup = match (crun && !crate::userns::in_user_namespace(), &self.devices) {
             (false, _) => None,
             (true, Some(devices)) => Some(StepCgroup::create(devices)?),
             (true, None) => Some(StepCgroup::create(&DeviceControl::detect()?)?),
