@@ -5,8 +5,8 @@
 //! the first 65536 ids of the user's `/etc/subuid` and `/etc/subgid` ranges, written by
 //! Debian's setuid helpers `newuidmap`/`newgidmap` (an unprivileged process may map only its
 //! own id). Everything after that (unpacking with the image's owners, overlay mounts, the
-//! builtin runtime's namespaces, the export reading those owners back) runs unchanged as
-//! "root", and the ids a layer records are the ids seen inside the namespace: the image's.
+//! runtimes' namespaces, the export reading those owners back) runs unchanged as "root",
+//! and the ids a layer records are the ids seen inside the namespace: the image's.
 //!
 //! What differs inside a user namespace ([`in_user_namespace`]):
 //! - overlayfs keeps its whiteout and opaque markers in `user.overlay.*` xattrs (mounted with
@@ -14,8 +14,10 @@
 //!   ([`overlay_xattr_prefix`]);
 //! - no device node can be made (`mknod` needs CAP_MKNOD in the initial namespace; whiteouts,
 //!   0:0 character devices, are the exception) and every filesystem mounted in the namespace
-//!   is `nodev`, so a step's /dev binds the host's few character devices, and the device
-//!   cgroup, which a user cannot create anyway, has nothing left to deny;
+//!   is `nodev` (the kernel marks every superblock mounted there so), so a step's /dev
+//!   binds the host's few character devices (runc and crun do the same), and the device
+//!   cgroup, which a user cannot create anyway, has nothing left to deny: no runtime makes
+//!   a cgroup there;
 //! - sysfs can only be mounted in a network namespace the user namespace owns, so a step on
 //!   the host network gets a read-only bind of the host's /sys.
 

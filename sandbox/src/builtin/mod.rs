@@ -5,7 +5,8 @@
 //! allocated, then calls the raw `clone` system call with the new namespaces (mount, pid,
 //! ipc, uts, and net for [`Network::None`]). The child is PID 1 of its pid namespace; it runs
 //! the ops with bare system calls (see [`child`] for why nothing else is allowed there),
-//! the first of which moves it into the step's device cgroup ([`crate::cgroup`]); it then
+//! the first of which moves it into the step's device cgroup ([`crate::cgroup`]; none in a
+//! rootless build, see [`crate::userns`]); it then
 //! sets its credentials, installs the seccomp programs compiled in the parent
 //! ([`crate::seccomp`]) and execs the program, which stays PID 1 (as with BuildKit's runc
 //! executor). The overlay and every other mount exist only in the child's mount namespace,
