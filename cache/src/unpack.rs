@@ -41,10 +41,6 @@ const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 /// The entry that makes its directory opaque.
 const OPAQUE_WHITEOUT: &[u8] = b".wh..wh..opq";
-/// The namespace of overlayfs's own xattrs.
-const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
-/// The overlayfs xattr marking an opaque directory.
-const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// What was unpacked.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -558,8 +554,9 @@ impl<'d> Unpacker<'d> {
     fn whiteout(&mut self, parent: &Path, base: &OsStr, name: &Path) -> Result<(), UnpackError> {
         let base = base.as_bytes();
         if base == OPAQUE_WHITEOUT {
-            rustix::fs::lsetxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
-                .map_err(|e| op(name, "setting trusted.overlay.opaque")(e.into()))?;
+            let opaque = format!("{}opaque", crate::xattrs::overlay_prefix());
+            rustix::fs::lsetxattr(parent, opaque.as_str(), b"y", XattrFlags::empty())
+                .map_err(|e| op(name, "setting the overlay opaque xattr")(e.into()))?;
             self.stats.opaque_dirs += 1;
             return Ok(());
         }
@@ -648,14 +645,15 @@ impl<'d> Unpacker<'d> {
         for (key, value) in &meta.xattrs {
             // overlayfs reads its own metadata (opaque, redirect, metacopy)
             // from these; only whiteout translation may set them.
-            if key.starts_with(OVERLAY_XATTR_PREFIX) {
+            if key.starts_with(crate::xattrs::overlay_prefix()) {
                 self.stats.skipped_xattrs += 1;
                 continue;
             }
             match rustix::fs::lsetxattr(path, key.as_str(), value, XattrFlags::empty()) {
                 Ok(()) => {}
+                // Only real root can set trusted.*: a rootless build skips them too.
                 Err(rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP)
-                    if !key.starts_with("trusted.") =>
+                    if !key.starts_with("trusted.") || strata_sandbox::in_user_namespace() =>
                 {
                     self.stats.skipped_xattrs += 1;
                 }
@@ -738,7 +736,15 @@ fn chown(path: &Path, meta: &Meta, name: &Path) -> Result<(), UnpackError> {
         Some(Gid::from_raw(meta.gid)),
         AtFlags::SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| op(name, "chown")(e.into()))
+    .map_err(|e| {
+        // In a rootless build's user namespace, an id it does not map.
+        let what = if e == rustix::io::Errno::INVAL && strata_sandbox::in_user_namespace() {
+            "chown (a rootless build maps ids 0 to 65536 only)"
+        } else {
+            "chown"
+        };
+        op(name, what)(e.into())
+    })
 }
 
 fn set_times(path: &Path, mtime: Timespec, name: &Path) -> Result<(), UnpackError> {

@@ -5,6 +5,13 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// The xattr namespace of overlayfs's own markers (opaque directories) in snapshots:
+/// `trusted.overlay.`, or `user.overlay.` in a rootless build (inside a user namespace,
+/// where overlayfs is mounted with `userxattr`).
+pub fn overlay_prefix() -> &'static str {
+    strata_sandbox::overlay_xattr_prefix()
+}
+
 /// `(name, value)` pairs sorted by name.
 pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 

@@ -119,7 +119,7 @@ pub fn strata_root() -> PathBuf {
     if let Some(r) = std::env::var_os("STRATA_ROOT") {
         return PathBuf::from(r);
     }
-    if nix_is_root() {
+    if is_root() {
         return PathBuf::from("/var/lib/strata");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
@@ -131,7 +131,29 @@ pub fn strata_root() -> PathBuf {
     home.join(".local/share/strata")
 }
 
-fn nix_is_root() -> bool {
+/// Creates a rootless state root that only its user can enter (mode 0700, as
+/// Podman does): its snapshots hold files of the user's subordinate ids,
+/// setuid programs among them, that no other user may run. An existing
+/// folder is left as it is.
+pub fn create_private_root(root: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::DirBuilderExt;
+    let failed = |e: std::io::Error| {
+        Failure::Environment(format!(
+            "cannot create the state root {}: {e}",
+            root.display()
+        ))
+    };
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(root) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(failed(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether strata runs as root (real uid 0, in the namespace it was started in).
+pub fn is_root() -> bool {
     // Avoids a libc dependency: /proc/self/status has the real uid first.
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -49,6 +49,12 @@ impl Failure {
     }
 }
 
+/// An ordinary user's strata could not enter its user namespace: the host lacks
+/// something (subordinate ids, newuidmap, user namespaces).
+pub fn rootless_failure(e: &strata_sandbox::UserNsError) -> Failure {
+    Failure::Environment(format!("rootless: {e}"))
+}
+
 /// Writes `ERROR: …` for a failure and returns the exit code.
 pub fn report(err: &mut dyn Write, result: Result<(), Failure>) -> u8 {
     match result {

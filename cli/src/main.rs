@@ -11,6 +11,7 @@ mod images_cmd;
 mod progress;
 mod registry_cmd;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -70,9 +71,35 @@ enum Command {
     Debug(debug::DebugCommand),
 }
 
+impl Command {
+    /// Whether the command reads or writes the state root (all but debug, login, logout).
+    fn uses_state_root(&self) -> bool {
+        !matches!(
+            self,
+            Command::Debug(_) | Command::Login(_) | Command::Logout { .. }
+        )
+    }
+}
+
 fn main() -> ExitCode {
     // clap exits with 2 on bad usage, as strata's exit codes want.
     let cli = Cli::parse();
+    // Chosen before the user namespace, where an ordinary user looks like root.
+    let root = build::strata_root();
+    // Rootless: before any thread starts (the kernel requires it), so that everything after
+    // (unpacking, overlays, steps, the export reading owners) runs as root of the user's own
+    // user namespace, with the image's ids mapped to the user's subordinate ids.
+    if cli.command.uses_state_root() && !build::is_root() {
+        let entered = strata_sandbox::enter_rootless()
+            .map_err(|e| exit::rootless_failure(&e))
+            .and_then(|()| build::create_private_root(&root));
+        if entered.is_err() {
+            return ExitCode::from(exit::report(&mut std::io::stderr(), entered));
+        }
+    }
+    let images_cmd_exit = |f: &dyn Fn(&Path) -> Result<(), exit::Failure>| {
+        ExitCode::from(exit::report(&mut std::io::stderr(), f(&root)))
+    };
     match cli.command {
         Command::Debug(cmd) => ExitCode::from(debug::run(
             &cmd,
@@ -81,47 +108,44 @@ fn main() -> ExitCode {
         )),
         Command::Build(args) => ExitCode::from(build::run(
             &args,
-            &build::strata_root(),
+            &root,
             &mut std::io::stdin(),
             &mut std::io::stderr(),
         )),
-        Command::Images => images_cmd_exit(|root| images_cmd::images(root, &mut std::io::stdout())),
+        Command::Images => {
+            images_cmd_exit(&|root| images_cmd::images(root, &mut std::io::stdout()))
+        }
         Command::Inspect(args) => {
-            images_cmd_exit(|root| images_cmd::inspect(root, &args, &mut std::io::stdout()))
+            images_cmd_exit(&|root| images_cmd::inspect(root, &args, &mut std::io::stdout()))
         }
         Command::Rmi { names } => {
-            images_cmd_exit(|root| images_cmd::rmi(root, &names, &mut std::io::stdout()))
+            images_cmd_exit(&|root| images_cmd::rmi(root, &names, &mut std::io::stdout()))
         }
-        Command::Du => images_cmd_exit(|root| cache_cmd::du(root, &mut std::io::stdout())),
+        Command::Du => images_cmd_exit(&|root| cache_cmd::du(root, &mut std::io::stdout())),
         Command::Prune(args) => {
-            images_cmd_exit(|root| cache_cmd::run_prune(root, &args, &mut std::io::stdout()))
+            images_cmd_exit(&|root| cache_cmd::run_prune(root, &args, &mut std::io::stdout()))
         }
         Command::Doctor(args) => {
-            images_cmd_exit(|root| cache_cmd::doctor(root, &args, &mut std::io::stdout()))
+            images_cmd_exit(&|root| cache_cmd::doctor(root, &args, &mut std::io::stdout()))
         }
         Command::Tag { source, target } => {
-            images_cmd_exit(|root| images_cmd::tag(root, &source, &target))
+            images_cmd_exit(&|root| images_cmd::tag(root, &source, &target))
         }
-        Command::Push(args) => images_cmd_exit(|root| {
+        Command::Push(args) => images_cmd_exit(&|root| {
             registry_cmd::push_cmd(root, &args, &mut std::io::stdout(), &mut std::io::stderr())
         }),
-        Command::Pull(args) => images_cmd_exit(|root| {
+        Command::Pull(args) => images_cmd_exit(&|root| {
             registry_cmd::pull_cmd(root, &args, &mut std::io::stdout(), &mut std::io::stderr())
         }),
-        Command::Login(args) => images_cmd_exit(|_| {
+        Command::Login(args) => images_cmd_exit(&|_| {
             registry_cmd::login_cmd(&args, &mut std::io::stdin(), &mut std::io::stderr())
         }),
         Command::Logout { host } => {
-            images_cmd_exit(|_| registry_cmd::logout_cmd(host.as_deref(), &mut std::io::stderr()))
+            images_cmd_exit(&|_| registry_cmd::logout_cmd(host.as_deref(), &mut std::io::stderr()))
         }
-        Command::Save(args) => images_cmd_exit(|root| archive_cmd::save(root, &args)),
+        Command::Save(args) => images_cmd_exit(&|root| archive_cmd::save(root, &args)),
         Command::Load(args) => {
-            images_cmd_exit(|root| archive_cmd::load(root, &args, &mut std::io::stdout()))
+            images_cmd_exit(&|root| archive_cmd::load(root, &args, &mut std::io::stdout()))
         }
     }
-}
-
-fn images_cmd_exit(f: impl FnOnce(&std::path::Path) -> Result<(), exit::Failure>) -> ExitCode {
-    let root = build::strata_root();
-    ExitCode::from(exit::report(&mut std::io::stderr(), f(&root)))
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Env, Gate, R, Res, fixtures, procs, tool};
+use crate::common::{Env, Gate, R, Res, fixtures, procs, run_with_crun, tool};
 
 /// A copy of `everything` with what git cannot hold: archives in five
 /// compressions and a hard link.
@@ -191,30 +191,6 @@ fn every_instruction_checked_with_umoci_skopeo_and_crun() -> R {
         "triggers are not inherited"
     );
     Ok(())
-}
-
-/// Runs an umoci bundle with crun and returns its standard output. crun
-/// refuses a cgroup v2 mount that holds controllers beside v1 ones, so it
-/// runs in a private mount namespace without that mount.
-fn run_with_crun(bundle: &Path) -> Res<String> {
-    let spec_path = bundle.join("config.json");
-    let mut spec: Value = serde_json::from_slice(&fs::read(&spec_path)?)?;
-    spec["process"]["terminal"] = Value::Bool(false);
-    // Root here may not raise rlimits (no CAP_SYS_RESOURCE).
-    if let Some(p) = spec["process"].as_object_mut() {
-        p.remove("rlimits");
-    }
-    fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
-    let id = format!("strata-e2e-{}", std::process::id());
-    let script = format!(
-        "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --cgroup-manager=disabled run --bundle {} {id}",
-        bundle.display()
-    );
-    let out = tool(
-        "unshare",
-        &["-m", "--propagation", "private", "sh", "-c", &script],
-    )?;
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 #[test]

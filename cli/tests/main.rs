@@ -23,6 +23,7 @@ mod library_api;
 mod names;
 mod network;
 mod registry_e2e;
+mod rootless;
 mod run_mounts;
 
 /// `autotests = false` (cli/Cargo.toml): a file of tests/ that no `mod`

@@ -23,8 +23,6 @@ use crate::error::{ExportError, io_err};
 pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// The OCI name that marks a directory opaque.
 pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
-const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// Owner, permissions, time and extended attributes of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +33,7 @@ pub(crate) struct Meta {
     pub gid: u64,
     /// Seconds since the epoch.
     pub mtime: i64,
-    /// Sorted by name; `trusted.overlay.*` left out.
+    /// Sorted by name; overlayfs's own (`trusted.overlay.*`) left out.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -106,7 +104,8 @@ impl Node {
         if !self.is_dir() {
             return Ok(false);
         }
-        let value = xattr::get(&self.path, OPAQUE_XATTR).map_err(io_err(&self.path))?;
+        let opaque = format!("{}opaque", strata_cache::xattrs::overlay_prefix());
+        let value = xattr::get(&self.path, opaque).map_err(io_err(&self.path))?;
         Ok(value.as_deref() == Some(b"y"))
     }
 
@@ -114,7 +113,7 @@ impl Node {
         let mut xattrs = Vec::new();
         for name in xattr::list(&self.path).map_err(io_err(&self.path))? {
             let name_bytes = name.as_bytes();
-            if name_bytes.starts_with(OVERLAY_XATTR_PREFIX) {
+            if name_bytes.starts_with(strata_cache::xattrs::overlay_prefix().as_bytes()) {
                 continue;
             }
             // An attribute removed between list and get is simply gone.

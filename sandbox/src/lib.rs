@@ -3,8 +3,9 @@
 //! A [`Runtime`] runs a [`ProcessSpec`] in a [`RootFs`] made of overlayfs layers and
 //! streams its output. Two runtimes exist: [`Builtin`], which sets up the namespaces,
 //! mounts and credentials itself, and [`OciRuntime`], which writes an OCI bundle and
-//! hands it to `runc` or `crun`. Both must run as root. [`MergedView`] shows a layer stack
-//! read-only for the ops that read files rather than run (COPY, user lookups), inside the
+//! hands it to `runc` or `crun`. Both must run as root: real root, or (builtin only) root of
+//! the user namespace an ordinary user's strata enters first ([`enter_rootless`]).
+//! [`MergedView`] shows a layer stack read-only for the ops that read files rather than run (COPY, user lookups), inside the
 //! build's [`private_mount_namespace`]: the sandbox is the one crate that mounts. Every run
 //! gets Docker's default seccomp profile unless its spec says [`Seccomp::Unconfined`].
 
@@ -23,6 +24,7 @@ mod output;
 mod overlay;
 mod placeholders;
 mod seccomp;
+mod userns;
 mod view;
 
 use std::path::PathBuf;
@@ -32,10 +34,12 @@ pub use cgroup::DeviceControl;
 pub use error::SandboxError;
 pub use mounts::{MountSource, SecretBytes, StepMount};
 pub use oci::{OciRuntime, OciRuntimeKind};
+pub use userns::{UserNsError, enter_rootless, in_user_namespace, overlay_xattr_prefix};
 pub use view::{MergedView, ViewError, private_mount_namespace};
 
 /// The root filesystem of a step: read-only layers in overlayfs "diff" format (whiteouts are
-/// 0:0 char devices, opaque dirs carry xattr `trusted.overlay.opaque=y`), bottom first, plus an
+/// 0:0 char devices, opaque dirs carry xattr `trusted.overlay.opaque=y`, `user.overlay.opaque=y`
+/// inside a user namespace: [`overlay_xattr_prefix`]), bottom first, plus an
 /// empty upper dir that receives the changes and a work dir on the same filesystem as upper.
 #[derive(Debug, Clone)]
 pub struct RootFs {

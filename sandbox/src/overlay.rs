@@ -12,6 +12,7 @@ use crate::{RootFs, SandboxError};
 
 // From <linux/mount.h>.
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
@@ -36,6 +37,8 @@ pub(crate) struct OverlayMount {
     lowers_top_first: Vec<CString>,
     upper: CString,
     work: CString,
+    /// Inside a user namespace: markers in `user.overlay.*` (see [`crate::userns`]).
+    userxattr: bool,
 }
 
 impl OverlayMount {
@@ -57,6 +60,7 @@ impl OverlayMount {
             lowers_top_first,
             upper: cpath(&root.upper)?,
             work: cpath(&root.work)?,
+            userxattr: crate::userns::in_user_namespace(),
         })
     }
 
@@ -105,7 +109,24 @@ impl OverlayMount {
         set(c"upperdir", &self.upper)?;
         set(c"workdir", &self.work)?;
         // Plain upper-dir format for the layer differ: no redirects, no metacopy, no index.
-        set(c"redirect_dir", c"off")?;
+        // With `userxattr` the kernel wants `nofollow` (which creates no redirect either):
+        // `off` may mean `follow` on kernels built to always follow redirects.
+        if self.userxattr {
+            // SAFETY: a flag key is one NUL-terminated string; the value must be null.
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs,
+                    FSCONFIG_SET_FLAG,
+                    c"userxattr".as_ptr(),
+                    ptr::null::<c_char>(),
+                    0,
+                )
+            })?;
+            set(c"redirect_dir", c"nofollow")?;
+        } else {
+            set(c"redirect_dir", c"off")?;
+        }
         set(c"metacopy", c"off")?;
         set(c"index", c"off")?;
         // SAFETY: the create command takes no key or value; fsmount returns a new fd that is

@@ -136,12 +136,17 @@ fn is_opaque(dir: &Path) -> bool {
     let Ok(c) = crate::builtin::plan::cpath(dir) else {
         return false;
     };
+    let Ok(name) =
+        std::ffi::CString::new(format!("{}opaque", crate::userns::overlay_xattr_prefix()))
+    else {
+        return false;
+    };
     let mut value = [0u8; 2];
     // SAFETY: both strings are NUL-terminated and `value` is writable for its length.
     let n = unsafe {
         libc::lgetxattr(
             c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
+            name.as_ptr(),
             value.as_mut_ptr().cast(),
             value.len(),
         )

@@ -84,7 +84,11 @@ impl MergedView {
                         .rev()
                         .map(|l| escape_overlay_path(&l.to_string_lossy()))
                         .collect();
-                    let data = format!("lowerdir={}", lower.join(":"));
+                    let mut data = format!("lowerdir={}", lower.join(":"));
+                    if crate::userns::in_user_namespace() {
+                        // Read the markers where overlay writes them in a user namespace.
+                        data.push_str(",userxattr");
+                    }
                     mount(
                         Some("overlay"),
                         &dir,

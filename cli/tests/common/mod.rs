@@ -291,3 +291,30 @@ pub fn ran_steps(log: &str) -> Vec<String> {
     ran.sort();
     ran
 }
+
+/// Runs an umoci bundle with crun and returns its standard output. crun
+/// refuses a cgroup v2 mount that holds controllers beside v1 ones, so it
+/// runs in a private mount namespace without that mount.
+pub fn run_with_crun(bundle: &Path) -> Res<String> {
+    let spec_path = bundle.join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&spec_path)?)?;
+    spec["process"]["terminal"] = Value::Bool(false);
+    // Root here may not raise rlimits (no CAP_SYS_RESOURCE).
+    if let Some(p) = spec["process"].as_object_mut() {
+        p.remove("rlimits");
+    }
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    // Unique among the tests running at once in this process.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("strata-e2e-{}-{n}", std::process::id());
+    let script = format!(
+        "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --cgroup-manager=disabled run --bundle {} {id}",
+        bundle.display()
+    );
+    let out = tool(
+        "unshare",
+        &["-m", "--propagation", "private", "sh", "-c", &script],
+    )?;
+    Ok(String::from_utf8(out.stdout)?)
+}

@@ -361,6 +361,24 @@ fn run_op(op: &Op, slots: &[Cell<libc::c_int>]) -> Result<(), i32> {
                     return Err(errno());
                 }
             }
+            Op::BindDevice { source, target } => {
+                let fd = libc::open(
+                    target.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o666,
+                );
+                if fd < 0 {
+                    return Err(errno());
+                }
+                libc::close(fd);
+                check(libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    ptr::null(),
+                    libc::MS_BIND,
+                    ptr::null(),
+                ) as libc::c_long)?;
+            }
             Op::Symlink { target, path } => {
                 if libc::symlink(target.as_ptr(), path.as_ptr()) < 0 {
                     return Err(errno());

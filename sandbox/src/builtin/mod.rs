@@ -6,7 +6,8 @@
 //! ipc, uts, and net for [`Network::None`]; for [`Network::Private`] it joins the namespace
 //! that [`crate::network`] made and serves). The child is PID 1 of its pid namespace; it runs
 //! the ops with bare system calls (see [`child`] for why nothing else is allowed there),
-//! the first of which moves it into the step's device cgroup ([`crate::cgroup`]); it then
+//! the first of which moves it into the step's device cgroup ([`crate::cgroup`]; none in a
+//! rootless build, see [`crate::userns`]); it then
 //! sets its credentials, installs the seccomp programs compiled in the parent
 //! ([`crate::seccomp`]) and execs the program, which stays PID 1 (as with BuildKit's runc
 //! executor). The overlay and every other mount exist only in the child's mount namespace,
@@ -60,21 +61,28 @@ impl Runtime for Builtin {
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<i32, SandboxError> {
         spec.validate()?;
+        let rootless = crate::userns::in_user_namespace();
         let state = tempfile::Builder::new()
             .prefix("strata-sandbox-")
             .tempdir()
             .map_err(|e| SandboxError::io("create state dir in", std::env::temp_dir(), e))?;
-        let devices = match &self.devices {
-            Some(devices) => devices.clone(),
-            None => DeviceControl::detect()?,
+        // Inside a user namespace no device node can be made, and every mount is nodev but
+        // the binds of the host's allowed devices (see crate::userns): the device cgroup,
+        // which an ordinary user cannot create, would deny nothing more; it is left out there.
+        let cgroup = match (&self.devices, rootless) {
+            (_, true) => None,
+            (Some(devices), false) => Some(StepCgroup::create(devices)?),
+            (None, false) => Some(StepCgroup::create(&DeviceControl::detect()?)?),
         };
-        let cgroup = StepCgroup::create(&devices)?;
         let placeholders = Placeholders::survey(&root.upper);
         let mounts = mounts::resolve_all(root, &spec.mounts)?;
         let stubs = Stubs::survey(root, &mounts);
-        let mut ops = vec![Op::JoinCgroup {
-            procs: cgroup.procs().to_owned(),
-        }];
+        let mut ops: Vec<Op> = cgroup
+            .iter()
+            .map(|cgroup| Op::JoinCgroup {
+                procs: cgroup.procs().to_owned(),
+            })
+            .collect();
         let network = match spec.network {
             Network::Private => Some(PrivateNetwork::start()?),
             Network::Host | Network::None => None,
@@ -82,12 +90,12 @@ impl Runtime for Builtin {
         if let Some(network) = &network {
             ops.push(Op::JoinNetns { fd: network.fd() });
         }
-        ops.extend(build_ops(state.path(), root, spec, &mounts)?);
+        ops.extend(build_ops(state.path(), root, spec, &mounts, rootless)?);
         let launch = build_launch(spec)?;
         let status = spawn_and_wait(&ops, &launch, spec, output, cancelled);
         // The helper ends with the step (its namespace has no process left).
         drop(network);
-        let removed = cgroup.remove();
+        let removed = cgroup.map_or(Ok(()), StepCgroup::remove);
         // Cleanup runs even when the run failed, so placeholders never reach a layer.
         placeholders.remove_created(root)?;
         stubs.remove(root)?;
@@ -98,12 +106,13 @@ impl Runtime for Builtin {
 }
 
 /// The setup steps: overlay root, mountpoints, /proc, /dev, /sys, /etc files, pivot_root,
-/// hostname, working directory.
+/// hostname, working directory. `rootless`: inside a user namespace (see crate::userns).
 fn build_ops(
     state: &Path,
     root: &RootFs,
     spec: &ProcessSpec,
     extra: &[StepMount],
+    rootless: bool,
 ) -> Result<Vec<Op>, SandboxError> {
     let new_root = state.join("root");
     fs::create_dir(&new_root).map_err(|e| SandboxError::io("create", &new_root, e))?;
@@ -146,10 +155,14 @@ fn build_ops(
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        ops.push(Op::CharDevice {
-            path: at(&format!("dev/{name}"))?,
-            major,
-            minor,
+        let path = at(&format!("dev/{name}"))?;
+        ops.push(if rootless {
+            Op::BindDevice {
+                source: cstr(&format!("/dev/{name}"))?,
+                target: path,
+            }
+        } else {
+            Op::CharDevice { path, major, minor }
         });
     }
     for (dir, fstype, flags, data) in [
@@ -209,13 +222,22 @@ fn build_ops(
             optional: true,
         });
     }
-    ops.push(Op::Mount {
-        source: some("sysfs")?,
-        target: at("sys")?,
-        fstype: some("sysfs")?,
-        flags: libc::MS_RDONLY | nosuid_nodev_noexec,
-        data: None,
-        optional: false,
+    // sysfs needs a network namespace owned by the mounting user namespace.
+    ops.push(if rootless && spec.network == Network::Host {
+        Op::BindReadOnly {
+            source: cstr("/sys")?,
+            target: at("sys")?,
+            optional: false,
+        }
+    } else {
+        Op::Mount {
+            source: some("sysfs")?,
+            target: at("sys")?,
+            fstype: some("sysfs")?,
+            flags: libc::MS_RDONLY | nosuid_nodev_noexec,
+            data: None,
+            optional: false,
+        }
     });
     for path in docker_paths::MASKED_DIRS {
         ops.push(Op::Mount {

@@ -50,6 +50,9 @@ pub(crate) enum Op {
         major: u32,
         minor: u32,
     },
+    /// Bind the host device `source` on `target`, created as an empty file (inside a user
+    /// namespace, where `mknod` is refused).
+    BindDevice { source: CString, target: CString },
     /// `symlink(target, path)`.
     Symlink { target: CString, path: CString },
     /// Bring `lo` up (fresh network namespace).
@@ -115,6 +118,7 @@ impl Op {
                 format!("bind {} read-only on {}", s(source), s(target))
             }
             Op::CharDevice { path, .. } => format!("mknod {}", s(path)),
+            Op::BindDevice { source, target } => format!("bind {} on {}", s(source), s(target)),
             Op::Symlink { path, .. } => format!("symlink {}", s(path)),
             Op::LoopbackUp => "bring lo up".into(),
             Op::PivotRoot { new_root } => format!("pivot_root to {}", s(new_root)),

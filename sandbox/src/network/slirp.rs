@@ -116,10 +116,18 @@ impl Slirp {
         if let Err(message) = helper.wait_ready(ready_r) {
             helper.stop();
             let stderr = helper.stderr();
+            // Rootless podman has the same need: the tun device must be open to the user.
+            let hint = if stderr.contains("/dev/net/tun") && crate::userns::in_user_namespace() {
+                " (a rootless build's private network needs /dev/net/tun readable and \
+                 writable by the user, mode 0666 as Debian's udev makes it; or build with \
+                 --network=none)"
+            } else {
+                ""
+            };
             return Err(helper_error(if stderr.is_empty() {
                 message
             } else {
-                format!("{message}: {stderr}")
+                format!("{message}: {stderr}{hint}")
             }));
         }
         Ok(helper)

@@ -134,12 +134,23 @@ pub(crate) fn build(
             Path::new("mqueue"),
             &nosuid_noexec_nodev,
         ),
-        mount(
-            "/sys",
-            "sysfs",
-            Path::new("sysfs"),
-            &["nosuid", "noexec", "nodev", "ro"],
-        ),
+        // sysfs needs a network namespace owned by the mounting user namespace: a rootless
+        // step on the host network binds the host's /sys instead (as the builtin runtime).
+        if crate::userns::in_user_namespace() && spec.network == Network::Host {
+            mount(
+                "/sys",
+                "bind",
+                Path::new("/sys"),
+                &["rbind", "nosuid", "noexec", "nodev", "ro"],
+            )
+        } else {
+            mount(
+                "/sys",
+                "sysfs",
+                Path::new("sysfs"),
+                &["nosuid", "noexec", "nodev", "ro"],
+            )
+        },
     ];
     for (source, target) in &etc.binds {
         mounts.push(mount(
@@ -210,9 +221,13 @@ pub(crate) fn build(
         }
     }
     let mut linux = Linux::default();
-    let mut resources = LinuxResources::default();
-    resources.set_devices(Some(device_rules()));
-    linux.set_resources(Some(resources));
+    // In a rootless build's user namespace no cgroup can be made, and none is needed for
+    // devices (see crate::userns): runc then runs with no cgroup resources at all.
+    if !crate::userns::in_user_namespace() {
+        let mut resources = LinuxResources::default();
+        resources.set_devices(Some(device_rules()));
+        linux.set_resources(Some(resources));
+    }
     linux.set_cgroups_path(cgroups_path.map(PathBuf::from));
     linux.set_namespaces(Some(namespaces));
     let masked = docker_paths::MASKED_FILES

@@ -20,6 +20,15 @@
 //! ([`crate::network`]) before the runtime, and the spec names it by path
 //! (`/proc/<our pid>/fd/<n>`) for the runtime to join; the helper is stopped once the
 //! container is deleted.
+//!
+//! Rootless (inside the user namespace of [`crate::userns`]): both runtimes see that they
+//! run in a user namespace and bind the host's devices instead of making them. There is no
+//! cgroup at all, neither runc's nor the step's device cgroup: an ordinary user cannot
+//! make one, and it would deny nothing more, since no device node can be made there and
+//! every filesystem mounted in the namespace, the overlay root included, is `nodev` by the
+//! kernel whatever the mount flags say. The host's cgroup2 mount, which cannot be detached
+//! there, is covered with an empty tmpfs for crun, and a step on the host network gets a
+//! bind of the host's /sys (see `config`).
 
 mod config;
 
@@ -220,7 +229,19 @@ fn enter_private_root(
         }
         if hide_unified {
             // Absent on pure cgroup v2 hosts (ENOENT) or not a mount (EINVAL): nothing to hide.
-            libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH);
+            // In a user namespace the host's mounts are locked (EPERM/EINVAL): cover it
+            // with an empty tmpfs instead, which crun takes for no cgroup2 at all.
+            if libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH) < 0
+                && crate::userns::in_user_namespace()
+            {
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/sys/fs/cgroup/unified".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                );
+            }
         }
     }
     overlay.mount().map_err(std::io::Error::from_raw_os_error)
@@ -245,8 +266,9 @@ impl Runtime for OciRuntime {
         let bundle = Bundle::create()?;
         let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname, spec.network)?;
         let config_path = bundle.path("config.json");
-        let runc_cgroup =
-            (self.kind == OciRuntimeKind::Runc).then(|| format!("strata/{}", bundle.id));
+        let runc_cgroup = (self.kind == OciRuntimeKind::Runc
+            && !crate::userns::in_user_namespace())
+        .then(|| format!("strata/{}", bundle.id));
         let network = match spec.network {
             Network::Private => Some(PrivateNetwork::start()?),
             Network::Host | Network::None => None,
@@ -291,7 +313,8 @@ impl Runtime for OciRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let crun = self.kind == OciRuntimeKind::Crun;
-        let cgroup = match (crun, &self.devices) {
+        // No device cgroup in a user namespace, for the builtin runtime's reason.
+        let cgroup = match (crun && !crate::userns::in_user_namespace(), &self.devices) {
             (false, _) => None,
             (true, Some(devices)) => Some(StepCgroup::create(devices)?),
             (true, None) => Some(StepCgroup::create(&DeviceControl::detect()?)?),

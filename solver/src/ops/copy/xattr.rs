@@ -1,6 +1,6 @@
 //! Extended attributes carried along with copied entries (file capabilities
 //! in `security.capability`, `user.*`), as BuildKit's copy does; overlayfs's
-//! own `trusted.overlay.*` markers are never copied.
+//! own `trusted.overlay.*` markers (`user.overlay.*` in a rootless build) are never copied.
 
 use std::ffi::OsStr;
 use std::io;
@@ -15,7 +15,8 @@ pub(crate) use strata_cache::xattrs::Xattrs;
 /// overlayfs's own; none where the filesystem has no extended attributes.
 pub(crate) fn read(path: &Path) -> io::Result<Xattrs> {
     let mut attrs = strata_cache::xattrs::list(path)?;
-    attrs.retain(|(name, _)| !name.starts_with(b"trusted.overlay."));
+    let overlay = strata_cache::xattrs::overlay_prefix().as_bytes();
+    attrs.retain(|(name, _)| !name.starts_with(overlay));
     Ok(attrs)
 }
 
