@@ -16,6 +16,8 @@ mod cgroup;
 mod docker_paths;
 mod error;
 mod etc_files;
+mod guard;
+mod limits;
 mod oci;
 mod output;
 mod overlay;
@@ -26,8 +28,12 @@ mod view;
 use std::path::PathBuf;
 
 pub use builtin::Builtin;
-pub use cgroup::DeviceControl;
+pub use cgroup::{DeviceControl, sweep_stale_cgroups};
 pub use error::SandboxError;
+pub use limits::{
+    DEFAULT_NOFILE_SOFT, DEFAULT_SHM_SIZE, LimitError, Limits, MIN_MEMORY, Resource, Ulimit,
+    parse_memory, parse_pids, parse_shm_size, parse_size, parse_ulimit,
+};
 pub use oci::{OciRuntime, OciRuntimeKind};
 pub use view::{MergedView, ViewError, private_mount_namespace};
 

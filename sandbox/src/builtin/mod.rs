@@ -19,11 +19,13 @@ pub(crate) mod plan;
 use std::ffi::{CString, c_char};
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cgroup::{DeviceControl, StepCgroup};
 use crate::docker_paths;
 use crate::etc_files::EtcFiles;
+use crate::guard::Guard;
+use crate::limits::Limits;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
 use crate::placeholders::Placeholders;
@@ -36,6 +38,10 @@ use plan::{Launch, Op, cpath, cstr};
 pub struct Builtin {
     /// Where steps' device allow-list is enforced; detected at each run when `None`.
     devices: Option<DeviceControl>,
+    /// What each step may use.
+    limits: Limits,
+    /// Where each run's state folder is made (the system's temp dir when `None`).
+    temp_dir: Option<PathBuf>,
 }
 
 impl Builtin {
@@ -44,7 +50,20 @@ impl Builtin {
     pub fn with_device_control(devices: DeviceControl) -> Self {
         Builtin {
             devices: Some(devices),
+            ..Builtin::default()
         }
+    }
+
+    /// Runs every step with `limits` instead of Docker's defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Makes each run's state folder (`strata-sandbox-*`) in `dir`, which must exist.
+    pub fn with_temp_dir(mut self, dir: PathBuf) -> Self {
+        self.temp_dir = Some(dir);
+        self
     }
 }
 
@@ -57,40 +76,57 @@ impl Runtime for Builtin {
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<i32, SandboxError> {
         spec.validate()?;
+        let temp = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let state = tempfile::Builder::new()
             .prefix("strata-sandbox-")
-            .tempdir()
-            .map_err(|e| SandboxError::io("create state dir in", std::env::temp_dir(), e))?;
+            .tempdir_in(&temp)
+            .map_err(|e| SandboxError::io("create state dir in", &temp, e))?;
         let devices = match &self.devices {
             Some(devices) => devices.clone(),
             None => DeviceControl::detect()?,
         };
-        let cgroup = StepCgroup::create(&devices)?;
+        let cgroup = StepCgroup::create(&devices, &self.limits, true)?;
+        let guard = Guard::spawn(&cgroup.all_dirs())?;
         let placeholders = Placeholders::survey(&root.upper);
-        let mut ops = vec![Op::JoinCgroup {
-            procs: cgroup.procs().to_owned(),
-        }];
-        ops.extend(build_ops(state.path(), root, spec)?);
-        let launch = build_launch(spec)?;
+        let mut ops: Vec<Op> = cgroup
+            .procs()
+            .iter()
+            .map(|procs| Op::JoinCgroup {
+                procs: procs.clone(),
+            })
+            .collect();
+        ops.extend(build_ops(state.path(), root, spec, &self.limits)?);
+        let launch = build_launch(spec, &self.limits)?;
         let status = spawn_and_wait(&ops, &launch, spec, output, cancelled);
+        let out_of_memory = cgroup.out_of_memory();
         let removed = cgroup.remove();
+        guard.finish();
         // Cleanup runs even when the run failed, so placeholders never reach a layer.
         placeholders.remove_created(root)?;
         let code = status?;
         removed?;
-        Ok(code)
+        match out_of_memory {
+            Some(limit) if code != 0 => Err(SandboxError::OutOfMemory { limit }),
+            _ => Ok(code),
+        }
     }
 }
 
 /// The setup steps: overlay root, mountpoints, /proc, /dev, /sys, /etc files, pivot_root,
 /// hostname, working directory.
-fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>, SandboxError> {
+fn build_ops(
+    state: &Path,
+    root: &RootFs,
+    spec: &ProcessSpec,
+    limits: &Limits,
+) -> Result<Vec<Op>, SandboxError> {
     let new_root = state.join("root");
     fs::create_dir(&new_root).map_err(|e| SandboxError::io("create", &new_root, e))?;
     let etc = EtcFiles::write(state, &spec.hostname)?;
     let at = |rel: &str| cpath(&new_root.join(rel));
     let some = |s: &str| cstr(s).map(Some);
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let shm = limits.shm_options();
 
     let mut ops = vec![
         Op::MakeRootPrivate,
@@ -139,12 +175,7 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
             libc::MS_NOSUID | libc::MS_NOEXEC,
             "newinstance,ptmxmode=0666,mode=0620,gid=5",
         ),
-        (
-            "dev/shm",
-            "tmpfs",
-            nosuid_nodev_noexec,
-            "mode=1777,size=65536k",
-        ),
+        ("dev/shm", "tmpfs", nosuid_nodev_noexec, shm.as_str()),
         ("dev/mqueue", "mqueue", nosuid_nodev_noexec, ""),
     ] {
         ops.push(Op::Mkdir {
@@ -235,7 +266,7 @@ fn build_ops(state: &Path, root: &RootFs, spec: &ProcessSpec) -> Result<Vec<Op>,
     Ok(ops)
 }
 
-fn build_launch(spec: &ProcessSpec) -> Result<Launch, SandboxError> {
+fn build_launch(spec: &ProcessSpec, limits: &Limits) -> Result<Launch, SandboxError> {
     let strings = |v: &[String]| v.iter().map(|s| cstr(s)).collect::<Result<Vec<_>, _>>();
     let argv0 = spec.argv.first().map(String::as_str).unwrap_or_default();
     let keep_caps = caps::docker_default_mask();
@@ -249,6 +280,17 @@ fn build_launch(spec: &ProcessSpec) -> Result<Launch, SandboxError> {
             Seccomp::DockerDefault => seccomp::compile(keep_caps)?,
             Seccomp::Unconfined => Vec::new(),
         },
+        rlimits: limits
+            .ulimits
+            .iter()
+            .map(|u| {
+                let limit = libc::rlimit64 {
+                    rlim_cur: u.soft,
+                    rlim_max: u.hard,
+                };
+                (u.resource.number(), limit)
+            })
+            .collect(),
         candidates: strings(&plan::exec_candidates(argv0, &spec.env))?,
         argv: strings(&spec.argv)?,
         env: strings(&spec.env)?,
@@ -264,7 +306,7 @@ fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
 }
 
 /// A close-on-exec pipe: (read end, write end).
-fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: fds is a writable array of two ints, as pipe2 requires.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {

@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, Capability, Linux, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
-    LinuxNamespace, LinuxNamespaceType, LinuxResources, Mount, Process, Root, Spec, User,
+    LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
 use crate::cgroup::ALLOWED_DEVICES;
 use crate::docker_paths;
 use crate::etc_files::EtcFiles;
+use crate::limits::Limits;
 use crate::{Network, ProcessSpec, Seccomp, caps, seccomp};
 
 fn docker_caps() -> Result<Capabilities, String> {
@@ -54,12 +56,34 @@ fn device_rules() -> Vec<LinuxDeviceCgroup> {
     std::iter::once(deny_all).chain(allowed).collect()
 }
 
+/// `--ulimit`s as `process.rlimits`.
+fn rlimits(limits: &Limits) -> Result<Vec<PosixRlimit>, String> {
+    limits
+        .ulimits
+        .iter()
+        .map(|u| {
+            let name = u.resource.oci_name();
+            let typ =
+                serde_json::from_value::<PosixRlimitType>(serde_json::Value::String(name.clone()))
+                    .map_err(|e| format!("rlimit {name}: {e}"))?;
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(u.soft)
+                .hard(u.hard)
+                .build()
+                .map_err(|e| format!("rlimit {name}: {e}"))
+        })
+        .collect()
+}
+
 /// The config for running `spec` with the root at `rootfs` (relative to the bundle).
-/// `cgroups_path`, when given, is the container's cgroup (runc makes it).
+/// `cgroups_path`, when given, is the container's cgroup: runc makes it and applies the pids
+/// limit to it (the memory limit is on the step cgroup runc joins, see [`crate::cgroup`]).
 pub(crate) fn build(
     spec: &ProcessSpec,
     etc: &EtcFiles,
     cgroups_path: Option<&str>,
+    limits: &Limits,
 ) -> Result<Spec, String> {
     let all = docker_caps()?;
     let kept = if spec.uid == 0 {
@@ -87,7 +111,7 @@ pub(crate) fn build(
     process.set_cwd(spec.cwd.clone().into());
     process.set_capabilities(Some(capabilities));
     process.set_no_new_privileges(Some(true));
-    process.set_rlimits(None);
+    process.set_rlimits(Some(rlimits(limits)?));
 
     let mut root = Root::default();
     root.set_path("rootfs".into());
@@ -119,7 +143,13 @@ pub(crate) fn build(
             "/dev/shm",
             "tmpfs",
             Path::new("shm"),
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                &format!("size={}k", limits.shm_size.div_ceil(1024)),
+                "mode=1777",
+            ],
         ),
         mount(
             "/dev/mqueue",
@@ -163,6 +193,11 @@ pub(crate) fn build(
     let mut linux = Linux::default();
     let mut resources = LinuxResources::default();
     resources.set_devices(Some(device_rules()));
+    if let (Some(n), Some(_)) = (limits.pids, cgroups_path) {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(i64::try_from(n).unwrap_or(i64::MAX));
+        resources.set_pids(Some(pids));
+    }
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(cgroups_path.map(PathBuf::from));
     linux.set_namespaces(Some(namespaces));

@@ -15,10 +15,21 @@
 //! cgroup ([`crate::cgroup`]) in `pre_exec`, before it execs, and everything it forks
 //! inherits it. That cgroup is what keeps the layers' device nodes closed under crun, which
 //! bind-remounts the root it is given without `nodev`.
+//!
+//! Limits and teardown: the runtime process joins the step's other cgroups too (`pids`, and
+//! `memory` when limited), so every process of the step is in them; the step guard
+//! ([`crate::guard`]) kills them if strata dies, and the runtime itself dies with strata
+//! (`PR_SET_PDEATHSIG`). The container id is the step cgroup's name, so the cgroups runc makes
+//! (`strata/<id>` below its own) are named like ours and swept like them. runc's memory
+//! limit is the step cgroup's (it includes runc's own few MiB): v1 counts an out-of-memory
+//! kill only in the victim's cgroup, which runc removes before we could read it. Its pids
+//! limit goes in `linux.resources.pids`, so runc's threads do not count. crun, without a
+//! cgroup manager, gets both from the step cgroup. Rlimits are `process.rlimits`, the
+//! `/dev/shm` size a mount option.
 
 mod config;
 
-use std::ffi::{CStr, OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -28,6 +39,8 @@ use std::time::Duration;
 
 use crate::cgroup::{self, DeviceControl, StepCgroup};
 use crate::etc_files::EtcFiles;
+use crate::guard::Guard;
+use crate::limits::Limits;
 use crate::output::pump_lines;
 use crate::overlay::OverlayMount;
 use crate::placeholders::Placeholders;
@@ -58,6 +71,10 @@ pub struct OciRuntime {
     binary: PathBuf,
     /// Where steps' device allow-list is enforced; detected at each run when `None`.
     devices: Option<DeviceControl>,
+    /// What each step may use.
+    limits: Limits,
+    /// Where each run's bundle folder is made (the system's temp dir when `None`).
+    temp_dir: Option<PathBuf>,
 }
 
 impl OciRuntime {
@@ -68,11 +85,7 @@ impl OciRuntime {
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
-            .map(|binary| OciRuntime {
-                kind,
-                binary,
-                devices: None,
-            })
+            .map(|binary| OciRuntime::with_binary(kind, binary))
             .ok_or_else(|| SandboxError::OciRuntime {
                 runtime: name.into(),
                 message: "not found in PATH".into(),
@@ -85,11 +98,25 @@ impl OciRuntime {
             kind,
             binary,
             devices: None,
+            limits: Limits::default(),
+            temp_dir: None,
         }
     }
 
+    /// Runs every step with `limits` instead of Docker's defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Makes each run's bundle folder (`strata-oci-*`) in `dir`, which must exist.
+    pub fn with_temp_dir(mut self, dir: PathBuf) -> Self {
+        self.temp_dir = Some(dir);
+        self
+    }
+
     /// Confines crun's steps' devices with `devices` instead of what the host offers first
-    /// (see [`DeviceControl::detect`]). runc makes and confines its own cgroup.
+    /// (see [`DeviceControl::detect`]). runc makes and confines its own device cgroup.
     pub fn with_device_control(mut self, devices: DeviceControl) -> Self {
         self.devices = Some(devices);
         self
@@ -156,26 +183,18 @@ struct Bundle {
 }
 
 impl Bundle {
-    fn create() -> Result<Self, SandboxError> {
+    /// A bundle in `temp` for the container `id`.
+    fn create(temp: &Path, id: &str) -> Result<Self, SandboxError> {
         let dir = tempfile::Builder::new()
             .prefix("strata-oci-")
-            .tempdir()
-            .map_err(|e| SandboxError::io("create bundle dir in", std::env::temp_dir(), e))?;
-        let suffix = dir
-            .path()
-            .file_name()
-            .map(|n| {
-                n.to_string_lossy()
-                    .trim_start_matches("strata-oci-")
-                    .to_string()
-            })
-            .unwrap_or_default();
+            .tempdir_in(temp)
+            .map_err(|e| SandboxError::io("create bundle dir in", temp, e))?;
         for sub in ["rootfs", "state", "etc"] {
             let path = dir.path().join(sub);
             fs::create_dir(&path).map_err(|e| SandboxError::io("create", &path, e))?;
         }
         Ok(Bundle {
-            id: format!("strata-{suffix}"),
+            id: id.to_string(),
             dir,
         })
     }
@@ -185,18 +204,26 @@ impl Bundle {
     }
 }
 
-/// Runs in the forked runtime process before exec: the step's device cgroup (crun), a private
-/// mount namespace, crun's cgroup workaround, the overlay root. System calls only.
+/// Runs in the forked runtime process before exec: death with strata, the step's cgroups, a
+/// private mount namespace, crun's cgroup workaround, the overlay root. System calls only.
 fn enter_private_root(
-    procs: Option<&CStr>,
+    procs: &[CString],
     overlay: &OverlayMount,
     hide_unified: bool,
 ) -> std::io::Result<()> {
-    if let Some(procs) = procs {
+    for procs in procs {
         cgroup::join(procs).map_err(std::io::Error::from_raw_os_error)?;
     }
-    // SAFETY: unshare, mount and umount2 with literal paths; no allocation.
+    // SAFETY: prctl, unshare, mount and umount2 with literal paths; no allocation.
     unsafe {
+        // The runtime dies with the thread that runs the step; the guard ends the container.
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::unshare(libc::CLONE_NEWNS) < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -234,17 +261,35 @@ impl Runtime for OciRuntime {
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<i32, SandboxError> {
         spec.validate()?;
-        let bundle = Bundle::create()?;
+        let runc = self.kind == OciRuntimeKind::Runc;
+        let devices = match &self.devices {
+            Some(devices) => devices.clone(),
+            None => DeviceControl::detect()?,
+        };
+        // runc joins our cgroups but for devices (see the module doc) and limits the
+        // container's processes itself; crun joins them all.
+        let mut cgroup_limits = self.limits.clone();
+        if runc {
+            cgroup_limits.pids = None;
+        }
+        let mut cgroup = StepCgroup::create(&devices, &cgroup_limits, !runc)?;
+        let id = cgroup.name().to_string();
+        if runc {
+            cgroup.runtime_cgroups(&id)?;
+        }
+        let guard = Guard::spawn(&cgroup.all_dirs())?;
+        let temp = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let bundle = Bundle::create(&temp, &id)?;
         let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname)?;
         let config_path = bundle.path("config.json");
-        let runc_cgroup =
-            (self.kind == OciRuntimeKind::Runc).then(|| format!("strata/{}", bundle.id));
-        let config = config::build(spec, &etc, runc_cgroup.as_deref()).map_err(|message| {
-            SandboxError::OciConfig {
-                path: config_path.clone(),
-                message,
-            }
-        })?;
+        let runc_cgroup = runc.then(|| format!("strata/{}", bundle.id));
+        let config =
+            config::build(spec, &etc, runc_cgroup.as_deref(), &self.limits).map_err(|message| {
+                SandboxError::OciConfig {
+                    path: config_path.clone(),
+                    message,
+                }
+            })?;
         config
             .save(&config_path)
             .map_err(|e| SandboxError::OciConfig {
@@ -267,16 +312,11 @@ impl Runtime for OciRuntime {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let crun = self.kind == OciRuntimeKind::Crun;
-        let cgroup = match (crun, &self.devices) {
-            (false, _) => None,
-            (true, Some(devices)) => Some(StepCgroup::create(devices)?),
-            (true, None) => Some(StepCgroup::create(&DeviceControl::detect()?)?),
-        };
-        let procs = cgroup.as_ref().map(|c| c.procs().to_owned());
+        let procs = cgroup.procs().to_vec();
+        let crun = !runc;
         // SAFETY: the closure only makes system calls on the prepared strings.
         unsafe {
-            cmd.pre_exec(move || enter_private_root(procs.as_deref(), &overlay, crun));
+            cmd.pre_exec(move || enter_private_root(&procs, &overlay, crun));
         }
         let result = self.run_to_end(cmd, &state, &bundle.id, output, cancelled);
         // The runtime deletes the container when `run` ends; this covers a killed runtime.
@@ -293,10 +333,16 @@ impl Runtime for OciRuntime {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let removed = cgroup.map_or(Ok(()), StepCgroup::remove);
+        let out_of_memory = cgroup.out_of_memory();
+        let removed = cgroup.remove();
+        guard.finish();
         placeholders.remove_created(root)?;
         removed?;
-        match result? {
+        let code = result?;
+        if let Some(limit) = out_of_memory.filter(|_| code != 0) {
+            return Err(SandboxError::OutOfMemory { limit });
+        }
+        match code {
             // A failure before the process ran (bad config, missing program) is logged by
             // the runtime; a failing process is not an error.
             code @ 1.. => match logged_error(&state.join(LOG_FILE)) {
