@@ -21,6 +21,7 @@ pub mod layout;
 pub mod locks;
 pub mod pattern;
 mod scoped_path;
+pub mod scratch;
 pub mod snapshots;
 pub mod store;
 pub mod test_stop;
@@ -37,6 +38,7 @@ pub use images::{ImageStore, ImageStoreError, normalize_name};
 pub use index::{CacheIndex, CacheRecord};
 pub use layout::{Image, LayoutError, OciLayout, PlatformSelector, docker_extras};
 pub use locks::{BuildLease, KeyLock};
+pub use scratch::{BuildScratch, sweep_dead_scratch};
 pub use snapshots::{
     BlobRef, Hold, LayerRef, PreparedSnapshot, SnapshotId, SnapshotMeta, Snapshots,
 };

@@ -45,6 +45,7 @@ fn solve_and_export_give_the_image_strata_build_gives() -> R {
             root: root.clone(),
             explain: false,
             decompression_limit: strata_solver::DEFAULT_DECOMPRESSION_LIMIT,
+            limits: strata_solver::Limits::default(),
         },
         &ChannelSink::discard(),
     )?;

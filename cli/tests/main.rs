@@ -17,6 +17,7 @@ mod disk_full;
 mod hostile_text;
 mod layers;
 mod library_api;
+mod limits;
 mod names;
 mod registry_e2e;
 

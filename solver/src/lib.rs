@@ -35,3 +35,7 @@ pub use solve::{
     solve,
 };
 pub use sources::{ContextFiles, ImageError, ImageResolver, ResolvedImage};
+/// RUN's resource limits, as the sandbox applies them (re-exported for callers).
+pub use strata_sandbox::{
+    LimitError, Limits, Ulimit, parse_memory, parse_pids, parse_shm_size, parse_ulimit,
+};

@@ -300,10 +300,10 @@ impl StepCgroup {
         &self.procs
     }
 
-    /// Where runc makes the container `id`'s cgroups (`strata/<id>` below its own cgroup in
-    /// every hierarchy): below ours where runc joined ours, below this process's elsewhere.
-    /// Recorded, so that [`StepCgroup::remove`] removes them if runc could not.
-    pub(crate) fn runtime_cgroups(&mut self, id: &str) -> Result<Vec<PathBuf>, SandboxError> {
+    /// Records where runc makes the container `id`'s cgroups (`strata/<id>` below its own
+    /// cgroup in every hierarchy): below ours where runc joined ours, below this process's
+    /// elsewhere; so that [`StepCgroup::remove`] and the guard remove them if runc could not.
+    pub(crate) fn runtime_cgroups(&mut self, id: &str) -> Result<(), SandboxError> {
         let table = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| SandboxError::io("read", "/proc/self/mountinfo", e))?;
         let own = fs::read_to_string("/proc/self/cgroup")
@@ -312,7 +312,11 @@ impl StepCgroup {
         for mount in cgroup_mounts(&table) {
             let ours = self.dirs.iter().find(|d| d.starts_with(&mount.mount_point));
             let base = match ours {
-                Some(dir) => dir.clone(),
+                // runc's `strata` folder below ours goes with ours.
+                Some(dir) => {
+                    out.push(dir.join("strata"));
+                    dir.clone()
+                }
                 None => match resources::own_in(&own, &mount) {
                     Some(path) => path,
                     None => continue,
@@ -320,8 +324,8 @@ impl StepCgroup {
             };
             out.push(base.join("strata").join(id));
         }
-        self.extra.extend(out.iter().cloned());
-        Ok(out)
+        self.extra.extend(out);
+        Ok(())
     }
 
     /// Every directory a teardown must empty and remove, deepest first.

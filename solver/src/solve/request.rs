@@ -68,4 +68,7 @@ pub struct BuildRequest {
     /// more fails the build naming the layer or archive and the limit.
     /// [`DEFAULT_DECOMPRESSION_LIMIT`] unless the caller chooses.
     pub decompression_limit: u64,
+    /// What each RUN step may use (`--memory`, `--pids-limit`, `--shm-size`, `--ulimit`);
+    /// Docker's defaults with `Limits::default()`.
+    pub limits: strata_sandbox::Limits,
 }
