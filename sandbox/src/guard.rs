@@ -101,6 +101,14 @@ unsafe fn guard_main(reader: RawFd, plan: &Plan) -> ! {
     // SAFETY: plain system calls on literals, stack buffers and the prepared plan.
     unsafe {
         libc::setsid();
+        // `ps` shows it as such rather than as a second strata.
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"strata-guard".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         for sig in [
             libc::SIGINT,
             libc::SIGTERM,

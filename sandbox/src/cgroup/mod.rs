@@ -197,8 +197,6 @@ pub(crate) struct StepCgroup {
     /// [`StepCgroup::runtime_cgroups`]), removed with ours.
     extra: Vec<PathBuf>,
     memory_limit: Option<u64>,
-    /// The v1 out-of-memory notification of the memory cgroup.
-    oom_watch: Option<resources::OomWatch>,
     removed: bool,
 }
 
@@ -219,7 +217,6 @@ impl StepCgroup {
             memory: None,
             extra: Vec::new(),
             memory_limit: limits.memory,
-            oom_watch: None,
             removed: false,
         };
         cgroup.populate(control, limits, devices)?;
@@ -243,7 +240,6 @@ impl StepCgroup {
                 if let Some(bytes) = limits.memory {
                     let memory = self.make(&resources::v1_own("memory")?)?;
                     resources::v1_memory(&memory, bytes)?;
-                    self.oom_watch = Some(resources::OomWatch::v1(&memory)?);
                     self.memory = Some(memory);
                 }
             }
@@ -303,7 +299,13 @@ impl StepCgroup {
     /// Records where runc makes the container `id`'s cgroups (`strata/<id>` below its own
     /// cgroup in every hierarchy): below ours where runc joined ours, below this process's
     /// elsewhere; so that [`StepCgroup::remove`] and the guard remove them if runc could not.
-    pub(crate) fn runtime_cgroups(&mut self, id: &str) -> Result<(), SandboxError> {
+    /// runc limits the container's memory to `memory` there, and its out-of-memory kills are
+    /// read there.
+    pub(crate) fn runtime_cgroups(
+        &mut self,
+        id: &str,
+        memory: Option<u64>,
+    ) -> Result<(), SandboxError> {
         let table = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| SandboxError::io("read", "/proc/self/mountinfo", e))?;
         let own = fs::read_to_string("/proc/self/cgroup")
@@ -322,7 +324,14 @@ impl StepCgroup {
                     None => continue,
                 },
             };
-            out.push(base.join("strata").join(id));
+            let container = base.join("strata").join(id);
+            let is_memory = mount.options.split(',').any(|o| o == "memory");
+            if memory.is_some() && (is_memory || mount.fstype == "cgroup2") && self.memory.is_none()
+            {
+                self.memory = Some(container.clone());
+                self.memory_limit = memory;
+            }
+            out.push(container);
         }
         self.extra.extend(out);
         Ok(())
@@ -338,7 +347,7 @@ impl StepCgroup {
     /// The memory limit when the step was killed for exceeding it.
     pub(crate) fn out_of_memory(&self) -> Option<u64> {
         let dir = self.memory.as_ref()?;
-        resources::killed_for_memory(dir, self.oom_watch.as_ref()).then_some(self.memory_limit?)
+        resources::killed_for_memory(dir).then_some(self.memory_limit?)
     }
 
     /// Kills what is left in the cgroups and removes them.

@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::{CgroupMount, cgroup_mounts, own_path};
@@ -107,64 +106,15 @@ pub(super) fn v2_apply(dir: &Path, limits: &Limits) -> Result<(), SandboxError> 
     Ok(())
 }
 
-/// A v1 out-of-memory notification on a cgroup (an eventfd registered through
-/// `cgroup.event_control`): the kernel signals it when the cgroup's own limit sends a process
-/// of it, or of a cgroup below it, to the OOM killer. The `oom_kill` counter cannot say that
-/// for v1: it counts in the victim's own cgroup, which for runc is the container's, removed by
-/// runc before we could read it.
-pub(super) struct OomWatch {
-    event: OwnedFd,
-    _control: fs::File,
-}
-
-impl OomWatch {
-    /// Starts watching the memory cgroup `dir`.
-    pub(super) fn v1(dir: &Path) -> Result<OomWatch, SandboxError> {
-        let control_path = dir.join("memory.oom_control");
-        let control = fs::File::open(&control_path)
-            .map_err(|e| SandboxError::cgroup("open", &control_path, e))?;
-        // SAFETY: eventfd has no memory effects; the result is checked below.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(SandboxError::sys("eventfd"));
-        }
-        // SAFETY: eventfd just returned this descriptor; nothing else owns it.
-        let event = unsafe { OwnedFd::from_raw_fd(raw) };
-        write(
-            dir,
-            "cgroup.event_control",
-            &format!("{} {}", event.as_raw_fd(), control.as_raw_fd()),
-        )?;
-        Ok(OomWatch {
-            event,
-            _control: control,
-        })
-    }
-
-    /// Whether the cgroup has been out of memory since the watch began.
-    fn fired(&self) -> bool {
-        let mut count = 0u64;
-        // SAFETY: reads 8 bytes into a u64 from our non-blocking eventfd.
-        let n = unsafe {
-            libc::read(
-                self.event.as_raw_fd(),
-                (&mut count as *mut u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
-        n == 8 && count > 0
-    }
-}
-
-/// Whether the kernel killed a process of the step for exceeding the memory limit of `dir`:
-/// `oom_kill` of `memory.events` (v2, counted up the tree), or of `memory.oom_control` (v1,
-/// the victims of our own cgroup), or `watch` fired (v1, below it).
-pub(super) fn killed_for_memory(dir: &Path, watch: Option<&OomWatch>) -> bool {
-    let oom_kills = ["memory.events", "memory.oom_control"]
+/// Whether the kernel killed a process of `dir` for exceeding its memory limit: `oom_kill`
+/// of `memory.events` (v2, counted up the tree) or `memory.oom_control` (v1, counted in the
+/// victim's own cgroup, so `dir` must be the one the step's processes are in).
+pub(super) fn killed_for_memory(dir: &Path) -> bool {
+    ["memory.events", "memory.oom_control"]
         .iter()
         .find_map(|file| fs::read_to_string(dir.join(file)).ok())
-        .and_then(|text| counter(&text, "oom_kill"));
-    oom_kills.is_some_and(|n| n > 0) || watch.is_some_and(OomWatch::fired)
+        .and_then(|text| counter(&text, "oom_kill"))
+        .is_some_and(|n| n > 0)
 }
 
 /// The value of the `name value` line of a cgroup key-value file.

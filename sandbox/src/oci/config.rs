@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, Capability, Linux, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
-    LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimit,
-    PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount,
+    PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
 use crate::cgroup::ALLOWED_DEVICES;
@@ -77,8 +77,8 @@ fn rlimits(limits: &Limits) -> Result<Vec<PosixRlimit>, String> {
 }
 
 /// The config for running `spec` with the root at `rootfs` (relative to the bundle).
-/// `cgroups_path`, when given, is the container's cgroup: runc makes it and applies the pids
-/// limit to it (the memory limit is on the step cgroup runc joins, see [`crate::cgroup`]).
+/// `cgroups_path`, when given, is the container's cgroup: runc makes it and applies the
+/// memory and pids limits to it.
 pub(crate) fn build(
     spec: &ProcessSpec,
     etc: &EtcFiles,
@@ -193,10 +193,22 @@ pub(crate) fn build(
     let mut linux = Linux::default();
     let mut resources = LinuxResources::default();
     resources.set_devices(Some(device_rules()));
-    if let (Some(n), Some(_)) = (limits.pids, cgroups_path) {
-        let mut pids = LinuxPids::default();
-        pids.set_limit(i64::try_from(n).unwrap_or(i64::MAX));
-        resources.set_pids(Some(pids));
+    if cgroups_path.is_some() {
+        let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        if let Some(n) = limits.pids {
+            let mut pids = LinuxPids::default();
+            pids.set_limit(bytes(n));
+            resources.set_pids(Some(pids));
+        }
+        if let Some(n) = limits.memory {
+            // Swap included, as for the other runtimes.
+            let memory = LinuxMemoryBuilder::default()
+                .limit(bytes(n))
+                .swap(bytes(n))
+                .build()
+                .map_err(|e| format!("memory limit: {e}"))?;
+            resources.set_memory(Some(memory));
+        }
     }
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(cgroups_path.map(PathBuf::from));

@@ -20,10 +20,10 @@
 //! `memory` when limited), so every process of the step is in them; the step guard
 //! ([`crate::guard`]) kills them if strata dies, and the runtime itself dies with strata
 //! (`PR_SET_PDEATHSIG`). The container id is the step cgroup's name, so the cgroups runc makes
-//! (`strata/<id>` below its own) are named like ours and swept like them. runc's memory
-//! limit is the step cgroup's (it includes runc's own few MiB): v1 counts an out-of-memory
-//! kill only in the victim's cgroup, which runc removes before we could read it. Its pids
-//! limit goes in `linux.resources.pids`, so runc's threads do not count. crun, without a
+//! (`strata/<id>` below its own) are named like ours and swept like them. runc's memory and
+//! pids limits go in `linux.resources`, so that runc's own memory and threads do not count;
+//! `run --keep` keeps the container's cgroups until our `delete`, so that its out-of-memory
+//! counter can be read (v1 counts a kill only in the victim's own cgroup). crun, without a
 //! cgroup manager, gets both from the step cgroup. Rlimits are `process.rlimits`, the
 //! `/dev/shm` size a mount option.
 
@@ -271,11 +271,12 @@ impl Runtime for OciRuntime {
         let mut cgroup_limits = self.limits.clone();
         if runc {
             cgroup_limits.pids = None;
+            cgroup_limits.memory = None;
         }
         let mut cgroup = StepCgroup::create(&devices, &cgroup_limits, !runc)?;
         let id = cgroup.name().to_string();
         if runc {
-            cgroup.runtime_cgroups(&id)?;
+            cgroup.runtime_cgroups(&id, self.limits.memory)?;
         }
         let guard = Guard::spawn(&cgroup.all_dirs())?;
         let temp = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -300,15 +301,14 @@ impl Runtime for OciRuntime {
         let placeholders = Placeholders::survey(&root.upper);
         let state = bundle.path("state");
         let bundle_dir: OsString = bundle.dir.path().into();
-        let mut cmd = self.command(
-            &state,
-            &[
-                OsStr::new("run"),
-                OsStr::new("--bundle"),
-                &bundle_dir,
-                OsStr::new(&bundle.id),
-            ],
-        );
+        let mut args = vec![OsStr::new("run"), OsStr::new("--bundle"), &bundle_dir];
+        if runc {
+            // The container (and its cgroups, with their out-of-memory counter) stays until
+            // the `delete` below.
+            args.push(OsStr::new("--keep"));
+        }
+        args.push(OsStr::new(&bundle.id));
+        let mut cmd = self.command(&state, &args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -319,6 +319,7 @@ impl Runtime for OciRuntime {
             cmd.pre_exec(move || enter_private_root(&procs, &overlay, crun));
         }
         let result = self.run_to_end(cmd, &state, &bundle.id, output, cancelled);
+        let out_of_memory = cgroup.out_of_memory();
         // The runtime deletes the container when `run` ends; this covers a killed runtime.
         let _ = self
             .command(
@@ -333,7 +334,6 @@ impl Runtime for OciRuntime {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let out_of_memory = cgroup.out_of_memory();
         let removed = cgroup.remove();
         guard.finish();
         placeholders.remove_created(root)?;
