@@ -104,6 +104,76 @@ fn sigkill_during_a_crun_run_leaves_nothing() -> R {
     sigkill_during_run("crun")
 }
 
+/// With its guards killed first, a killed strata leaves the runc container running; the
+/// next build's sweep ends it (the fallback when the guard is gone too).
+#[test]
+fn the_next_build_sweeps_a_step_whose_guard_died_too() -> R {
+    let env = Env::new()?;
+    let gate = Gate::start()?;
+    let ctx = env.context(
+        "sweep-runc",
+        &format!(
+            "FROM busybox\nARG AGAIN\nRUN wget -q -O /gate.txt {}; [ -n \"$AGAIN\" ] || sleep 1000\n",
+            gate.url()
+        ),
+    )?;
+    let mut child = env.build_command(&ctx, &["--runtime", "runc"])?.spawn()?;
+    let strata = child.id();
+    let step = waiting_step(&gate, &mut child, "runc")?;
+    for guard in procs::children_named(strata, "strata-guard")? {
+        nix_kill(guard)?;
+    }
+    child.kill()?;
+    child.wait()?;
+    std::thread::sleep(TEARDOWN);
+    // The container's processes (not runc, which dies with strata) are still running.
+    assert!(
+        step.iter().any(|&p| procs::alive(p)),
+        "nothing of {step:?} survived: the guard was not killed first"
+    );
+    assert!(!step_cgroups(strata)?.is_empty());
+    gate.open();
+    env.build_command(&ctx, &["--runtime", "runc", "--build-arg", "AGAIN=1"])?
+        .ok()?;
+    let alive: Vec<u32> = step.iter().copied().filter(|&p| procs::alive(p)).collect();
+    assert!(alive.is_empty(), "the next build left {alive:?} running");
+    let cgroups = step_cgroups(strata)?;
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    Ok(())
+}
+
+/// SIGKILL to `pid` (the test's own grandchild).
+fn nix_kill(pid: u32) -> Res<()> {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()?;
+    if !status.success() {
+        return Err(format!("kill -9 {pid} failed").into());
+    }
+    Ok(())
+}
+
+/// Waits until the build `child` has a step waiting at `gate`; returns the step's process
+/// and those above it up to strata (the runtime's among them).
+fn waiting_step(gate: &Gate, child: &mut std::process::Child, runtime: &str) -> Res<Vec<u32>> {
+    let strata = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if gate.requests() > 0 {
+            let found = procs::with_arg(&gate.url())?
+                .into_iter()
+                .find_map(|p| Some((p, procs::ancestor_pids(p, strata).ok()?)));
+            if let Some((wget, above)) = found {
+                return Ok([vec![wget], above].concat());
+            }
+        }
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            return Err(format!("{runtime}: the step never waited at the gate").into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// How long the step's processes may outlive a killed strata.
 const TEARDOWN: Duration = Duration::from_secs(2);
 
@@ -127,21 +197,7 @@ fn sigkill_during_run(runtime: &str) -> R {
         .env("TMPDIR", &temp)
         .spawn()?;
     let strata = child.id();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let step = loop {
-        if gate.requests() > 0 {
-            let found = procs::with_arg(&gate.url())?
-                .into_iter()
-                .find_map(|p| Some((p, procs::ancestor_pids(p, strata).ok()?)));
-            if let Some((wget, above)) = found {
-                break [vec![wget], above].concat();
-            }
-        }
-        if Instant::now() > deadline || child.try_wait()?.is_some() {
-            return Err(format!("{runtime}: the step never waited at the gate").into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let step = waiting_step(&gate, &mut child, runtime)?;
     let leftovers = |dir: &Path| -> Res<Vec<String>> {
         Ok(fs::read_dir(dir)?
             .flatten()
