@@ -17,7 +17,7 @@
 //! bind-remounts the root it is given without `nodev`.
 //!
 //! Limits and teardown: the runtime process joins the step's other cgroups too (`pids`, and
-//! `memory` when limited), so every process of the step is in them; the step guard
+//! for crun `memory` when limited), so every process of the step is in them; the step guard
 //! ([`crate::guard`]) kills them if strata dies, and the runtime itself dies with strata
 //! (`PR_SET_PDEATHSIG`). The container id is the step cgroup's name, so the cgroups runc makes
 //! (`strata/<id>` below its own) are named like ours and swept like them. runc's memory and
