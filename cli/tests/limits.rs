@@ -104,55 +104,6 @@ fn sigkill_during_a_crun_run_leaves_nothing() -> R {
     sigkill_during_run("crun")
 }
 
-/// With its guards killed first, a killed strata leaves the runc container running; the
-/// next build's sweep ends it (the fallback when the guard is gone too).
-#[test]
-fn the_next_build_sweeps_a_step_whose_guard_died_too() -> R {
-    let env = Env::new()?;
-    let gate = Gate::start()?;
-    let ctx = env.context(
-        "sweep-runc",
-        &format!(
-            "FROM busybox\nARG AGAIN\nRUN wget -q -O /gate.txt {}; [ -n \"$AGAIN\" ] || sleep 1000\n",
-            gate.url()
-        ),
-    )?;
-    let mut child = env.build_command(&ctx, &["--runtime", "runc"])?.spawn()?;
-    let strata = child.id();
-    let step = waiting_step(&gate, &mut child, "runc")?;
-    for guard in procs::children_named(strata, "strata-guard")? {
-        nix_kill(guard)?;
-    }
-    child.kill()?;
-    child.wait()?;
-    std::thread::sleep(TEARDOWN);
-    // The container's processes (not runc, which dies with strata) are still running.
-    assert!(
-        step.iter().any(|&p| procs::alive(p)),
-        "nothing of {step:?} survived: the guard was not killed first"
-    );
-    assert!(!step_cgroups(strata)?.is_empty());
-    gate.open();
-    env.build_command(&ctx, &["--runtime", "runc", "--build-arg", "AGAIN=1"])?
-        .ok()?;
-    let alive: Vec<u32> = step.iter().copied().filter(|&p| procs::alive(p)).collect();
-    assert!(alive.is_empty(), "the next build left {alive:?} running");
-    let cgroups = step_cgroups(strata)?;
-    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
-    Ok(())
-}
-
-/// SIGKILL to `pid` (the test's own grandchild).
-fn nix_kill(pid: u32) -> Res<()> {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()?;
-    if !status.success() {
-        return Err(format!("kill -9 {pid} failed").into());
-    }
-    Ok(())
-}
-
 /// Waits until the build `child` has a step waiting at `gate`; returns the step's process
 /// and those above it up to strata (the runtime's among them).
 fn waiting_step(gate: &Gate, child: &mut std::process::Child, runtime: &str) -> Res<Vec<u32>> {

@@ -81,24 +81,3 @@ pub fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
-
-/// The children of `pid` whose command name (`comm`) is `name`.
-pub fn children_named(pid: u32, name: &str) -> Res<Vec<u32>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc")? {
-        let Some(child) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(comm) = fs::read_to_string(format!("/proc/{child}/comm")) else {
-            continue;
-        };
-        if comm.trim_end() == name && parent(child).is_ok_and(|p| p == pid) {
-            out.push(child);
-        }
-    }
-    Ok(out)
-}
