@@ -22,6 +22,7 @@ pub mod layout;
 pub mod locks;
 pub mod pattern;
 mod scoped_path;
+pub mod scratch;
 pub mod snapshots;
 pub mod store;
 pub mod test_stop;
@@ -38,6 +39,7 @@ pub use image_store::{ImageStore, ImageStoreError, normalize_name};
 pub use index::{CacheIndex, CacheRecord};
 pub use layout::{Image, LayoutError, OciLayout, docker_extras};
 pub use locks::{BuildLease, KeyLock};
+pub use scratch::{BuildScratch, sweep_dead_scratch};
 pub use snapshots::{
     BlobRef, Hold, LayerRef, PreparedSnapshot, SnapshotId, SnapshotMeta, Snapshots,
 };

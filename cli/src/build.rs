@@ -107,10 +107,51 @@ pub struct BuildArgs {
     /// of the build's own).
     #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY…]]")]
     pub ssh: Vec<String>,
+    /// Memory limit of each RUN step, swap included (e.g. 2g, 512m; at least 6m); a step
+    /// over it is killed and the build fails saying so. Unlimited by default.
+    #[arg(short = 'm', long, value_name = "BYTES", value_parser = strata_solver::parse_memory)]
+    pub memory: Option<u64>,
+    /// Most processes and threads in each RUN step; 0 or -1 for unlimited (the default).
+    #[arg(
+        long = "pids-limit",
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = pids_limit
+    )]
+    pub pids_limit: Option<u64>,
+    /// Size of each RUN step's /dev/shm (default 64m, as docker).
+    #[arg(long = "shm-size", value_name = "BYTES", value_parser = strata_solver::parse_shm_size)]
+    pub shm_size: Option<u64>,
+    /// A resource limit of RUN steps, NAME=SOFT[:HARD] (e.g. nofile=1024:2048, -1 for
+    /// unlimited); may be given several times. nofile's soft limit is 1024 unless set,
+    /// its hard limit strata's own.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = strata_solver::parse_ulimit)]
+    pub ulimits: Vec<strata_solver::Ulimit>,
     #[command(flatten)]
     pub registry: crate::registry_cmd::RegistryArgs,
     /// The build context directory.
     pub context: PathBuf,
+}
+
+/// `--pids-limit`: a count, 0 for unlimited (docker's `0` and `-1`).
+fn pids_limit(value: &str) -> Result<u64, strata_solver::LimitError> {
+    Ok(strata_solver::parse_pids(value)?.unwrap_or(0))
+}
+
+/// The limits of RUN steps the flags ask for, Docker's defaults for the others.
+fn limits(args: &BuildArgs) -> strata_solver::Limits {
+    let mut limits = strata_solver::Limits {
+        memory: args.memory,
+        pids: args.pids_limit.filter(|&n| n > 0),
+        ..strata_solver::Limits::default()
+    };
+    if let Some(size) = args.shm_size {
+        limits.shm_size = size;
+    }
+    for ulimit in &args.ulimits {
+        limits.set_ulimit(*ulimit);
+    }
+    limits
 }
 
 /// Where strata keeps its state: `$STRATA_ROOT`, else /var/lib/strata as
@@ -239,6 +280,7 @@ fn request(
         explain: args.explain_cache && !args.quiet,
         decompression_limit: args.decompression_limit,
         secrets,
+        limits: limits(args),
     })
 }
 

@@ -139,6 +139,7 @@ pub fn solve_failure(e: SolveError, root: &Path) -> Failure {
             step.name,
             step.error
         )),
+        // A step killed for going over --memory (the sandbox's OutOfMemory) fails here too.
         SolveError::Step(_) => Failure::Failed(message),
         // A missing runtime, no namespace, an unusable state root.
         SolveError::Runtime(_)
@@ -148,6 +149,7 @@ pub fn solve_failure(e: SolveError, root: &Path) -> Failure {
         | SolveError::Images(_)
         | SolveError::Executor(_)
         | SolveError::Scratch { .. }
+        | SolveError::Leftovers { .. }
         | SolveError::Schedule(_)
         | SolveError::Panicked
         | SolveError::NoOutput => Failure::Environment(message),

@@ -47,6 +47,7 @@ fn solve_and_export_give_the_image_strata_build_gives() -> R {
             explain: false,
             decompression_limit: strata_solver::DEFAULT_DECOMPRESSION_LIMIT,
             secrets: Default::default(),
+            limits: strata_solver::Limits::default(),
         },
         &ChannelSink::discard(),
     )?;

@@ -20,6 +20,7 @@ mod heredoc;
 mod hostile_text;
 mod layers;
 mod library_api;
+mod limits;
 mod names;
 mod network;
 mod registry_e2e;

@@ -61,6 +61,28 @@ pub enum SandboxError {
          steps cannot be confined to the allowed devices"
     )]
     NoDeviceCgroup,
+    /// A cgroup controller a step's limits need is not mounted (cgroup v1 hosts).
+    #[error(
+        "the cgroup v1 {controller} controller is not mounted: a step cannot be limited with it"
+    )]
+    NoController {
+        /// `memory` or `pids`.
+        controller: &'static str,
+    },
+    /// `--memory` or `--pids-limit` in a rootless build (no cgroup can be made there).
+    #[error(
+        "{flag} needs a cgroup, which a rootless build cannot make: build as root or without {flag}"
+    )]
+    RootlessLimit {
+        /// The flag given.
+        flag: &'static str,
+    },
+    /// The step went over `--memory` and the kernel killed it.
+    #[error("step killed: out of memory (limit {})", crate::limits::Bytes(*.limit))]
+    OutOfMemory {
+        /// The memory limit, in bytes.
+        limit: u64,
+    },
     /// The OCI runtime config could not be built or written.
     #[error("OCI bundle config {path}: {message}")]
     OciConfig {

@@ -17,6 +17,8 @@ mod cgroup;
 mod docker_paths;
 mod error;
 mod etc_files;
+mod guard;
+mod limits;
 mod mounts;
 mod network;
 mod oci;
@@ -30,8 +32,12 @@ mod view;
 use std::path::PathBuf;
 
 pub use builtin::Builtin;
-pub use cgroup::DeviceControl;
+pub use cgroup::{DeviceControl, sweep_stale_cgroups};
 pub use error::SandboxError;
+pub use limits::{
+    DEFAULT_NOFILE_SOFT, DEFAULT_SHM_SIZE, LimitError, Limits, MIN_MEMORY, Resource, Ulimit,
+    parse_memory, parse_pids, parse_shm_size, parse_size, parse_ulimit,
+};
 pub use mounts::{MountSource, SecretBytes, StepMount};
 pub use oci::{OciRuntime, OciRuntimeKind};
 pub use userns::{UserNsError, enter_rootless, in_user_namespace, overlay_xattr_prefix};

@@ -39,3 +39,7 @@ pub use solve::{
 pub use sources::{ContextFiles, ImageError, ImageResolver, ResolvedImage};
 pub use strata_parser::{NetworkMode, Security};
 pub use strata_sandbox::SecretBytes;
+/// RUN's resource limits, as the sandbox applies them (re-exported for callers).
+pub use strata_sandbox::{
+    LimitError, Limits, Ulimit, parse_memory, parse_pids, parse_shm_size, parse_ulimit,
+};

@@ -56,3 +56,28 @@ pub fn ancestor_programs(pid: u32, top: u32) -> Res<Vec<PathBuf>> {
     }
     Ok(out)
 }
+
+/// The pids above `pid`, nearest first, up to and excluding `top`.
+pub fn ancestor_pids(pid: u32, top: u32) -> Res<Vec<u32>> {
+    let mut out = Vec::new();
+    let mut p = parent(pid)?;
+    while p != top && p > 1 {
+        out.push(p);
+        p = parent(p)?;
+    }
+    if p != top {
+        return Err(format!("process {pid} does not run under {top}").into());
+    }
+    Ok(out)
+}
+
+/// Whether `pid` is a live process (a zombie, dead but not yet reaped, is not).
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}

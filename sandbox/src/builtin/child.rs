@@ -22,7 +22,7 @@ pub(crate) const KIND_STEP: u32 = 1;
 pub(crate) const KIND_EXEC: u32 = 2;
 
 /// Fixed steps after the setup ops, indexed by `KIND_STEP` reports.
-pub(crate) const STEPS: [&str; 10] = [
+pub(crate) const STEPS: [&str; 11] = [
     "redirect stdio",
     "drop capabilities from the bounding set",
     "clear ambient capabilities",
@@ -33,6 +33,7 @@ pub(crate) const STEPS: [&str; 10] = [
     "set no_new_privs",
     "mark inherited file descriptors close-on-exec",
     "install the seccomp filter",
+    "set resource limits",
 ];
 
 /// The descriptors the child uses; all were created close-on-exec by the parent.
@@ -101,6 +102,15 @@ pub(crate) unsafe fn child_main(
             }
         }
         libc::umask(0);
+        // Dies with the thread that cloned it from the start (set again after the uid change,
+        // which clears it); a strata killed during the setup leaves nothing running.
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::dup2(fds.stdin, 0) < 0
             || libc::dup2(fds.stdout, 1) < 0
             || libc::dup2(fds.stderr, 2) < 0
@@ -110,6 +120,18 @@ pub(crate) unsafe fn child_main(
         for (index, op) in ops.iter().enumerate() {
             if let Err(err) = run_op(op, slots) {
                 fail(fds, KIND_OP, index as u32, err);
+            }
+        }
+        for (resource, limit) in &launch.rlimits {
+            if libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                *resource,
+                limit as *const libc::rlimit64,
+                ptr::null_mut::<libc::rlimit64>(),
+            ) < 0
+            {
+                fail(fds, KIND_STEP, 10, errno());
             }
         }
         set_credentials(launch, fds);

@@ -21,11 +21,13 @@ pub(crate) mod plan;
 use std::ffi::{CString, c_char};
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cgroup::{DeviceControl, StepCgroup};
 use crate::docker_paths;
 use crate::etc_files::EtcFiles;
+use crate::guard::Guard;
+use crate::limits::Limits;
 use crate::mounts::{self, MountSource, StepMount, Stubs};
 use crate::network::PrivateNetwork;
 use crate::output::pump_lines;
@@ -40,6 +42,10 @@ use plan::{Detached, Launch, Op, cpath, cstr};
 pub struct Builtin {
     /// Where steps' device allow-list is enforced; detected at each run when `None`.
     devices: Option<DeviceControl>,
+    /// What each step may use.
+    limits: Limits,
+    /// Where each run's state folder is made (the system's temp dir when `None`).
+    temp_dir: Option<PathBuf>,
 }
 
 impl Builtin {
@@ -48,7 +54,20 @@ impl Builtin {
     pub fn with_device_control(devices: DeviceControl) -> Self {
         Builtin {
             devices: Some(devices),
+            ..Builtin::default()
         }
+    }
+
+    /// Runs every step with `limits` instead of Docker's defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Makes each run's state folder (`strata-sandbox-*`) in `dir`, which must exist.
+    pub fn with_temp_dir(mut self, dir: PathBuf) -> Self {
+        self.temp_dir = Some(dir);
+        self
     }
 }
 
@@ -62,25 +81,37 @@ impl Runtime for Builtin {
     ) -> Result<i32, SandboxError> {
         spec.validate()?;
         let rootless = crate::userns::in_user_namespace();
+        let temp = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let state = tempfile::Builder::new()
             .prefix("strata-sandbox-")
-            .tempdir()
-            .map_err(|e| SandboxError::io("create state dir in", std::env::temp_dir(), e))?;
+            .tempdir_in(&temp)
+            .map_err(|e| SandboxError::io("create state dir in", &temp, e))?;
         // Inside a user namespace no device node can be made, and every mount is nodev but
         // the binds of the host's allowed devices (see crate::userns): the device cgroup,
-        // which an ordinary user cannot create, would deny nothing more; it is left out there.
-        let cgroup = match (&self.devices, rootless) {
-            (_, true) => None,
-            (Some(devices), false) => Some(StepCgroup::create(devices)?),
-            (None, false) => Some(StepCgroup::create(&DeviceControl::detect()?)?),
+        // which an ordinary user cannot create, would deny nothing more; it is left out there,
+        // and the step's processes end with its pid namespace when strata dies.
+        let cgroup = if rootless {
+            self.limits.refuse_rootless()?;
+            None
+        } else {
+            let devices = match &self.devices {
+                Some(devices) => devices.clone(),
+                None => DeviceControl::detect()?,
+            };
+            Some(StepCgroup::create(&devices, &self.limits, true)?)
+        };
+        let guard = match &cgroup {
+            Some(cgroup) => Some(Guard::spawn(&cgroup.all_dirs())?),
+            None => None,
         };
         let placeholders = Placeholders::survey(&root.upper);
         let mounts = mounts::resolve_all(root, &spec.mounts)?;
         let stubs = Stubs::survey(root, &mounts);
         let mut ops: Vec<Op> = cgroup
             .iter()
-            .map(|cgroup| Op::JoinCgroup {
-                procs: cgroup.procs().to_owned(),
+            .flat_map(|cgroup| cgroup.procs())
+            .map(|procs| Op::JoinCgroup {
+                procs: procs.clone(),
             })
             .collect();
         let network = match spec.network {
@@ -90,18 +121,32 @@ impl Runtime for Builtin {
         if let Some(network) = &network {
             ops.push(Op::JoinNetns { fd: network.fd() });
         }
-        ops.extend(build_ops(state.path(), root, spec, &mounts, rootless)?);
-        let launch = build_launch(spec)?;
+        ops.extend(build_ops(
+            state.path(),
+            root,
+            spec,
+            &mounts,
+            rootless,
+            &self.limits,
+        )?);
+        let launch = build_launch(spec, &self.limits)?;
         let status = spawn_and_wait(&ops, &launch, spec, output, cancelled);
         // The helper ends with the step (its namespace has no process left).
         drop(network);
+        let out_of_memory = cgroup.as_ref().and_then(StepCgroup::out_of_memory);
         let removed = cgroup.map_or(Ok(()), StepCgroup::remove);
+        if let Some(guard) = guard {
+            guard.finish();
+        }
         // Cleanup runs even when the run failed, so placeholders never reach a layer.
         placeholders.remove_created(root)?;
         stubs.remove(root)?;
         let code = status?;
         removed?;
-        Ok(code)
+        match out_of_memory {
+            Some(limit) if code != 0 => Err(SandboxError::OutOfMemory { limit }),
+            _ => Ok(code),
+        }
     }
 }
 
@@ -113,6 +158,7 @@ fn build_ops(
     spec: &ProcessSpec,
     extra: &[StepMount],
     rootless: bool,
+    limits: &Limits,
 ) -> Result<Vec<Op>, SandboxError> {
     let new_root = state.join("root");
     fs::create_dir(&new_root).map_err(|e| SandboxError::io("create", &new_root, e))?;
@@ -120,6 +166,7 @@ fn build_ops(
     let at = |rel: &str| cpath(&new_root.join(rel));
     let some = |s: &str| cstr(s).map(Some);
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let shm = limits.shm_options();
 
     let mut ops = vec![
         Op::MakeRootPrivate,
@@ -172,12 +219,7 @@ fn build_ops(
             libc::MS_NOSUID | libc::MS_NOEXEC,
             "newinstance,ptmxmode=0666,mode=0620,gid=5",
         ),
-        (
-            "dev/shm",
-            "tmpfs",
-            nosuid_nodev_noexec,
-            "mode=1777,size=65536k",
-        ),
+        ("dev/shm", "tmpfs", nosuid_nodev_noexec, shm.as_str()),
         ("dev/mqueue", "mqueue", nosuid_nodev_noexec, ""),
     ] {
         ops.push(Op::Mkdir {
@@ -346,7 +388,7 @@ fn extra_mounts(state: &Path, extra: &[StepMount]) -> Result<(Vec<Op>, Vec<Op>),
     Ok((detach, attach))
 }
 
-fn build_launch(spec: &ProcessSpec) -> Result<Launch, SandboxError> {
+fn build_launch(spec: &ProcessSpec, limits: &Limits) -> Result<Launch, SandboxError> {
     let strings = |v: &[String]| v.iter().map(|s| cstr(s)).collect::<Result<Vec<_>, _>>();
     let argv0 = spec.argv.first().map(String::as_str).unwrap_or_default();
     let keep_caps = caps::mask(spec.capabilities);
@@ -360,6 +402,17 @@ fn build_launch(spec: &ProcessSpec) -> Result<Launch, SandboxError> {
             Seccomp::DockerDefault => seccomp::compile(keep_caps)?,
             Seccomp::Unconfined => Vec::new(),
         },
+        rlimits: limits
+            .ulimits
+            .iter()
+            .map(|u| {
+                let limit = libc::rlimit64 {
+                    rlim_cur: u.soft,
+                    rlim_max: u.hard,
+                };
+                (u.resource.number(), limit)
+            })
+            .collect(),
         candidates: strings(&plan::exec_candidates(argv0, &spec.env))?,
         argv: strings(&spec.argv)?,
         env: strings(&spec.env)?,
@@ -375,7 +428,7 @@ fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
 }
 
 /// A close-on-exec pipe: (read end, write end).
-fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: fds is a writable array of two ints, as pipe2 requires.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {

@@ -143,6 +143,8 @@ pub(crate) struct Launch {
     /// Capabilities kept (effective and permitted) when `uid` is 0; also the bounding set.
     pub(crate) keep_caps: u64,
     pub(crate) last_cap: u32,
+    /// `RLIMIT_*` numbers and the limits to set, before the capabilities are dropped.
+    pub(crate) rlimits: Vec<(u32, libc::rlimit64)>,
     /// Seccomp BPF programs, installed in this order just before `execve`.
     pub(crate) seccomp: Vec<seccompiler::BpfProgram>,
     /// Paths to try in turn (the `PATH` lookup of `argv[0]`, done inside the new root).

@@ -1,11 +1,17 @@
-//! The device cgroup of a step: every process of the step runs in its own cgroup,
+//! The cgroups of a step: every process of the step runs in its own cgroup,
 //! `strata/strata-<pid>-<n>`, that allows only [`ALLOWED_DEVICES`]. On hosts with the cgroup v1
 //! `devices` controller the rules are written to it ([`v1`]); on pure cgroup v2 hosts a
-//! `BPF_PROG_TYPE_CGROUP_DEVICE` program holding the same list is attached ([`bpf`]). The
-//! cgroup is removed, after killing anything left in it, when the step ends.
+//! `BPF_PROG_TYPE_CGROUP_DEVICE` program holding the same list is attached ([`bpf`]). The same
+//! name in the v1 `pids` and `memory` hierarchies (or the one cgroup2 directory) holds the
+//! limits ([`resources`]). The cgroups are removed, after killing anything left in them, when
+//! the step ends; those of a killed strata by its guard or the next build ([`sweep`]).
 
 mod bpf;
+mod resources;
+mod sweep;
 mod v1;
+
+pub use sweep::sweep_stale_cgroups;
 
 use std::ffi::{CStr, CString};
 use std::fs;
@@ -16,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::SandboxError;
 use crate::builtin::plan::cpath;
+use crate::limits::Limits;
 use crate::overlay::{check, errno};
 
 /// A character device a step may make (`mknod`), read and write: runc's default list
@@ -86,7 +93,7 @@ impl DeviceControl {
     /// The cgroup this process is in, in this hierarchy: steps' cgroups go below it, so they
     /// never get more than the build itself (a v1 child cannot allow what its parent denies,
     /// and every BPF filter on the path must allow).
-    fn own_cgroup(&self) -> Result<PathBuf, SandboxError> {
+    pub(crate) fn own_cgroup(&self) -> Result<PathBuf, SandboxError> {
         let table = fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| SandboxError::io("read", "/proc/self/cgroup", e))?;
         let (hierarchy, wanted) = match self {
@@ -173,27 +180,97 @@ fn unescape(field: &str) -> PathBuf {
 /// Numbers this process's step cgroups.
 static NEXT_STEP: AtomicU64 = AtomicU64::new(0);
 
-/// A step's cgroup, confined to [`ALLOWED_DEVICES`]; removed on [`StepCgroup::remove`] or drop.
+/// A step's cgroups: `strata/strata-<pid>-<n>` in the device hierarchy (confined to
+/// [`ALLOWED_DEVICES`]) and, on cgroup v1, in the `pids` hierarchy (every process of the step
+/// is there, which is how teardown finds them) and the `memory` one when memory is limited.
+/// On cgroup v2 one directory does it all. Killed and removed on [`StepCgroup::remove`] or
+/// drop.
 pub(crate) struct StepCgroup {
-    dir: PathBuf,
-    procs: CString,
+    name: String,
+    /// Every directory made, device one first.
+    dirs: Vec<PathBuf>,
+    /// Their `cgroup.procs`, for [`join`].
+    procs: Vec<CString>,
+    /// Where the memory limit and its out-of-memory counter live.
+    memory: Option<PathBuf>,
+    /// Cgroups an OCI runtime makes for the container outside ours (see
+    /// [`StepCgroup::runtime_cgroups`]), removed with ours.
+    extra: Vec<PathBuf>,
+    memory_limit: Option<u64>,
     removed: bool,
 }
 
 impl StepCgroup {
-    /// Creates `strata/strata-<pid>-<n>` below this process's cgroup in `control`'s hierarchy,
-    /// with the allow-list applied.
-    pub(crate) fn create(control: &DeviceControl) -> Result<Self, SandboxError> {
-        let parent = control.own_cgroup()?.join("strata");
+    /// Creates `strata/strata-<pid>-<n>` below this process's cgroups in `control`'s
+    /// hierarchy (with the device allow-list when `devices`) and in the ones `limits` need.
+    pub(crate) fn create(
+        control: &DeviceControl,
+        limits: &Limits,
+        devices: bool,
+    ) -> Result<Self, SandboxError> {
+        let n = NEXT_STEP.fetch_add(1, Ordering::Relaxed);
+        let name = format!("strata-{}-{n}", std::process::id());
+        let mut cgroup = StepCgroup {
+            name,
+            dirs: Vec::new(),
+            procs: Vec::new(),
+            memory: None,
+            extra: Vec::new(),
+            memory_limit: limits.memory,
+            removed: false,
+        };
+        cgroup.populate(control, limits, devices)?;
+        Ok(cgroup)
+    }
+
+    fn populate(
+        &mut self,
+        control: &DeviceControl,
+        limits: &Limits,
+        devices: bool,
+    ) -> Result<(), SandboxError> {
+        match control {
+            DeviceControl::V1Devices(_) => {
+                if devices {
+                    let dir = self.make(&control.own_cgroup()?)?;
+                    v1::apply(&dir)?;
+                }
+                let pids = self.make(&resources::v1_own("pids")?)?;
+                resources::v1_pids(&pids, limits.pids)?;
+                if let Some(bytes) = limits.memory {
+                    let memory = self.make(&resources::v1_own("memory")?)?;
+                    resources::v1_memory(&memory, bytes)?;
+                    self.memory = Some(memory);
+                }
+            }
+            DeviceControl::V2Bpf(_) => {
+                let own = control.own_cgroup()?;
+                if limits.needs_cgroup() {
+                    resources::v2_enable(&own.join("strata"), limits)?;
+                }
+                let dir = self.make(&own)?;
+                if devices {
+                    bpf::attach(&dir)?;
+                }
+                resources::v2_apply(&dir, limits)?;
+                if limits.memory.is_some() {
+                    self.memory = Some(dir);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `<own>/strata/<name>` and records it.
+    fn make(&mut self, own: &Path) -> Result<PathBuf, SandboxError> {
+        let parent = own.join("strata");
         match fs::create_dir(&parent) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
                 return Err(SandboxError::cgroup("create", &parent, e));
             }
             _ => {}
         }
-        let n = NEXT_STEP.fetch_add(1, Ordering::Relaxed);
-        let dir = parent.join(format!("strata-{}-{n}", std::process::id()));
-        let procs = cpath(&dir.join("cgroup.procs"))?;
+        let dir = parent.join(&self.name);
         match fs::create_dir(&dir) {
             // Our counter never repeats a name, so this is a leftover of a strata that had our
             // pid and was killed before it could remove it: end what is left there and reuse it.
@@ -203,47 +280,114 @@ impl StepCgroup {
             }
             created => created.map_err(|e| SandboxError::cgroup("create", &dir, e))?,
         }
-        let mut cgroup = StepCgroup {
-            procs,
-            dir,
-            removed: false,
-        };
-        let applied = match control {
-            DeviceControl::V1Devices(_) => v1::apply(&cgroup.dir),
-            DeviceControl::V2Bpf(_) => bpf::attach(&cgroup.dir),
-        };
-        if let Err(e) = applied {
-            cgroup.removed = true;
-            let _ = fs::remove_dir(&cgroup.dir);
-            return Err(e);
-        }
-        Ok(cgroup)
+        self.procs.push(cpath(&dir.join("cgroup.procs"))?);
+        self.dirs.push(dir.clone());
+        Ok(dir)
     }
 
-    /// The cgroup's `cgroup.procs`, for [`join`].
-    pub(crate) fn procs(&self) -> &CStr {
+    /// `strata-<pid>-<n>`, also the container id under runc, so that runc's own cgroups are
+    /// named like ours.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `cgroup.procs` files to join, for [`join`].
+    pub(crate) fn procs(&self) -> &[CString] {
         &self.procs
     }
 
-    /// Kills what is left in the cgroup and removes it.
+    /// Records where runc makes the container `id`'s cgroups (`strata/<id>` below its own
+    /// cgroup in every hierarchy): below ours where runc joined ours, below this process's
+    /// elsewhere; so that [`StepCgroup::remove`] and the guard remove them if runc could not.
+    /// runc limits the container's memory to `memory` there, and its out-of-memory kills are
+    /// read there.
+    pub(crate) fn runtime_cgroups(
+        &mut self,
+        id: &str,
+        memory: Option<u64>,
+    ) -> Result<(), SandboxError> {
+        let table = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| SandboxError::io("read", "/proc/self/mountinfo", e))?;
+        let own = fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| SandboxError::io("read", "/proc/self/cgroup", e))?;
+        let mut out = Vec::new();
+        for mount in cgroup_mounts(&table) {
+            let ours = self.dirs.iter().find(|d| d.starts_with(&mount.mount_point));
+            let base = match ours {
+                // runc's `strata` folder below ours goes with ours.
+                Some(dir) => {
+                    out.push(dir.join("strata"));
+                    dir.clone()
+                }
+                None => match resources::own_in(&own, &mount) {
+                    Some(path) => path,
+                    None => continue,
+                },
+            };
+            let container = base.join("strata").join(id);
+            let is_memory = mount.options.split(',').any(|o| o == "memory");
+            if memory.is_some() && (is_memory || mount.fstype == "cgroup2") && self.memory.is_none()
+            {
+                self.memory = Some(container.clone());
+                self.memory_limit = memory;
+            }
+            out.push(container);
+        }
+        self.extra.extend(out);
+        Ok(())
+    }
+
+    /// Every directory a teardown must empty and remove, deepest first.
+    pub(crate) fn all_dirs(&self) -> Vec<PathBuf> {
+        let mut all: Vec<PathBuf> = self.extra.iter().chain(&self.dirs).cloned().collect();
+        all.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        all
+    }
+
+    /// The memory limit when the step was killed for exceeding it.
+    pub(crate) fn out_of_memory(&self) -> Option<u64> {
+        let dir = self.memory.as_ref()?;
+        resources::killed_for_memory(dir).then_some(self.memory_limit?)
+    }
+
+    /// Kills what is left in the cgroups and removes them.
     pub(crate) fn remove(mut self) -> Result<(), SandboxError> {
         self.removed = true;
-        remove(&self.dir)
+        remove_all(&self.all_dirs())
     }
 }
 
 impl Drop for StepCgroup {
     fn drop(&mut self) {
         if !self.removed {
-            let _ = remove(&self.dir);
+            let _ = remove_all(&self.all_dirs());
         }
     }
+}
+
+fn remove_all(dirs: &[PathBuf]) -> Result<(), SandboxError> {
+    let mut first = Ok(());
+    for dir in dirs {
+        let removed = remove(dir);
+        if first.is_ok() {
+            first = removed;
+        }
+    }
+    first
 }
 
 /// How long a cgroup may stay busy with exiting processes before removal gives up.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn remove(dir: &Path) -> Result<(), SandboxError> {
+/// Kills everything in the cgroup `dir` and below, and removes them, children first.
+pub(crate) fn remove(dir: &Path) -> Result<(), SandboxError> {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove(&entry.path())?;
+            }
+        }
+    }
     let start = Instant::now();
     loop {
         kill_all(dir);
@@ -319,8 +463,8 @@ mod tests {
         let next = NEXT_STEP.load(Ordering::Relaxed);
         let stale = parent.join(format!("strata-{}-{next}", std::process::id()));
         fs::create_dir(&stale)?;
-        let cgroup = StepCgroup::create(&control)?;
-        assert_eq!(cgroup.dir, stale);
+        let cgroup = StepCgroup::create(&control, &Limits::default(), true)?;
+        assert_eq!(cgroup.dirs[0], stale);
         cgroup.remove()?;
         assert!(!stale.exists());
         Ok(())

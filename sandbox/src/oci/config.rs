@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, Capability, Linux, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
-    LinuxNamespace, LinuxNamespaceType, LinuxResources, Mount, Process, Root, Spec, User,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount,
+    PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
 use crate::cgroup::ALLOWED_DEVICES;
 use crate::docker_paths;
 use crate::etc_files::EtcFiles;
+use crate::limits::Limits;
 use crate::mounts::{self, MountSource, StepMount};
 use crate::{Network, ProcessSpec, Seccomp, caps, seccomp};
 
@@ -55,11 +57,32 @@ fn device_rules() -> Vec<LinuxDeviceCgroup> {
     std::iter::once(deny_all).chain(allowed).collect()
 }
 
+/// `--ulimit`s as `process.rlimits`.
+fn rlimits(limits: &Limits) -> Result<Vec<PosixRlimit>, String> {
+    limits
+        .ulimits
+        .iter()
+        .map(|u| {
+            let name = u.resource.oci_name();
+            let typ =
+                serde_json::from_value::<PosixRlimitType>(serde_json::Value::String(name.clone()))
+                    .map_err(|e| format!("rlimit {name}: {e}"))?;
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(u.soft)
+                .hard(u.hard)
+                .build()
+                .map_err(|e| format!("rlimit {name}: {e}"))
+        })
+        .collect()
+}
+
 /// The config for running `spec` with the root at `rootfs` (relative to the bundle).
-/// `cgroups_path`, when given, is the container's cgroup (runc makes it). `netns` names the
-/// private network namespace the container joins for [`Network::Private`].
-/// `extra` are the step's mounts, targets resolved in its layers; `files` is where their
-/// [`MountSource::File`] files are staged ([`crate::mounts::StagedFiles`]).
+/// `cgroups_path`, when given, is the container's cgroup: runc makes it and applies the
+/// memory and pids limits to it. `netns` names the private network namespace the container
+/// joins for [`Network::Private`]. `extra` are the step's mounts, targets resolved in its
+/// layers; `files` is where their [`MountSource::File`] files are staged
+/// ([`crate::mounts::StagedFiles`]).
 pub(crate) fn build(
     spec: &ProcessSpec,
     extra: &[StepMount],
@@ -67,6 +90,7 @@ pub(crate) fn build(
     files: &Path,
     cgroups_path: Option<&str>,
     netns: Option<&Path>,
+    limits: &Limits,
 ) -> Result<Spec, String> {
     let all = capabilities(spec.capabilities)?;
     let kept = if spec.uid == 0 {
@@ -94,7 +118,7 @@ pub(crate) fn build(
     process.set_cwd(spec.cwd.clone().into());
     process.set_capabilities(Some(capabilities));
     process.set_no_new_privileges(Some(true));
-    process.set_rlimits(None);
+    process.set_rlimits(Some(rlimits(limits)?));
 
     let mut root = Root::default();
     root.set_path("rootfs".into());
@@ -126,7 +150,13 @@ pub(crate) fn build(
             "/dev/shm",
             "tmpfs",
             Path::new("shm"),
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                &format!("size={}k", limits.shm_size.div_ceil(1024)),
+                "mode=1777",
+            ],
         ),
         mount(
             "/dev/mqueue",
@@ -222,10 +252,28 @@ pub(crate) fn build(
     }
     let mut linux = Linux::default();
     // In a rootless build's user namespace no cgroup can be made, and none is needed for
-    // devices (see crate::userns): runc then runs with no cgroup resources at all.
+    // devices (see crate::userns): runc then runs with no cgroup resources at all (memory
+    // and pids limits were refused before).
     if !crate::userns::in_user_namespace() {
         let mut resources = LinuxResources::default();
         resources.set_devices(Some(device_rules()));
+        if cgroups_path.is_some() {
+            let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            if let Some(n) = limits.pids {
+                let mut pids = LinuxPids::default();
+                pids.set_limit(bytes(n));
+                resources.set_pids(Some(pids));
+            }
+            if let Some(n) = limits.memory {
+                // Swap included, as for the other runtimes.
+                let memory = LinuxMemoryBuilder::default()
+                    .limit(bytes(n))
+                    .swap(bytes(n))
+                    .build()
+                    .map_err(|e| format!("memory limit: {e}"))?;
+                resources.set_memory(Some(memory));
+            }
+        }
         linux.set_resources(Some(resources));
     }
     linux.set_cgroups_path(cgroups_path.map(PathBuf::from));

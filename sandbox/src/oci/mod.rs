@@ -23,16 +23,27 @@
 //!
 //! Rootless (inside the user namespace of [`crate::userns`]): both runtimes see that they
 //! run in a user namespace and bind the host's devices instead of making them. There is no
-//! cgroup at all, neither runc's nor the step's device cgroup: an ordinary user cannot
-//! make one, and it would deny nothing more, since no device node can be made there and
-//! every filesystem mounted in the namespace, the overlay root included, is `nodev` by the
-//! kernel whatever the mount flags say. The host's cgroup2 mount, which cannot be detached
-//! there, is covered with an empty tmpfs for crun, and a step on the host network gets a
-//! bind of the host's /sys (see `config`).
+//! cgroup at all, neither runc's nor the step's: an ordinary user cannot make one, and it
+//! would deny nothing more, since no device node can be made there and every filesystem
+//! mounted in the namespace, the overlay root included, is `nodev` by the kernel whatever
+//! the mount flags say (memory and pids limits are refused there). The host's cgroup2 mount,
+//! which cannot be detached there, is covered with an empty tmpfs for crun, and a step on
+//! the host network gets a bind of the host's /sys (see `config`).
+//!
+//! Limits and teardown: the runtime process joins the step's other cgroups too (`pids`, and
+//! for crun `memory` when limited), so every process of the step is in them; the step guard
+//! ([`crate::guard`]) kills them if strata dies, and the runtime itself dies with strata
+//! (`PR_SET_PDEATHSIG`). The container id is the step cgroup's name, so the cgroups runc makes
+//! (`strata/<id>` below its own) are named like ours and swept like them. runc's memory and
+//! pids limits go in `linux.resources`, so that runc's own memory and threads do not count;
+//! `run --keep` keeps the container's cgroups until our `delete`, so that its out-of-memory
+//! counter can be read (v1 counts a kill only in the victim's own cgroup). crun, without a
+//! cgroup manager, gets both from the step cgroup. Rlimits are `process.rlimits`, the
+//! `/dev/shm` size a mount option.
 
 mod config;
 
-use std::ffi::{CStr, OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -42,6 +53,8 @@ use std::time::Duration;
 
 use crate::cgroup::{self, DeviceControl, StepCgroup};
 use crate::etc_files::EtcFiles;
+use crate::guard::Guard;
+use crate::limits::Limits;
 use crate::mounts::{self, StagedFiles, Stubs};
 use crate::network::PrivateNetwork;
 use crate::output::pump_lines;
@@ -74,6 +87,10 @@ pub struct OciRuntime {
     binary: PathBuf,
     /// Where steps' device allow-list is enforced; detected at each run when `None`.
     devices: Option<DeviceControl>,
+    /// What each step may use.
+    limits: Limits,
+    /// Where each run's bundle folder is made (the system's temp dir when `None`).
+    temp_dir: Option<PathBuf>,
 }
 
 impl OciRuntime {
@@ -84,11 +101,7 @@ impl OciRuntime {
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
-            .map(|binary| OciRuntime {
-                kind,
-                binary,
-                devices: None,
-            })
+            .map(|binary| OciRuntime::with_binary(kind, binary))
             .ok_or_else(|| SandboxError::OciRuntime {
                 runtime: name.into(),
                 message: "not found in PATH".into(),
@@ -101,11 +114,25 @@ impl OciRuntime {
             kind,
             binary,
             devices: None,
+            limits: Limits::default(),
+            temp_dir: None,
         }
     }
 
+    /// Runs every step with `limits` instead of Docker's defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Makes each run's bundle folder (`strata-oci-*`) in `dir`, which must exist.
+    pub fn with_temp_dir(mut self, dir: PathBuf) -> Self {
+        self.temp_dir = Some(dir);
+        self
+    }
+
     /// Confines crun's steps' devices with `devices` instead of what the host offers first
-    /// (see [`DeviceControl::detect`]). runc makes and confines its own cgroup.
+    /// (see [`DeviceControl::detect`]). runc makes and confines its own device cgroup.
     pub fn with_device_control(mut self, devices: DeviceControl) -> Self {
         self.devices = Some(devices);
         self
@@ -166,32 +193,30 @@ fn logged_error(log: &Path) -> Option<String> {
         .find_map(|entry| entry["msg"].as_str().map(String::from))
 }
 
+/// A container id for a rootless step, which has no step cgroup to be named after.
+fn next_rootless_id() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 struct Bundle {
     dir: tempfile::TempDir,
     id: String,
 }
 
 impl Bundle {
-    fn create() -> Result<Self, SandboxError> {
+    /// A bundle in `temp` for the container `id`.
+    fn create(temp: &Path, id: &str) -> Result<Self, SandboxError> {
         let dir = tempfile::Builder::new()
             .prefix("strata-oci-")
-            .tempdir()
-            .map_err(|e| SandboxError::io("create bundle dir in", std::env::temp_dir(), e))?;
-        let suffix = dir
-            .path()
-            .file_name()
-            .map(|n| {
-                n.to_string_lossy()
-                    .trim_start_matches("strata-oci-")
-                    .to_string()
-            })
-            .unwrap_or_default();
+            .tempdir_in(temp)
+            .map_err(|e| SandboxError::io("create bundle dir in", temp, e))?;
         for sub in ["rootfs", "state", "etc", "files"] {
             let path = dir.path().join(sub);
             fs::create_dir(&path).map_err(|e| SandboxError::io("create", &path, e))?;
         }
         Ok(Bundle {
-            id: format!("strata-{suffix}"),
+            id: id.to_string(),
             dir,
         })
     }
@@ -201,19 +226,27 @@ impl Bundle {
     }
 }
 
-/// Runs in the forked runtime process before exec: the step's device cgroup (crun), a private
-/// mount namespace, crun's cgroup workaround, the overlay root (then the staged files of the
-/// step's mounts). System calls only.
+/// Runs in the forked runtime process before exec: death with strata, the step's cgroups, a
+/// private mount namespace, crun's cgroup workaround, the overlay root (then the staged files
+/// of the step's mounts). System calls only.
 fn enter_private_root(
-    procs: Option<&CStr>,
+    procs: &[CString],
     overlay: &OverlayMount,
     hide_unified: bool,
 ) -> std::io::Result<()> {
-    if let Some(procs) = procs {
+    for procs in procs {
         cgroup::join(procs).map_err(std::io::Error::from_raw_os_error)?;
     }
-    // SAFETY: unshare, mount and umount2 with literal paths; no allocation.
+    // SAFETY: prctl, unshare, mount and umount2 with literal paths; no allocation.
     unsafe {
+        // The runtime dies with the thread that runs the step; the guard ends the container.
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::unshare(libc::CLONE_NEWNS) < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -263,12 +296,48 @@ impl Runtime for OciRuntime {
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<i32, SandboxError> {
         spec.validate()?;
-        let bundle = Bundle::create()?;
+        let runc = self.kind == OciRuntimeKind::Runc;
+        let rootless = crate::userns::in_user_namespace();
+        // runc joins our cgroups but for devices (see the module doc) and limits the
+        // container's processes itself; crun joins them all. Rootless: none at all.
+        let mut cgroup = if rootless {
+            self.limits.refuse_rootless()?;
+            None
+        } else {
+            let devices = match &self.devices {
+                Some(devices) => devices.clone(),
+                None => DeviceControl::detect()?,
+            };
+            let mut cgroup_limits = self.limits.clone();
+            if runc {
+                cgroup_limits.pids = None;
+                cgroup_limits.memory = None;
+            }
+            Some(StepCgroup::create(&devices, &cgroup_limits, !runc)?)
+        };
+        let id = match &mut cgroup {
+            Some(cgroup) => {
+                let id = cgroup.name().to_string();
+                if runc {
+                    cgroup.runtime_cgroups(&id, self.limits.memory)?;
+                }
+                id
+            }
+            None => format!(
+                "strata-{}-rootless-{}",
+                std::process::id(),
+                next_rootless_id()
+            ),
+        };
+        let guard = match &cgroup {
+            Some(cgroup) => Some(Guard::spawn(&cgroup.all_dirs())?),
+            None => None,
+        };
+        let temp = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let bundle = Bundle::create(&temp, &id)?;
         let etc = EtcFiles::write(&bundle.path("etc"), &spec.hostname, spec.network)?;
         let config_path = bundle.path("config.json");
-        let runc_cgroup = (self.kind == OciRuntimeKind::Runc
-            && !crate::userns::in_user_namespace())
-        .then(|| format!("strata/{}", bundle.id));
+        let runc_cgroup = (runc && !rootless).then(|| format!("strata/{}", bundle.id));
         let network = match spec.network {
             Network::Private => Some(PrivateNetwork::start()?),
             Network::Host | Network::None => None,
@@ -283,6 +352,7 @@ impl Runtime for OciRuntime {
             &files,
             runc_cgroup.as_deref(),
             netns.as_deref(),
+            &self.limits,
         )
         .map_err(|message| SandboxError::OciConfig {
             path: config_path.clone(),
@@ -300,34 +370,28 @@ impl Runtime for OciRuntime {
         let staged = StagedFiles::new(&files, &extra)?;
         let state = bundle.path("state");
         let bundle_dir: OsString = bundle.dir.path().into();
-        let mut cmd = self.command(
-            &state,
-            &[
-                OsStr::new("run"),
-                OsStr::new("--bundle"),
-                &bundle_dir,
-                OsStr::new(&bundle.id),
-            ],
-        );
+        let mut args = vec![OsStr::new("run"), OsStr::new("--bundle"), &bundle_dir];
+        if runc {
+            // The container (and its cgroups, with their out-of-memory counter) stays until
+            // the `delete` below.
+            args.push(OsStr::new("--keep"));
+        }
+        args.push(OsStr::new(&bundle.id));
+        let mut cmd = self.command(&state, &args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let crun = self.kind == OciRuntimeKind::Crun;
-        // No device cgroup in a user namespace, for the builtin runtime's reason.
-        let cgroup = match (crun && !crate::userns::in_user_namespace(), &self.devices) {
-            (false, _) => None,
-            (true, Some(devices)) => Some(StepCgroup::create(devices)?),
-            (true, None) => Some(StepCgroup::create(&DeviceControl::detect()?)?),
-        };
-        let procs = cgroup.as_ref().map(|c| c.procs().to_owned());
+        let procs: Vec<CString> = cgroup.iter().flat_map(|c| c.procs().to_vec()).collect();
+        let crun = !runc;
         // SAFETY: the closure only makes system calls on the prepared strings.
         unsafe {
             cmd.pre_exec(move || {
-                enter_private_root(procs.as_deref(), &overlay, crun)?;
+                enter_private_root(&procs, &overlay, crun)?;
                 staged.write().map_err(std::io::Error::from_raw_os_error)
             });
         }
         let result = self.run_to_end(cmd, &state, &bundle.id, output, cancelled);
+        let out_of_memory = cgroup.as_ref().and_then(StepCgroup::out_of_memory);
         // The runtime deletes the container when `run` ends; this covers a killed runtime.
         let _ = self
             .command(
@@ -345,10 +409,17 @@ impl Runtime for OciRuntime {
         // The container is gone, so the helper serves nobody: it ends with the step.
         drop(network);
         let removed = cgroup.map_or(Ok(()), StepCgroup::remove);
+        if let Some(guard) = guard {
+            guard.finish();
+        }
         placeholders.remove_created(root)?;
         stubs.remove(root)?;
         removed?;
-        match result? {
+        let code = result?;
+        if let Some(limit) = out_of_memory.filter(|_| code != 0) {
+            return Err(SandboxError::OutOfMemory { limit });
+        }
+        match code {
             // A failure before the process ran (bad config, missing program) is logged by
             // the runtime; a failing process is not an error.
             code @ 1.. => match logged_error(&state.join(LOG_FILE)) {

@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod device_checks;
+pub mod limit_checks;
 pub mod loop_device;
 pub mod mount_checks;
 pub mod network_checks;

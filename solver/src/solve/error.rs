@@ -72,6 +72,15 @@ pub enum SolveError {
         #[source]
         source: std::io::Error,
     },
+    /// What a killed build left under the state root cannot be removed.
+    #[error("cannot remove what a killed build left in {}: {source}", path.display())]
+    Leftovers {
+        /// The folder swept.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A step failed.
     #[error("failed to solve: step {}: {}", .0.name, .0.error)]
     Step(Box<StepFailure>),

@@ -12,9 +12,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 
 use strata_cache::snapshots::Hold;
-use strata_cache::{BuildLease, ImageStore};
+use strata_cache::{BuildLease, BuildScratch, ImageStore, sweep_dead_scratch};
 use strata_registry::{Platform, platform};
-use strata_sandbox::{Builtin, OciRuntime, OciRuntimeKind, Runtime, private_mount_namespace};
+use strata_sandbox::{
+    Builtin, Limits, OciRuntime, OciRuntimeKind, Runtime, in_user_namespace,
+    private_mount_namespace, sweep_stale_cgroups,
+};
 
 use crate::base_images::{LocalImages, RegistryPull};
 use crate::dockerfile::{
@@ -136,15 +139,6 @@ impl Built {
     }
 }
 
-/// A directory removed when the build is over.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The build proper, on its own thread.
 fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
     if !req.context.is_dir() {
@@ -164,6 +158,20 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
     let store = ImageStore::open(root.join("store"))?;
     // Held for the whole build: prune leaves alone what a running build uses.
     let lease = BuildLease::acquire(root).map_err(SolveError::Lease)?;
+    // What killed builds left: their steps' cgroups (and anything still running in them),
+    // their scratch folders. A rootless build makes no cgroups, so it has none to sweep.
+    if !in_user_namespace() {
+        sweep_stale_cgroups().map_err(SolveError::Runtime)?;
+    }
+    sweep_dead_scratch(root).map_err(|source| SolveError::Leftovers {
+        path: root.join("tmp"),
+        source: std::io::Error::other(source),
+    })?;
+    let scratch = BuildScratch::create(root).map_err(|source| SolveError::Scratch {
+        path: root.join("tmp"),
+        source: std::io::Error::other(source),
+    })?;
+    let runtime = runtime.finish(req.limits, scratch.path());
     let platform = req.platform.clone().unwrap_or_else(platform::host);
     let pulls = registry_pull(platform.clone(), req.pull, req.registry, &events);
     let images = Arc::new(
@@ -204,22 +212,11 @@ fn build(req: BuildRequest, events: ChannelSink) -> Result<Built, SolveError> {
         events.send(ProgressEvent::UnusedBuildArgs(unused));
     }
 
-    let scratch = Scratch(root.join("tmp").join(format!(
-        "build-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    )));
-    std::fs::create_dir_all(&scratch.0).map_err(|source| SolveError::Scratch {
-        path: scratch.0.clone(),
-        source,
-    })?;
     let no_cache = no_cache_vertices(&req.no_cache_filter, req.no_cache, &lowered)?;
     let executor = Arc::new(
         StackExecutor::new(
             root,
-            &scratch.0,
+            scratch.path(),
             &req.context,
             ignore,
             runtime,
@@ -313,12 +310,29 @@ fn no_cache_vertices(
     Ok(out)
 }
 
-fn runtime(choice: RuntimeChoice) -> Result<Arc<dyn Runtime>, SolveError> {
+/// The runtime chosen, found before any work; [`Chosen::finish`] gives it the build's limits
+/// and scratch folder.
+enum Chosen {
+    Builtin,
+    Oci(OciRuntime),
+}
+
+impl Chosen {
+    fn finish(self, limits: Limits, scratch: &std::path::Path) -> Arc<dyn Runtime> {
+        let temp = scratch.to_path_buf();
+        match self {
+            Chosen::Builtin => Arc::new(Builtin::default().with_limits(limits).with_temp_dir(temp)),
+            Chosen::Oci(rt) => Arc::new(rt.with_limits(limits).with_temp_dir(temp)),
+        }
+    }
+}
+
+fn runtime(choice: RuntimeChoice) -> Result<Chosen, SolveError> {
     let kind = match choice {
-        RuntimeChoice::Builtin => return Ok(Arc::new(Builtin::default())),
+        RuntimeChoice::Builtin => return Ok(Chosen::Builtin),
         RuntimeChoice::Runc => OciRuntimeKind::Runc,
         RuntimeChoice::Crun => OciRuntimeKind::Crun,
     };
     let rt = OciRuntime::new(kind).map_err(SolveError::Runtime)?;
-    Ok(Arc::new(rt))
+    Ok(Chosen::Oci(rt))
 }

@@ -75,4 +75,7 @@ pub struct BuildRequest {
     /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` may use.
     /// Never written anywhere, never part of a key.
     pub secrets: BuildSecrets,
+    /// What each RUN step may use (`--memory`, `--pids-limit`, `--shm-size`, `--ulimit`);
+    /// Docker's defaults with `Limits::default()`.
+    pub limits: strata_sandbox::Limits,
 }
