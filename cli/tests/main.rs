@@ -19,6 +19,7 @@ mod layers;
 mod library_api;
 mod names;
 mod registry_e2e;
+mod terminal;
 
 /// `autotests = false` (cli/Cargo.toml): a file of tests/ that no `mod`
 /// line above names would never be compiled or run, so none may exist.
