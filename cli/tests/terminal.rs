@@ -55,10 +55,18 @@ impl Pane {
 
     /// The pane as it shows now, with its scrollback.
     fn screen(&self) -> Res<String> {
-        let out = tool(
-            "tmux",
-            &["-L", &self.socket, "capture-pane", "-p", "-S", "-200"],
-        )?;
+        self.capture(&[])
+    }
+
+    /// [`Pane::screen`] with the colours as escape sequences.
+    fn colored(&self) -> Res<String> {
+        self.capture(&["-e"])
+    }
+
+    fn capture(&self, extra: &[&str]) -> Res<String> {
+        let mut args = vec!["-L", &self.socket, "capture-pane", "-p", "-S", "-200"];
+        args.extend_from_slice(extra);
+        let out = tool("tmux", &args)?;
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     }
 
@@ -278,6 +286,30 @@ fn a_failed_step_on_the_terminal_points_at_its_line_and_keeps_its_log() -> R {
     assert!(text.starts_with("about to fail\n"), "{text}");
     assert!(text.contains("ERROR: "), "{text}");
     same_as_stored("failed-step.txt", &normalize(&screen, &env))
+}
+
+#[test]
+fn colours_follow_the_color_flag_and_no_color() -> R {
+    let env = Env::new()?;
+    let ctx = fixtures().join("run-output");
+    // --color=always wins over NO_COLOR: DONE is green.
+    let words = format!("NO_COLOR=1 {}", build_words(&env, &ctx, "--color=always"));
+    let pane = Pane::run(&env, "always", "xterm-256color", &words)?;
+    pane.finished()?;
+    let screen = pane.colored()?;
+    assert!(screen.contains("\x1b[32mDONE "), "{screen:?}");
+    drop(pane);
+    // NO_COLOR with the default (auto): the same screen without a colour.
+    let words = format!("NO_COLOR=1 {}", build_words(&env, &ctx, ""));
+    let pane = Pane::run(&env, "never", "xterm-256color", &words)?;
+    pane.finished()?;
+    let screen = pane.colored()?;
+    assert!(
+        screen.contains("CACHED") && screen.contains("DONE "),
+        "{screen}"
+    );
+    assert!(!screen.contains("\x1b[3"), "{screen:?}");
+    Ok(())
 }
 
 /// What a pipe shows: every line is a plain `#N …` line (or a diagnostic,
