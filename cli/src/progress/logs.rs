@@ -97,3 +97,62 @@ fn file_name(vertex: VertexId, name: &str) -> String {
         .collect();
     format!("{}-{}.log", vertex.index(), slug.trim_matches('-'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use strata_solver::{BuildGraph, EdgeRole, Input, Op, Stream};
+
+    fn run(logs: &mut StepLogs, vertex: VertexId, name: &str) {
+        logs.on(&ProgressEvent::VertexStarted {
+            vertex,
+            name: name.into(),
+        });
+        logs.on(&ProgressEvent::Log {
+            vertex,
+            stream: Stream::Stdout,
+            line: b"out".to_vec(),
+        });
+    }
+
+    #[test]
+    fn only_a_failed_steps_log_is_kept() -> Result<(), Box<dyn std::error::Error>> {
+        let mut g = BuildGraph::new();
+        let a = g.add(Op::SourceScratch, "[build 1/2] RUN ok", vec![])?;
+        let input = Input {
+            vertex: a,
+            role: EdgeRole::Parent,
+        };
+        let b = g.add(Op::SourceScratch, "[build 2/2] RUN no", vec![input])?;
+        let root = tempfile::tempdir()?;
+        let elapsed = Duration::from_millis(5);
+
+        let mut logs = StepLogs::new(root.path());
+        run(&mut logs, a, "[build 1/2] RUN ok");
+        logs.on(&ProgressEvent::VertexDone { vertex: a, elapsed });
+        assert_eq!(logs.finish(), None);
+        // Nothing is left of a build whose steps all succeeded.
+        assert_eq!(std::fs::read_dir(root.path().join("logs"))?.count(), 0);
+
+        let mut logs = StepLogs::new(root.path());
+        run(&mut logs, a, "[build 1/2] RUN ok");
+        run(&mut logs, b, "[build 2/2] RUN no");
+        logs.on(&ProgressEvent::VertexDone { vertex: a, elapsed });
+        let error = "exit code 1".to_string();
+        logs.on(&ProgressEvent::VertexFailed {
+            vertex: b,
+            error,
+            elapsed,
+        });
+        let path = logs.finish().ok_or("no log kept")?;
+        assert_eq!(std::fs::read_to_string(&path)?, "out\nERROR: exit code 1\n");
+        assert!(
+            path.to_string_lossy().ends_with("-build-2-2.log"),
+            "{path:?}"
+        );
+        let dir = path.parent().ok_or("no folder")?;
+        assert_eq!(std::fs::read_dir(dir)?.count(), 1);
+        Ok(())
+    }
+}
