@@ -9,7 +9,7 @@ for pair in busybox:busybox-static crun:crun runc:runc umoci:umoci skopeo:skopeo
   docker-registry:docker-registry zstd:zstd bzip2:bzip2 xz:xz-utils setcap:libcap2-bin \
   unshare:util-linux losetup:mount blockdev:util-linux keyctl:keyutils gcc:gcc \
   /usr/bin/time:time slirp4netns:slirp4netns ip:iproute2 ssh-agent:openssh-client \
-  newuidmap:uidmap setpriv:util-linux useradd:passwd; do
+  newuidmap:uidmap setpriv:util-linux useradd:passwd tmux:tmux; do
   bin=${pair%%:*} pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

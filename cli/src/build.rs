@@ -15,7 +15,17 @@ use strata_solver::{Entitlement, Entitlements, NetworkMode};
 
 use crate::diagnostic::render_step_failure;
 use crate::exit::{EXIT_OK, EXIT_USAGE, Failure, solve_failure};
-use crate::progress::{PlainRenderer, Step};
+use crate::progress::{ColorChoice, ProgressMode, Renderer, Step, StepLogs, Summary};
+
+/// Shown after `strata build --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  strata build -t app:1 .                      build ./Dockerfile, name the image app:1
+  strata build -f build/Dockerfile --target test .
+  strata build --build-arg VERSION=2 -o type=oci,dest=app.tar .
+  strata build --progress=plain . 2> build.log  plain lines (as on a pipe)
+  strata build --progress=rawjson . 2> events.jsonl  one JSON object per event
+  strata build -q -t app .                      print only the image ID";
 
 /// Options of `strata build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -69,10 +79,14 @@ pub struct BuildArgs {
     /// Say why each step that ran could not reuse the previous build.
     #[arg(long = "explain-cache")]
     pub explain_cache: bool,
-    /// Progress output: plain, or auto/tty (plain lines for now).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty"])]
-    pub progress: String,
-    /// Print nothing but errors (and the image ID).
+    /// Progress output: auto (live on a terminal, plain lines elsewhere),
+    /// tty, plain, rawjson (one JSON object per event) or quiet.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// Colours on the terminal: auto (unless NO_COLOR is set), always or never.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+    /// Print nothing but errors (and the image ID): `--progress=quiet`.
     #[arg(short, long)]
     pub quiet: bool,
     /// Always look for newer versions of tagged base images.
@@ -277,7 +291,7 @@ fn request(
         registry: crate::registry_cmd::client(&args.registry)?,
         pull: args.pull,
         root: root.to_path_buf(),
-        explain: args.explain_cache && !args.quiet,
+        explain: args.explain_cache && !quiet(args),
         decompression_limit: args.decompression_limit,
         secrets,
         limits: limits(args),
@@ -311,29 +325,32 @@ fn run_inner(
     let req = request(args, root, (file_name.clone(), src.clone()), secrets)?;
 
     let (tx, rx) = mpsc::channel();
-    // With -q nothing sends: the receiver must not wait on a live sender.
-    let sink = if args.quiet {
-        drop(tx);
-        ChannelSink::discard()
+    let sink = ChannelSink::new(tx);
+    let mode = if quiet(args) {
+        ProgressMode::Quiet
     } else {
-        ChannelSink::new(tx)
+        args.progress
     };
+    let mut renderer = crate::progress::pick(mode, args.color, err);
     // Progress is rendered on its own thread while the build runs on this one.
-    let (result, renderer) = std::thread::scope(|s| {
+    let (result, logs) = std::thread::scope(|s| {
+        let renderer = &mut renderer;
         let render = s.spawn(move || {
-            let mut renderer = PlainRenderer::new(&mut *err);
+            let mut logs = StepLogs::new(root);
             for event in rx {
+                logs.on(&event);
                 let _ = renderer.render(&event);
             }
-            renderer
+            logs
         });
         let result = solve(req, &sink);
         drop(sink);
         (result, render.join())
     });
-    let Ok(mut renderer) = renderer else {
+    let Ok(logs) = logs else {
         return Err(Failure::Environment("the progress thread panicked".into()));
     };
+    let failed_log = logs.finish();
     // Errors that point into the Dockerfile are shown like parse errors.
     if let Err(SolveError::Lower { source, .. }) = &result
         && let Some((span, message)) = source.at()
@@ -354,23 +371,24 @@ fn run_inner(
             if let Some(report) = render_step_failure(&step, &file_name, &src) {
                 let _ = renderer.note(report.trim_end_matches('\n'));
             }
+            if let Some(path) = failed_log {
+                let _ = renderer.note(&format!("full log of the step: {}", path.display()));
+            }
             return Err(solve_failure(SolveError::Step(step), root));
         }
         Err(e) => return Err(solve_failure(e, root)),
     };
     if let Some(lines) = &solved.explain {
-        let step = renderer.begin("explaining the cache", false);
+        let step = renderer.begin("explaining the cache");
         for line in lines {
-            step.line(&mut renderer, line);
+            renderer.line(&step, line);
         }
-        step.done(&mut renderer);
+        renderer.done(step);
     }
 
-    let quiet = args.quiet;
     let mut steps = ExportSteps {
-        step: renderer.begin("exporting to image", quiet),
-        renderer: &mut renderer,
-        quiet,
+        step: renderer.begin("exporting to image"),
+        renderer: &mut *renderer,
     };
     let exported = export(
         &solved,
@@ -387,9 +405,16 @@ fn run_inner(
             progress: &mut |event| steps.on(event),
         },
     )?;
-    steps.step.done(steps.renderer);
+    steps.renderer.done(steps.step);
     let image = exported.image;
-    if quiet {
+    renderer.summary(&Summary {
+        name: exported.names.first().cloned(),
+        id: image.config_digest.to_string(),
+        digest: image.manifest_digest.to_string(),
+        // The image was just written: a store that cannot be read shows 0B.
+        size: crate::images_cmd::image_size(root, &image.manifest_digest.to_string()).unwrap_or(0),
+    });
+    if quiet(args) {
         // docker build -q prints the image ID on standard output.
         println!("{}", image.config_digest);
     }
@@ -398,13 +423,12 @@ fn run_inner(
 
 /// The export's progress as plain steps: "exporting to image", then
 /// "pushing" when there are pushes.
-struct ExportSteps<'r, W: Write> {
-    renderer: &'r mut PlainRenderer<W>,
+struct ExportSteps<'r> {
+    renderer: &'r mut dyn Renderer,
     step: Step,
-    quiet: bool,
 }
 
-impl<W: Write> ExportSteps<'_, W> {
+impl ExportSteps<'_> {
     fn on(&mut self, event: ExportEvent) {
         let line = match event {
             ExportEvent::ImageWritten(id) => format!("writing image {id}"),
@@ -412,13 +436,19 @@ impl<W: Write> ExportSteps<'_, W> {
             ExportEvent::OutputWritten(what) => format!("exported {what}"),
             ExportEvent::Pushed(line) => line,
             ExportEvent::Pushing => {
-                let pushing = self.renderer.begin("pushing", self.quiet);
-                std::mem::replace(&mut self.step, pushing).done(self.renderer);
+                let pushing = self.renderer.begin("pushing");
+                let export = std::mem::replace(&mut self.step, pushing);
+                self.renderer.done(export);
                 return;
             }
         };
-        self.step.line(self.renderer, &line);
+        self.renderer.line(&self.step, &line);
     }
+}
+
+/// `-q` or `--progress=quiet`.
+fn quiet(args: &BuildArgs) -> bool {
+    args.quiet || args.progress == ProgressMode::Quiet
 }
 
 fn runtime(name: &str) -> Result<RuntimeChoice, Failure> {

@@ -37,7 +37,8 @@ pub struct DoctorArgs {
     pub repair: bool,
 }
 
-fn human(bytes: u64) -> String {
+/// A byte count as docker prints it (`1.2MB`).
+pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes as f64;
     let mut unit = 0;

@@ -8,6 +8,11 @@ use std::path::PathBuf;
 pub enum DebugCommand {
     /// Parse a Dockerfile and print BuildKit's dump (default) or the typed tree as JSON.
     Parse(ParseArgs),
+    /// Write man pages (strata.1, strata-build.1, …) into a directory.
+    Man {
+        /// Where the pages go (made if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -22,10 +27,12 @@ pub struct ParseArgs {
     pub json: bool,
 }
 
-/// Runs a debug command; returns the process exit code.
-pub fn run(cmd: &DebugCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+/// Runs a debug command (`app` is strata's whole command line, for the man
+/// pages); returns the process exit code.
+pub fn run(cmd: &DebugCommand, app: clap::Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match cmd {
         DebugCommand::Parse(args) => parse(args, out, err),
+        DebugCommand::Man { dir } => crate::exit::report(err, crate::docs_cmd::man(app, dir)),
     }
 }
 

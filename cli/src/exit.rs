@@ -66,10 +66,33 @@ pub fn report(err: &mut dyn Write, result: Result<(), Failure>) -> u8 {
     }
 }
 
+/// What a docker user can do when a registry cannot be reached.
+const UNREACHABLE_HINT: &str = "\
+hint: no registry is needed for an image you already have:
+  strata load -i IMAGE.tar                       an archive from `docker save` or `strata save`
+  --build-context NAME=oci-layout:///DIR[:TAG]   an OCI layout on disk, for FROM NAME
+  STRATA_REGISTRY_MIRRORS=docker.io=HOST:PORT    a reachable mirror of the registry
+  --insecure-registry HOST:PORT                  a registry served over plain HTTP";
+
+/// `e`'s message, with [`UNREACHABLE_HINT`] when an unreachable registry
+/// is among its causes.
+fn with_hint(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(strata_registry::Error::Unreachable { .. }) =
+            c.downcast_ref::<strata_registry::Error>()
+        {
+            return format!("{e}\n{UNREACHABLE_HINT}");
+        }
+        cause = c.source();
+    }
+    e.to_string()
+}
+
 impl From<strata_registry::Error> for Failure {
     fn from(e: strata_registry::Error) -> Self {
         use strata_registry::Error as E;
-        let message = e.to_string();
+        let message = with_hint(&e);
         match e {
             E::InvalidReference { .. } | E::InvalidPlatform { .. } | E::InvalidDigest { .. } => {
                 Failure::Usage(message)
@@ -120,7 +143,7 @@ impl From<ExportError> for Failure {
 
 /// A failed build's kind; a full disk names the state root `root` first.
 pub fn solve_failure(e: SolveError, root: &Path) -> Failure {
-    let message = e.to_string();
+    let message = with_hint(&e);
     match e {
         SolveError::ContextNotDir(_)
         | SolveError::NotUtf8(_)

@@ -63,6 +63,12 @@ pub fn inspect_json(store: &ImageStore, name: &str) -> Result<Value, Failure> {
     }))
 }
 
+/// The compressed size of an image's layers, as `inspect` shows it.
+pub fn image_size(root: &Path, name: &str) -> Result<u64, Failure> {
+    let v = inspect_json(&open(root)?, name)?;
+    Ok(v.get("Size").and_then(Value::as_u64).unwrap_or(0))
+}
+
 /// `strata inspect`.
 pub fn inspect(root: &Path, args: &InspectArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let store = open(root)?;
@@ -112,29 +118,114 @@ pub fn render_format(format: &str, v: &Value) -> Result<String, String> {
     Ok(out)
 }
 
-/// `strata images`: one line per tag.
-pub fn images(root: &Path, out: &mut dyn Write) -> Result<(), Failure> {
+/// `strata images` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImagesArgs {
+    /// Show the manifest digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// One line per image from a template: `{{.Repository}}`, `{{.Tag}}`,
+    /// `{{.ID}}`, `{{.Digest}}`, `{{.CreatedAt}}`, `{{.CreatedSince}}`, `{{.Size}}`.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `strata images`: one line per tag, as `docker images` prints them.
+pub fn images(root: &Path, args: &ImagesArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let store = open(root)?;
     let list = store
         .list()
         .map_err(|e| Failure::Environment(e.to_string()))?;
-    let _ = writeln!(
-        out,
-        "{:<40} {:<20} {:<14} {:>12}",
-        "REPOSITORY", "TAG", "IMAGE ID", "SIZE"
-    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut rows = Vec::new();
     for (name, _) in list {
         let v = inspect_json(&store, &name)?;
         let (repo, tag) = split_tag(&name);
         let id = v["Id"].as_str().unwrap_or_default();
+        let created = v["Created"].as_str().unwrap_or_default();
+        let ago = strata_exporter::parse_rfc3339(created)
+            .map_or_else(|| "N/A".to_string(), |t| format!("{} ago", since(now - t)));
+        let tag = if tag.is_empty() { "<none>" } else { tag };
         let short = id.trim_start_matches("sha256:").get(..12).unwrap_or(id);
-        let _ = writeln!(
-            out,
-            "{repo:<40} {tag:<20} {short:<14} {:>12}",
-            v["Size"].as_u64().unwrap_or(0)
-        );
+        let digest = v["Digest"].clone();
+        rows.push(json!({
+            "Repository": repo,
+            "Tag": tag,
+            "ID": short,
+            "Digest": digest,
+            "CreatedAt": created,
+            "CreatedSince": ago,
+            "Size": crate::cache_cmd::human(v["Size"].as_u64().unwrap_or(0)),
+        }));
+    }
+    if let Some(format) = &args.format {
+        for row in &rows {
+            let line = render_format(format, row).map_err(Failure::Usage)?;
+            let _ = writeln!(out, "{line}");
+        }
+        return Ok(());
+    }
+    let mut columns = vec!["Repository", "Tag"];
+    if args.digests {
+        columns.push("Digest");
+    }
+    columns.extend(["ID", "CreatedSince", "Size"]);
+    let cell = |row: &Value, c: &str| row[c].as_str().unwrap_or_default().to_string();
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).chars().count())
+                .chain([header(c).len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", padded.join("   ").trim_end());
+    };
+    line(columns.iter().map(|c| header(c).to_string()).collect());
+    for row in &rows {
+        line(columns.iter().map(|c| cell(row, c)).collect());
     }
     Ok(())
+}
+
+/// A column's heading, as docker names it.
+fn header(field: &str) -> &'static str {
+    match field {
+        "Repository" => "REPOSITORY",
+        "Tag" => "TAG",
+        "Digest" => "DIGEST",
+        "ID" => "IMAGE ID",
+        "CreatedSince" => "CREATED",
+        _ => "SIZE",
+    }
+}
+
+/// A past duration in seconds as docker words it (`2 hours`, `About a minute`).
+fn since(secs: i64) -> String {
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86_400);
+    match secs {
+        s if s < 1 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        s if s < 60 => format!("{s} seconds"),
+        _ if m == 1 => "About a minute".to_string(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".to_string(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{d} days"),
+        _ if h < 24 * 30 * 3 => format!("{} weeks", d / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", d / 30),
+        _ => format!("{} years", d / 365),
+    }
 }
 
 /// `name:tag` → (`name`, `tag`); the tag is after the last `:` that is not
@@ -178,6 +269,16 @@ pub fn tag(root: &Path, src: &str, dst: &str) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_docker_words_them() {
+        assert_eq!(since(0), "Less than a second");
+        assert_eq!(since(45), "45 seconds");
+        assert_eq!(since(90), "About a minute");
+        assert_eq!(since(7200 + 5), "2 hours");
+        assert_eq!(since(3 * 86_400), "3 days");
+        assert_eq!(since(400 * 86_400), "13 months");
+    }
 
     #[test]
     fn format_placeholders() {

@@ -6,6 +6,7 @@ mod build_secrets;
 mod cache_cmd;
 mod debug;
 mod diagnostic;
+mod docs_cmd;
 mod exit;
 mod images_cmd;
 mod progress;
@@ -14,7 +15,7 @@ mod registry_cmd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// strata: a Dockerfile build engine.
 #[derive(Debug, Parser)]
@@ -27,9 +28,10 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile and a context directory.
+    #[command(after_help = build::EXAMPLES)]
     Build(Box<build::BuildArgs>),
     /// List the images of the local store.
-    Images,
+    Images(images_cmd::ImagesArgs),
     /// Show an image's config, digest and size as JSON (or --format).
     Inspect(images_cmd::InspectArgs),
     /// Remove image names from the local store.
@@ -66,17 +68,26 @@ enum Command {
     Save(archive_cmd::SaveArgs),
     /// Read images from an OCI or docker archive into the local store.
     Load(archive_cmd::LoadArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Look inside strata (e.g. `strata debug parse Dockerfile --json`).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
 }
 
 impl Command {
-    /// Whether the command reads or writes the state root (all but debug, login, logout).
+    /// Whether the command reads or writes the state root (all but debug, login, logout,
+    /// completion).
     fn uses_state_root(&self) -> bool {
         !matches!(
             self,
-            Command::Debug(_) | Command::Login(_) | Command::Logout { .. }
+            Command::Debug(_)
+                | Command::Login(_)
+                | Command::Logout { .. }
+                | Command::Completion { .. }
         )
     }
 }
@@ -103,6 +114,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Debug(cmd) => ExitCode::from(debug::run(
             &cmd,
+            Cli::command(),
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),
@@ -112,8 +124,12 @@ fn main() -> ExitCode {
             &mut std::io::stdin(),
             &mut std::io::stderr(),
         )),
-        Command::Images => {
-            images_cmd_exit(&|root| images_cmd::images(root, &mut std::io::stdout()))
+        Command::Completion { shell } => {
+            docs_cmd::completion(shell, Cli::command(), &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Images(args) => {
+            images_cmd_exit(&|root| images_cmd::images(root, &args, &mut std::io::stdout()))
         }
         Command::Inspect(args) => {
             images_cmd_exit(&|root| images_cmd::inspect(root, &args, &mut std::io::stdout()))

@@ -26,6 +26,7 @@ mod network;
 mod registry_e2e;
 mod rootless;
 mod run_mounts;
+mod terminal;
 
 /// `autotests = false` (cli/Cargo.toml): a file of tests/ that no `mod`
 /// line above names would never be compiled or run, so none may exist.

@@ -33,3 +33,4 @@ pub use import::{ImportError, load};
 pub use layer::{Compression, CompressionKind, LayerBlob, write_layer, write_layers};
 pub use manifest::{History, ImageInput, ImageRef, MediaTypes, write_image};
 pub use output::{docker_archive, local_dir, oci_archive, tar_stream};
+pub use timefmt::parse_rfc3339;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use strata_cache::ImageStore;
+use strata_cache::{ImageStore, LayerRef, Snapshots};
 use strata_registry::Digest;
 use strata_registry::{MediaType, Platform};
 use strata_solver::ImageConfig;
@@ -28,6 +28,9 @@ pub(crate) struct ImageRequest<'a> {
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH: fixes every timestamp for reproducible digests.
     pub epoch: Option<i64>,
+    /// The build cache's snapshots (`$STRATA_ROOT/snapshots`), whose commit
+    /// times date an image built without `epoch`.
+    pub snapshots: PathBuf,
     /// Where packed layers are remembered (`$STRATA_ROOT/layer-blobs`).
     pub memo_dir: PathBuf,
     /// The platform the image's config names (`--platform`, else the host's).
@@ -129,11 +132,14 @@ pub(crate) fn write_image(req: &ImageRequest<'_>) -> Result<ImageRef, ExportErro
         })
         .collect::<Result<Vec<_>, ExportError>>()?;
 
-    let now = req.epoch.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-    });
+    let now = req
+        .epoch
+        .or_else(|| newest_step(&req.snapshots, req.stack))
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        });
     let created = rfc3339(now);
     let mut history: Vec<History> = req
         .config
@@ -160,6 +166,23 @@ pub(crate) fn write_image(req: &ImageRequest<'_>) -> Result<ImageRef, ExportErro
         media_types: MediaTypes::Oci,
     };
     crate::write_image(content, &input)
+}
+
+/// When the newest of the stack's own layers was committed. An unchanged
+/// rebuild reuses every layer, so its image has the same `created` and the
+/// same ID (BuildKit dates cached results the same way); `None` when the
+/// build made no layer of its own.
+fn newest_step(snapshots: &std::path::Path, stack: &[Layer]) -> Option<i64> {
+    let snaps = Snapshots::open(snapshots).ok()?;
+    stack
+        .iter()
+        .filter_map(|l| match &l.snapshot {
+            LayerRef::Step { id } => snaps.meta(id).ok(),
+            LayerRef::Base { .. } => None,
+        })
+        .map(|m| m.created)
+        .max()
+        .and_then(|c| i64::try_from(c).ok())
 }
 
 fn parse_digest(s: &str) -> Result<Digest, ExportError> {

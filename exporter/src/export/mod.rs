@@ -96,6 +96,7 @@ pub fn export(solved: &Solved, req: ExportRequest<'_>) -> Result<Exported, Expor
         compression: req.compression,
         epoch: req.epoch,
         memo_dir: req.root.join("layer-blobs"),
+        snapshots: req.root.join("snapshots"),
         platform: solved.platform.clone(),
     })?;
     (req.progress)(ExportEvent::ImageWritten(image.config_digest.to_string()));

@@ -1,4 +1,4 @@
-//! Plain progress output (`--progress=plain`): BuildKit-like lines.
+//! Plain progress output (`--progress=plain`, and any pipe): BuildKit-like lines.
 //!
 //! ```text
 //! #1 [build 2/3] RUN make
@@ -6,45 +6,16 @@
 //! #1 DONE 1.2s
 //! ```
 
-use std::collections::HashMap;
 use std::io::{self, Write};
-use std::time::Instant;
 
 use strata_solver::ProgressEvent;
-use strata_solver::VertexId;
+
+use super::{Numbering, Renderer, Step, Summary, secs};
 
 /// Renders progress events as plain text lines on `out`.
 pub struct PlainRenderer<W: Write> {
     out: W,
-    /// Step number (`#N`) and start time of each vertex seen so far.
-    steps: HashMap<VertexId, (usize, Instant)>,
-    /// Steps that are not vertices (exporting), numbered after them.
-    extra: usize,
-}
-
-/// A step of the build that is not a vertex, such as the export.
-pub struct Step {
-    n: usize,
-    start: Instant,
-    quiet: bool,
-}
-
-impl Step {
-    /// One line of the step's output.
-    pub fn line<W: Write>(&self, r: &mut PlainRenderer<W>, text: &str) {
-        if !self.quiet {
-            let t = self.start.elapsed().as_secs_f64();
-            let _ = writeln!(r.out, "#{} {t:.3} {text}", self.n);
-        }
-    }
-
-    /// The step finished.
-    pub fn done<W: Write>(self, r: &mut PlainRenderer<W>) {
-        if !self.quiet {
-            let t = self.start.elapsed().as_secs_f64();
-            let _ = writeln!(r.out, "#{} DONE {t:.1}s", self.n);
-        }
-    }
+    num: Numbering,
 }
 
 impl<W: Write> PlainRenderer<W> {
@@ -52,60 +23,61 @@ impl<W: Write> PlainRenderer<W> {
     pub fn new(out: W) -> Self {
         Self {
             out,
-            steps: HashMap::new(),
-            extra: 0,
+            num: Numbering::default(),
         }
     }
 
-    /// Starts a step that is not a vertex; `quiet` steps print nothing.
-    pub fn begin(&mut self, name: &str, quiet: bool) -> Step {
-        self.extra += 1;
-        let n = self.steps.len() + self.extra;
-        if !quiet {
-            let _ = writeln!(self.out, "#{n} {name}");
-        }
-        Step {
-            n,
-            start: Instant::now(),
-            quiet,
-        }
+    /// Gives the writer back.
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write + Send> Renderer for PlainRenderer<W> {
+    fn begin(&mut self, name: &str) -> Step {
+        let step = self.num.begin();
+        let _ = writeln!(self.out, "#{} {name}", step.n);
+        step
     }
 
-    /// A line outside any step (such as a failed step's last output).
-    pub fn note(&mut self, text: &str) -> io::Result<()> {
+    fn line(&mut self, step: &Step, text: &str) {
+        let t = step.start.elapsed().as_secs_f64();
+        let _ = writeln!(self.out, "#{} {t:.3} {text}", step.n);
+    }
+
+    fn done(&mut self, step: Step) {
+        let _ = writeln!(self.out, "#{} DONE {}", step.n, secs(step.start.elapsed()));
+    }
+
+    fn note(&mut self, text: &str) -> io::Result<()> {
         writeln!(self.out, "{text}")
     }
 
-    fn step(&mut self, vertex: VertexId) -> (usize, Instant) {
-        let next = self.steps.len() + 1;
-        *self
-            .steps
-            .entry(vertex)
-            .or_insert_with(|| (next, Instant::now()))
-    }
+    // Plain output stays BuildKit's: the image ID was in "writing image".
+    fn summary(&mut self, _: &Summary) {}
 
-    /// Writes the lines for one event.
-    pub fn render(&mut self, event: &ProgressEvent) -> io::Result<()> {
+    fn render(&mut self, event: &ProgressEvent) -> io::Result<()> {
         match event {
             ProgressEvent::VertexStarted { vertex, name } => {
-                let (n, _) = self.step(*vertex);
+                let (n, _) = self.num.vertex(*vertex);
                 writeln!(self.out, "#{n} {name}")
             }
             ProgressEvent::VertexCached { vertex, name } => {
-                let (n, _) = self.step(*vertex);
+                let (n, _) = self.num.vertex(*vertex);
                 writeln!(self.out, "#{n} {name}")?;
                 writeln!(self.out, "#{n} CACHED")
             }
             ProgressEvent::Log { vertex, line, .. } => {
-                let (n, start) = self.step(*vertex);
+                let (n, start) = self.num.vertex(*vertex);
                 let t = start.elapsed().as_secs_f64();
                 write!(self.out, "#{n} {t:.3} ")?;
                 self.out.write_all(line)?;
                 writeln!(self.out)
             }
             ProgressEvent::VertexDone { vertex, elapsed } => {
-                let (n, _) = self.step(*vertex);
-                writeln!(self.out, "#{n} DONE {:.1}s", elapsed.as_secs_f64())
+                let (n, _) = self.num.vertex(*vertex);
+                writeln!(self.out, "#{n} DONE {}", secs(*elapsed))
             }
             ProgressEvent::Message(text) => writeln!(self.out, "{text}"),
             ProgressEvent::UnusedBuildArgs(names) => writeln!(
@@ -119,16 +91,10 @@ impl<W: Write> PlainRenderer<W> {
                 w.rule, w.message, w.file, w.line
             ),
             ProgressEvent::VertexFailed { vertex, error, .. } => {
-                let (n, _) = self.step(*vertex);
+                let (n, _) = self.num.vertex(*vertex);
                 writeln!(self.out, "#{n} ERROR: {error}")
             }
         }
-    }
-
-    /// Gives the writer back.
-    #[cfg(test)]
-    pub fn into_inner(self) -> W {
-        self.out
     }
 }
 
