@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{Env, Gate, R, Res, step_cached};
+use crate::common::{Env, Gate, R, Res, procs, step_cached};
 
 /// Inodes of the key locks (`locks/<64 hex>`) of a root.
 fn key_lock_inodes(root: &Path) -> Res<HashSet<u64>> {
@@ -23,31 +23,6 @@ fn key_lock_inodes(root: &Path) -> Res<HashSet<u64>> {
         let name = name.to_string_lossy();
         if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
             out.insert(entry.metadata()?.ino());
-        }
-    }
-    Ok(out)
-}
-
-/// The processes among `pids` blocked in /proc/locks on one of `inodes`
-/// (waiters are the lines with `->`).
-fn blocked_on(pids: &[u32], inodes: &HashSet<u64>) -> Res<HashSet<u32>> {
-    let mut out = HashSet::new();
-    for line in fs::read_to_string("/proc/locks")?.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // `N: -> FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END`
-        if fields.get(1) != Some(&"->") {
-            continue;
-        }
-        let pid: Option<u32> = fields.get(5).and_then(|p| p.parse().ok());
-        let inode: Option<u64> = fields
-            .get(6)
-            .and_then(|f| f.rsplit(':').next())
-            .and_then(|i| i.parse().ok());
-        if let (Some(pid), Some(inode)) = (pid, inode)
-            && pids.contains(&pid)
-            && inodes.contains(&inode)
-        {
-            out.insert(pid);
         }
     }
     Ok(out)
@@ -82,7 +57,7 @@ fn four_builds_sharing_a_stage_run_the_shared_step_once() -> R {
     while Instant::now() < deadline && gate.requests() <= 1 {
         if gate.requests() == 1 {
             let inodes = key_lock_inodes(&env.root())?;
-            waiting = blocked_on(&pids, &inodes)?;
+            waiting = procs::blocked_on(&pids, &inodes)?;
             if waiting.len() == 3 {
                 break;
             }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{Env, Gate, R, Res, ran_steps, step_cached, tool};
+use crate::common::{Env, Gate, R, Res, procs, ran_steps, step_cached, tool};
 
 /// Whether `needle` occurs in any file under `dir` (`grep -r`, binary files included).
 fn grep_r(needle: &str, dir: &Path) -> Res<bool> {
@@ -139,29 +139,6 @@ fn cache_mount_inodes(root: &Path) -> Res<HashSet<u64>> {
     Ok(out)
 }
 
-/// The processes among `pids` waiting in /proc/locks on one of `inodes`.
-fn blocked_on(pids: &[u32], inodes: &HashSet<u64>) -> Res<HashSet<u32>> {
-    let mut out = HashSet::new();
-    for line in fs::read_to_string("/proc/locks")?.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&"->") {
-            continue;
-        }
-        let pid: Option<u32> = fields.get(5).and_then(|p| p.parse().ok());
-        let inode: Option<u64> = fields
-            .get(6)
-            .and_then(|f| f.rsplit(':').next())
-            .and_then(|i| i.parse().ok());
-        if let (Some(pid), Some(inode)) = (pid, inode)
-            && pids.contains(&pid)
-            && inodes.contains(&inode)
-        {
-            out.insert(pid);
-        }
-    }
-    Ok(out)
-}
-
 /// Two builds (different steps, so no key lock joins them) using one cache id with
 /// `sharing`, each waiting at the gate inside its step. Returns how many steps were at the
 /// gate at once and whether the other build was seen waiting on the cache mount's lock.
@@ -188,7 +165,8 @@ fn two_builds_at_a_gate(sharing: &str) -> Res<(usize, bool)> {
     let mut waiting = false;
     // Both at the gate (shared), or one there and the other blocked on the lock (locked).
     while Instant::now() < deadline && gate.requests() < 2 {
-        if gate.requests() == 1 && !blocked_on(&pids, &cache_mount_inodes(&env.root())?)?.is_empty()
+        if gate.requests() == 1
+            && !procs::blocked_on(&pids, &cache_mount_inodes(&env.root())?)?.is_empty()
         {
             waiting = true;
             // Give a wrongly unlocked second step the time to arrive too.

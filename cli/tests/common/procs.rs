@@ -1,6 +1,7 @@
 //! Processes as the host sees them in /proc: finding a step's process by a
 //! unique argument, and the programs above it.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::PathBuf;
 
@@ -80,4 +81,29 @@ pub fn alive(pid: u32) -> bool {
             Some(state != 'Z' && state != 'X')
         })
         .unwrap_or(false)
+}
+
+/// The processes among `pids` blocked in /proc/locks on one of `inodes`
+/// (waiters are the lines with `->`).
+pub fn blocked_on(pids: &[u32], inodes: &HashSet<u64>) -> Res<HashSet<u32>> {
+    let mut out = HashSet::new();
+    for line in fs::read_to_string("/proc/locks")?.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `N: -> FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END`
+        if fields.get(1) != Some(&"->") {
+            continue;
+        }
+        let pid: Option<u32> = fields.get(5).and_then(|p| p.parse().ok());
+        let inode: Option<u64> = fields
+            .get(6)
+            .and_then(|f| f.rsplit(':').next())
+            .and_then(|i| i.parse().ok());
+        if let (Some(pid), Some(inode)) = (pid, inode)
+            && pids.contains(&pid)
+            && inodes.contains(&inode)
+        {
+            out.insert(pid);
+        }
+    }
+    Ok(out)
 }
