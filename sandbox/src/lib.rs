@@ -19,6 +19,7 @@ mod error;
 mod etc_files;
 mod guard;
 mod limits;
+mod mount_api;
 mod mounts;
 mod network;
 mod oci;

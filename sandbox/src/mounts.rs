@@ -14,6 +14,11 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::mount_api::{
+    FSCONFIG_CMD_CREATE, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC, FSOPEN_CLOEXEC, MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MOVE_MOUNT_F_EMPTY_PATH,
+    MOVE_MOUNT_T_SYMLINKS, OPEN_TREE_CLONE,
+};
 use crate::overlay::{check, errno};
 use crate::{RootFs, SandboxError};
 
@@ -464,19 +469,6 @@ impl StagedFiles {
         }
     }
 }
-
-// From <linux/mount.h>.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 /// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]

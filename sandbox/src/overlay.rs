@@ -8,16 +8,11 @@ use std::path::Path;
 use std::ptr;
 
 use crate::builtin::plan::cpath;
+use crate::mount_api::{
+    FSCONFIG_CMD_CREATE, FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC, FSOPEN_CLOEXEC,
+    MOUNT_ATTR_NODEV, MOVE_MOUNT_F_EMPTY_PATH,
+};
 use crate::{RootFs, SandboxError};
-
-// From <linux/mount.h>.
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 
 /// The errno of the last failed call on this thread.
 pub(crate) fn errno() -> i32 {
@@ -146,7 +141,7 @@ impl OverlayMount {
                 libc::SYS_fsmount,
                 fs,
                 FSMOUNT_CLOEXEC,
-                MOUNT_ATTR_NODEV,
+                MOUNT_ATTR_NODEV as libc::c_uint,
             ))? as libc::c_int;
             let moved = check(libc::syscall(
                 libc::SYS_move_mount,
