@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use strata_sandbox::{Network, Runtime};
 
-use super::{TestResult, busybox_layer, busybox_root, rootfs, run, run_cancellable, sh};
+use super::{
+    TestResult, busybox_layer, busybox_root, interfaces, rootfs, run, run_cancellable, sh,
+};
 
 /// Docker's default capability set as /proc/self/status prints it.
 const DOCKER_CAPS: &str = "00000000a80425fb";
@@ -138,15 +140,6 @@ pub fn user_groups_and_capabilities(rt: &dyn Runtime) -> TestResult {
         ]
     );
     Ok(())
-}
-
-fn interfaces(net_dev: &[String]) -> BTreeSet<String> {
-    net_dev
-        .iter()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(|name| name.trim().to_string())
-        .collect()
 }
 
 pub fn network_modes(rt: &dyn Runtime) -> TestResult {

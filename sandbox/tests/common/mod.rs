@@ -22,6 +22,16 @@ use tempfile::TempDir;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The interface names in the lines of `/proc/net/dev` (after its two header lines).
+pub fn interfaces(net_dev: &[String]) -> std::collections::BTreeSet<String> {
+    net_dev
+        .iter()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
 /// A layer with /bin/busybox and its applets, /etc/passwd and /etc/group.
 pub fn busybox_layer(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let busybox = Path::new("/bin/busybox");

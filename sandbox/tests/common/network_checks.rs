@@ -15,21 +15,12 @@ use strata_fixtures::network::{
 };
 use strata_sandbox::{Network, ProcessSpec, Runtime, Stream};
 
-use super::{TestResult, busybox_layer, busybox_root, rootfs, run, sh};
+use super::{TestResult, busybox_layer, busybox_root, interfaces, rootfs, run, sh};
 
 fn private(script: &str) -> ProcessSpec {
     let mut spec = sh(script);
     spec.network = Network::Private;
     spec
-}
-
-fn interfaces(net_dev: &[String]) -> BTreeSet<String> {
-    net_dev
-        .iter()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(|name| name.trim().to_string())
-        .collect()
 }
 
 pub fn private_network_has_lo_and_a_nat_interface(rt: &dyn Runtime) -> TestResult {
