@@ -233,6 +233,7 @@ fn enter_private_root(
     procs: &[CString],
     overlay: &OverlayMount,
     hide_unified: bool,
+    rootless: bool,
 ) -> std::io::Result<()> {
     for procs in procs {
         cgroup::join(procs).map_err(std::io::Error::from_raw_os_error)?;
@@ -264,9 +265,7 @@ fn enter_private_root(
             // Absent on pure cgroup v2 hosts (ENOENT) or not a mount (EINVAL): nothing to hide.
             // In a user namespace the host's mounts are locked (EPERM/EINVAL): cover it
             // with an empty tmpfs instead, which crun takes for no cgroup2 at all.
-            if libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH) < 0
-                && crate::userns::in_user_namespace()
-            {
+            if libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH) < 0 && rootless {
                 libc::mount(
                     c"tmpfs".as_ptr(),
                     c"/sys/fs/cgroup/unified".as_ptr(),
@@ -386,7 +385,7 @@ impl Runtime for OciRuntime {
         // SAFETY: the closure only makes system calls on the prepared strings.
         unsafe {
             cmd.pre_exec(move || {
-                enter_private_root(&procs, &overlay, crun)?;
+                enter_private_root(&procs, &overlay, crun, rootless)?;
                 staged.write().map_err(std::io::Error::from_raw_os_error)
             });
         }
